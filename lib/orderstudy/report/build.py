@@ -1,0 +1,152 @@
+"""One study's whole report: read its results, make every table and figure, write them to disk.
+
+``build_report(source)`` is the one call the summary notebook, the Makefile and the command line
+make. ``source`` is a params file (``params/demo.yaml``) or a study's output directory
+(``outputs/demo``). It writes, under ``outputs/<study>/``::
+
+    tables/main.csv, main.md                 one row per ordering (main.csv's columns are a contract)
+    tables/finetune|prune|quantize.csv, .md  the effect of each operation on each state
+    tables/order_effects.csv, .md            the same operations in another order
+    figures/change_heatmap.png, .svg
+    figures/score_vs_size.png, .svg
+    figures/operation_effects.png, .svg
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .. import paths as project_paths
+from ..atomic import write_text
+from ..params import ReportParams, load_params
+from ..paths import StudyPaths
+from . import figures as figs
+from . import labels, markdown
+from .estimates import Estimates, estimate
+from .load import Study, load_study
+from .tables import main_table, order_effect_table, transition_tables
+
+TABLE_NAMES = {"F": "finetune", "P": "prune", "Q": "quantize"}
+FIGURE_NAMES = ("change_heatmap", "score_vs_size", "operation_effects")
+
+
+@dataclass(frozen=True)
+class StudySource:
+    """Where a study's results are and how to report them."""
+
+    paths: StudyPaths
+    params: ReportParams
+    orderings: tuple[str, ...] | None  # planned orderings; None = the reference 16 plus any found
+    benchmarks: tuple[str, ...] | None  # None = those found in the results
+    origin: str  # what the user passed, for messages and captions
+
+
+@dataclass
+class Report:
+    """A study's tables (data frames and Markdown) and the files written from them."""
+
+    study: Study
+    estimates: Estimates = field(repr=False)
+    language: str
+    main: pd.DataFrame = field(repr=False)
+    transitions: dict[str, pd.DataFrame] = field(repr=False)  # keyed F, P, Q
+    order_effects: pd.DataFrame = field(repr=False)
+    markdown: dict[str, str] = field(repr=False)  # keyed main, F, P, Q, order_effects
+    files: dict[str, Path] = field(default_factory=dict)  # file name -> path, e.g. "main.csv"
+
+    @property
+    def figures(self) -> dict[str, Path]:
+        """Return the PNG of each figure, by figure name."""
+        return {name: self.files[f"{name}.png"] for name in FIGURE_NAMES if f"{name}.png" in self.files}
+
+
+def resolve_source(source: str | os.PathLike, *, outputs_dir: str | os.PathLike | None = None) -> StudySource:
+    """Return where a study is, from a params file or a study output directory.
+
+    A directory is taken as ``outputs/<study>`` (its name is the study's name, its ``results/``
+    the result files) and reported with the default report parameters; a file is a params file.
+    """
+    path = project_paths.resolve(source)
+    if path.is_dir():
+        if not (path / "results").is_dir():
+            raise FileNotFoundError(f"{path}: not a study output directory (it has no results/ folder); pass a params file or outputs/<study>")
+        return StudySource(StudyPaths(path.name, path.parent), ReportParams(), None, None, str(source))
+    params = load_params(path)
+    outputs = Path(outputs_dir) if outputs_dir else None
+    return StudySource(
+        StudyPaths(params.study, outputs), params.report, tuple(params.ordering_list),
+        tuple(params.evaluation.benchmarks), str(source),
+    )
+
+
+def make_report(source: StudySource, language: str | None = None) -> Report:
+    """Return the report of a study, computed in memory (nothing written)."""
+    language = labels.check_language(language or source.params.language)
+    study = load_study(source.paths, source.orderings, source.benchmarks)
+    est = estimate(study, source.params)
+    main = main_table(est, language)
+    transitions = transition_tables(est, language)
+    order_effects = order_effect_table(est, language)
+    texts = {"main": markdown.main_markdown(main, study.benchmarks, language, source.params)}
+    for op, table in transitions.items():
+        texts[op] = markdown.transition_markdown(table, op, study.benchmarks, language, source.params)
+    texts["order_effects"] = markdown.order_effect_markdown(order_effects, study.benchmarks, language, source.params)
+    return Report(study, est, language, main, transitions, order_effects, texts)
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """Return a table as CSV: six significant digits, empty cells for missing values."""
+    return frame.to_csv(index=False, float_format="%.6g", lineterminator="\n")
+
+
+def write_tables(report: Report, tables_dir: Path) -> dict[str, Path]:
+    """Write every table as CSV and Markdown under ``tables_dir``; return the paths by file name."""
+    frames = {"main": report.main, **{TABLE_NAMES[op]: t for op, t in report.transitions.items()},
+              "order_effects": report.order_effects}
+    texts = {"main": report.markdown["main"], **{TABLE_NAMES[op]: report.markdown[op] for op in report.transitions},
+             "order_effects": report.markdown["order_effects"]}
+    written = {}
+    for name, frame in frames.items():
+        written[f"{name}.csv"] = write_text(tables_dir / f"{name}.csv", csv_text(frame))
+        written[f"{name}.md"] = write_text(tables_dir / f"{name}.md", texts[name])
+    return written
+
+
+def write_figures(report: Report, figures_dir: Path) -> dict[str, Path]:
+    """Draw and save the three figures as PNG and SVG under ``figures_dir``; return the paths by file name."""
+    benchmarks = report.study.benchmarks
+    drawn = {
+        "change_heatmap": figs.change_heatmap(report.main, benchmarks, report.language),
+        "score_vs_size": figs.score_size_figure(report.main, benchmarks, report.language),
+        "operation_effects": figs.operation_effects_figure(report.transitions, benchmarks, report.language),
+    }
+    written = {}
+    for name, fig in drawn.items():
+        for fmt, path in figs.save_figure(fig, figures_dir, name).items():
+            written[f"{name}.{fmt}"] = path
+    return written
+
+
+def build_report(
+    source: str | os.PathLike,
+    *,
+    language: str | None = None,
+    outputs_dir: str | os.PathLike | None = None,
+    figures: bool = True,
+) -> Report:
+    """Return a study's report after writing its tables (and figures) under ``outputs/<study>/``.
+
+    ``source``: a params file or a study output directory. ``language``: ``en`` or ``zh``
+    (default: the params file's ``report.language``). ``outputs_dir``: where studies' outputs
+    live (default: ``outputs/``, or ``$ORDERSTUDY_OUTPUTS``).
+    """
+    where = resolve_source(source, outputs_dir=outputs_dir)
+    report = make_report(where, language)
+    report.files.update(write_tables(report, where.paths.tables))
+    if figures:
+        report.files.update(write_figures(report, where.paths.figures))
+    return report

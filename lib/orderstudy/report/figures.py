@@ -1,0 +1,242 @@
+"""The report's figures, drawn from its tables and saved as PNG and SVG.
+
+- ``change_heatmap``: change rates against the base, orderings by benchmarks, diverging colours
+  centred at zero, each cell annotated (``*`` = interval excludes zero).
+- ``score_size_figure``: score against size on disk, one panel per benchmark, with intervals and
+  the Pareto front (no other ordering is both smaller and better).
+- ``operation_effects_figure``: the change each operation causes, grouped by the state it was
+  applied to, with paired intervals.
+
+Figures are built on ``matplotlib.figure.Figure`` objects, not pyplot, so drawing needs no display
+and leaves no global state behind; ``save_figure`` writes a fixed pixel size (``size * DPI``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import tempfile
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)  # headless unless a notebook already chose its backend
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from ..atomic import write_text  # noqa: E402
+from ..plan import BASE, OPERATIONS  # noqa: E402
+from . import labels  # noqa: E402
+
+DPI = 100
+HEATMAP_SIZE = (7.0, 7.5)  # inches; x DPI = pixels
+SCORE_SIZE_SIZE = (13.0, 4.6)
+OPERATION_EFFECTS_SIZE = (13.0, 4.6)
+# Change rates beyond this are drawn in the extreme colour (the reference has +191%): one outlier
+# should not wash out every other cell.
+HEATMAP_LIMIT_PCT = 100.0
+
+_TEXT = {
+    "en": {
+        "heatmap_title": "Change rate against the base model (%)",
+        "heatmap_bar": "change rate (%)",
+        "size_axis": "size on disk (MiB)",
+        "score_axis": "score (%)",
+        "pareto": "Pareto front (smaller and better)",
+        "effect_title": "{operation}",
+        "effect_axis": "change (points)",
+        "state_axis": "applied to the model in state",
+        "missing": "N/A",
+    },
+    "zh": {
+        "heatmap_title": "相对原始模型的变化率 (%)",
+        "heatmap_bar": "变化率 (%)",
+        "size_axis": "模型大小 (MiB)",
+        "score_axis": "得分 (%)",
+        "pareto": "帕累托前沿（更小且更好）",
+        "effect_title": "{operation}",
+        "effect_axis": "变化（分）",
+        "state_axis": "作用于状态",
+        "missing": "不适用",
+    },
+}
+
+
+@lru_cache(maxsize=None)
+def _cjk_font() -> str | None:
+    """Return the name of an installed font that has Chinese glyphs, if any."""
+    for font in font_manager.fontManager.ttflist:
+        if any(key in font.name for key in ("CJK", "WenQuanYi", "Hei", "Song", "Ming", "Noto Sans SC", "Source Han")):
+            return font.name
+    return None
+
+
+def figure_language(language: str) -> str:
+    """Return the language figures can be drawn in: ``zh`` only when a Chinese font is installed."""
+    labels.check_language(language)
+    if language == "zh" and _cjk_font() is None:
+        warnings.warn("no font with Chinese glyphs is installed; figures are labelled in English", stacklevel=2)
+        return "en"
+    return language
+
+
+@contextlib.contextmanager
+def _style(language: str):
+    """Apply the report's seaborn style (and a Chinese font for zh) only while drawing."""
+    rc = {"font.family": [_cjk_font(), "sans-serif"]} if language == "zh" else {}
+    with sns.axes_style("whitegrid", rc=rc), matplotlib.rc_context(rc):
+        yield
+
+
+def _code(ordering: str) -> str:
+    """Return an ordering as short code for crowded axes: ``F>P>Q`` -> ``F→P→Q``."""
+    return ordering.replace(">", "→")
+
+
+def change_heatmap(main: pd.DataFrame, benchmarks, language: str = "en") -> Figure:
+    """Return a heatmap of change rates (rows: orderings other than the base; columns: benchmarks)."""
+    language = figure_language(language)
+    text = _TEXT[language]
+    rows = main[main["ordering"] != BASE]
+    values = rows[[f"{b}_change_pct" for b in benchmarks]].astype(float).to_numpy()
+    annot = np.empty(values.shape, dtype=object)
+    for i, (_, row) in enumerate(rows.iterrows()):
+        for j, b in enumerate(benchmarks):
+            if row["status"] != "ok":
+                annot[i, j] = labels.word("not_applicable" if row["status"] == "failed" else "not_run", language)
+            elif math.isnan(values[i, j]):
+                annot[i, j] = text["missing"]
+            else:
+                annot[i, j] = f"{values[i, j]:+.1f}" + ("*" if row[f"{b}_change_significant"] is True else "")
+    finite = np.abs(values[np.isfinite(values)])
+    limit = min(max(float(finite.max()) if finite.size else 1.0, 1.0), HEATMAP_LIMIT_PCT)
+    frame = pd.DataFrame(values, index=[labels.ordering_label(o, language) for o in rows["ordering"]],
+                         columns=[labels.benchmark_name(b) for b in benchmarks])
+    with _style(language):
+        fig = Figure(figsize=HEATMAP_SIZE, dpi=DPI, layout="constrained")
+        ax = fig.add_subplot()
+        ax.set_facecolor("#eeeeee")  # cells with no value (failed, not run) stay grey
+        sns.heatmap(frame, ax=ax, cmap="RdBu", center=0.0, vmin=-limit, vmax=limit, annot=annot, fmt="",
+                    linewidths=0.5, cbar_kws={"label": text["heatmap_bar"], "extend": "both"})
+        # Annotations of NaN cells are skipped by seaborn; write them by hand.
+        for i, j in zip(*np.where(~np.isfinite(values))):
+            ax.text(j + 0.5, i + 0.5, annot[i, j], ha="center", va="center", color="#555555", fontsize=9)
+        ax.set_title(text["heatmap_title"])
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+    return fig
+
+
+def pareto_front(sizes, scores) -> np.ndarray:
+    """Return which points no other point beats: as small or smaller and as good or better, one strictly.
+
+    >>> pareto_front([1, 2, 3], [10, 30, 20]).tolist()
+    [True, True, False]
+    """
+    sizes, scores = np.asarray(sizes, float), np.asarray(scores, float)
+    front = np.isfinite(sizes) & np.isfinite(scores)
+    for i in np.flatnonzero(front):
+        others = (sizes <= sizes[i]) & (scores >= scores[i]) & ((sizes < sizes[i]) | (scores > scores[i]))
+        front[i] = not others.any()
+    return front
+
+
+def score_size_figure(main: pd.DataFrame, benchmarks, language: str = "en") -> Figure:
+    """Return score against size on disk, one panel per benchmark, with intervals and the Pareto front marked."""
+    language = figure_language(language)
+    text = _TEXT[language]
+    ran = main[(main["status"] == "ok") & main["size_bytes"].notna()]
+    sizes = ran["size_bytes"].astype(float).to_numpy() / 2**20
+    palette = sns.color_palette("deep")
+    with _style(language):
+        fig = Figure(figsize=SCORE_SIZE_SIZE, dpi=DPI, layout="constrained")
+        axes = fig.subplots(1, max(len(benchmarks), 1), squeeze=False)[0]
+        for ax, b in zip(axes, benchmarks):
+            scores = ran[b].astype(float).to_numpy()
+            low = ran[f"{b}_ci_low"].astype(float).to_numpy()
+            high = ran[f"{b}_ci_high"].astype(float).to_numpy()
+            yerr = np.nan_to_num(np.vstack([scores - low, high - scores]), nan=0.0)
+            front = pareto_front(sizes, scores)
+            ax.errorbar(sizes, scores, yerr=yerr, fmt="o", color=palette[0], ecolor="#999999", capsize=3, zorder=2)
+            if front.any():
+                order = np.argsort(sizes[front])
+                ax.plot(sizes[front][order], scores[front][order], "-", drawstyle="steps-post", color=palette[3],
+                        zorder=1, label=text["pareto"])
+                ax.scatter(sizes[front], scores[front], s=90, facecolors="none", edgecolors=palette[3], linewidths=1.5, zorder=3)
+            for x, y, ordering in zip(sizes, scores, ran["ordering"]):
+                if np.isfinite(y):
+                    ax.annotate(_code(ordering), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.set_title(labels.benchmark_name(b))
+            ax.set_xlabel(text["size_axis"])
+            ax.set_ylabel(text["score_axis"])
+        axes[0].legend(loc="best", fontsize=8)
+    return fig
+
+
+def operation_effects_figure(transition_tables: dict[str, pd.DataFrame], benchmarks, language: str = "en") -> Figure:
+    """Return grouped bars: for each operation, the change (points) it causes on each state it was applied to."""
+    language = figure_language(language)
+    text = _TEXT[language]
+    palette = sns.color_palette("deep", len(benchmarks))
+    operations = [op for op in OPERATIONS if op in transition_tables]
+    with _style(language):
+        fig = Figure(figsize=OPERATION_EFFECTS_SIZE, dpi=DPI, layout="constrained")
+        axes = fig.subplots(1, max(len(operations), 1), squeeze=False, sharey=True)[0]
+        for ax, op in zip(axes, operations):
+            table = transition_tables[op]
+            x = np.arange(len(table))
+            width = 0.8 / max(len(benchmarks), 1)
+            for k, b in enumerate(benchmarks):
+                diff = table[f"{b}_diff"].astype(float).to_numpy()
+                low = table[f"{b}_diff_ci_low"].astype(float).to_numpy()
+                high = table[f"{b}_diff_ci_high"].astype(float).to_numpy()
+                yerr = np.nan_to_num(np.vstack([diff - low, high - diff]), nan=0.0)
+                offset = (k - (len(benchmarks) - 1) / 2) * width
+                ax.bar(x + offset, np.nan_to_num(diff), width, yerr=yerr, capsize=2, color=palette[k],
+                       label=labels.benchmark_name(b), error_kw={"elinewidth": 0.8, "ecolor": "#444444"})
+                for xi in x[np.isnan(diff)]:
+                    ax.text(xi + offset, 0, text["missing"], rotation=90, ha="center", va="bottom", fontsize=7, color="#777777")
+            ax.axhline(0, color="black", linewidth=0.8)
+            ax.set_xticks(x, [_code(before) for before in table["before"]])
+            ax.set_title(text["effect_title"].format(operation=labels.word(op, language)), fontsize=10)
+            ax.set_xlabel(text["state_axis"])
+        axes[0].set_ylabel(text["effect_axis"])
+        axes[-1].legend(fontsize=8)
+    return fig
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and a rename, as ``atomic.write_text`` does for text."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def save_figure(fig: Figure, directory: Path, name: str) -> dict[str, Path]:
+    """Save ``fig`` as ``<directory>/<name>.png`` and ``.svg``; return the two paths by format."""
+    saved = {}
+    for fmt in ("png", "svg"):
+        buffer = io.BytesIO()
+        # No bbox_inches="tight": the PNG keeps the figure's nominal size, figsize x DPI pixels.
+        fig.savefig(buffer, format=fmt, dpi=DPI)
+        path = Path(directory) / f"{name}.{fmt}"
+        saved[fmt] = _write_bytes(path, buffer.getvalue()) if fmt == "png" else write_text(path, buffer.getvalue().decode("utf-8"))
+    return saved

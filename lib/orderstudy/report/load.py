@@ -1,0 +1,297 @@
+"""Finished result files, read and checked against the runner's contract.
+
+One file per ordering, ``outputs/<study>/results/<ordering>.json`` (``F>P>Q`` -> ``F-P-Q.json``),
+and beside it a per-item scores file named by its ``items_file`` key. A malformed file raises
+``ResultFileError`` naming the file, the key and what was expected; a planned ordering without a
+file has not run yet, which is not an error (``Study.status`` says ``not run``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..paths import StudyPaths
+from ..plan import REFERENCE_ORDER, format_ordering, parse_ordering
+
+SCHEMA = 1
+STATUSES = ("ok", "failed")
+NOT_RUN = "not run"
+# The order benchmarks are shown in, whatever order a file lists them in.
+KNOWN_BENCHMARKS = ("lawbench", "stem", "mmlu_law")
+
+
+class ResultFileError(ValueError):
+    """A result or items file that does not follow the runner's contract."""
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    score: float  # percent
+    n: int
+    abstention_rate: float | None = None
+
+
+@dataclass(frozen=True)
+class BenchmarkScore:
+    score: float  # percent, the unweighted mean of the task scores
+    scoring: str
+    n_items: int
+    tasks: dict[str, TaskScore]
+
+
+@dataclass(frozen=True)
+class Result:
+    """One ordering's result file, validated."""
+
+    path: Path
+    ordering: str
+    status: str  # "ok" or "failed"
+    error: dict | None  # {"type", "message", "traceback"?, "step"?} when failed
+    size_bytes: int | None
+    n_params: int | None
+    quantized: bool | None
+    benchmarks: dict[str, BenchmarkScore]
+    items_file: str | None
+    steps: list[dict] = field(default_factory=list)
+    raw: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def score(self, benchmark: str) -> float:
+        """Return the benchmark's score in percent, NaN when the ordering has none."""
+        entry = self.benchmarks.get(benchmark)
+        return entry.score if entry is not None else math.nan
+
+    def error_text(self) -> str:
+        """Return the failure in one line: ``OutOfMemoryError at F>P: CUDA out of memory``, empty when ok."""
+        if not self.error:
+            return ""
+        where = f" at {self.error['step']}" if self.error.get("step") else ""
+        message = " ".join(str(self.error.get("message", "")).split())
+        return f"{self.error.get('type', 'Error')}{where}: {message}"
+
+
+# Per-item scores of one model: benchmark -> task -> item id -> score in [0, 1].
+Items = dict[str, dict[str, dict[str, float]]]
+
+
+@dataclass(frozen=True)
+class Study:
+    """A study's finished results: which orderings were planned, ran, failed, and their scores."""
+
+    name: str
+    dir: Path
+    orderings: tuple[str, ...]  # planned, in the reference row order
+    benchmarks: tuple[str, ...]
+    results: dict[str, Result]  # the orderings that have a result file
+    items: dict[str, Items]  # the orderings that have per-item scores
+
+    def status(self, ordering: str) -> str:
+        """Return ``ok``, ``failed`` or ``not run``."""
+        result = self.results.get(ordering)
+        return result.status if result is not None else NOT_RUN
+
+    def score(self, ordering: str, benchmark: str) -> float:
+        """Return a score in percent, NaN for an ordering that failed, did not run, or lacks the benchmark."""
+        result = self.results.get(ordering)
+        return result.score(benchmark) if result is not None else math.nan
+
+
+class _Checker:
+    """Reads keys out of one JSON document and says which file and key is wrong when one is."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, key: str, expected: str, got: Any) -> ResultFileError:
+        shown = repr(got) if len(repr(got)) < 80 else repr(got)[:77] + "..."
+        return ResultFileError(f"{self.path}: key '{key}': expected {expected}, got {shown}")
+
+    def get(self, data: dict, key: str, where: str, kind, expected: str, *, required=True, nullable=False):
+        name = f"{where}.{key}" if where else key
+        if key not in data:
+            if required:
+                raise ResultFileError(f"{self.path}: key '{name}' is missing; expected {expected}")
+            return None
+        value = data[key]
+        if value is None and nullable:
+            return None
+        # bool is an int in Python; a count or a score written as true/false is a bug upstream.
+        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
+            raise self.fail(name, expected, value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.fail(name, expected, value)
+        return value
+
+
+def _as_tuple(kind) -> tuple:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+_NUMBER = (int, float)
+
+
+def read_json_file(path: Path) -> Any:
+    """Return the JSON document in ``path``, or raise ``ResultFileError`` saying where it breaks."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise ResultFileError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+
+
+def parse_result(data: Any, path: Path, *, study: str | None = None, ordering: str | None = None) -> Result:
+    """Return the validated result in ``data`` (read from ``path``), or raise ``ResultFileError``.
+
+    ``study`` and ``ordering``, when given, are what the file's location says it must contain.
+    """
+    check = _Checker(path)
+    if not isinstance(data, dict):
+        raise check.fail("(top level)", "a JSON object", type(data).__name__)
+    schema = check.get(data, "schema", "", int, f"the schema number {SCHEMA}")
+    if schema != SCHEMA:
+        raise check.fail("schema", f"{SCHEMA} (this report reads schema {SCHEMA} only)", schema)
+    found_study = check.get(data, "study", "", str, "the study name")
+    if study is not None and found_study != study:
+        raise check.fail("study", f"{study!r}, the study whose results directory holds the file", found_study)
+    text = check.get(data, "ordering", "", str, "an ordering such as 'F>P>Q' or 'base'")
+    try:
+        found_ordering = format_ordering(parse_ordering(text))
+    except ValueError as exc:
+        raise check.fail("ordering", f"an ordering such as 'F>P>Q' or 'base' ({exc})", text) from None
+    if ordering is not None and found_ordering != ordering:
+        raise check.fail("ordering", f"{ordering!r}, the ordering the file name stands for", text)
+    status = check.get(data, "status", "", str, " or ".join(repr(s) for s in STATUSES))
+    if status not in STATUSES:
+        raise check.fail("status", " or ".join(repr(s) for s in STATUSES), status)
+
+    error = check.get(data, "error", "", dict, "null, or an object with 'type' and 'message'", required=False, nullable=True)
+    if status == "failed":
+        if error is None:
+            raise ResultFileError(f"{path}: key 'error': a failed ordering needs an object with 'type' and 'message', got null or nothing")
+        check.get(error, "type", "error", str, "the exception's type name")
+        check.get(error, "message", "error", str, "the exception's message")
+        check.get(error, "step", "error", str, "the state being made when it failed", required=False, nullable=True)
+
+    size_bytes = check.get(data, "size_bytes", "", int, "bytes on disk (an integer) or null", required=status == "ok", nullable=True)
+    if size_bytes is not None and size_bytes <= 0:
+        raise check.fail("size_bytes", "a positive number of bytes", size_bytes)
+    n_params = check.get(data, "n_params", "", int, "a parameter count or null", required=False, nullable=True)
+    quantized = check.get(data, "quantized", "", bool, "true or false", required=False, nullable=True)
+
+    raw_benchmarks = check.get(data, "benchmarks", "", dict, "an object of benchmark name -> scores", required=status == "ok", nullable=status == "failed")
+    benchmarks = {}
+    for name, entry in (raw_benchmarks or {}).items():
+        where = f"benchmarks.{name}"
+        if not isinstance(entry, dict):
+            raise check.fail(where, "an object with 'score' and 'tasks'", entry)
+        score = float(check.get(entry, "score", where, _NUMBER, "a score in percent (0-100)"))
+        if not 0.0 <= score <= 100.0:
+            raise check.fail(f"{where}.score", "a score in percent (0-100)", score)
+        tasks = {}
+        for task, task_entry in check.get(entry, "tasks", where, dict, "an object of task -> {score, n}").items():
+            task_where = f"{where}.tasks.{task}"
+            if not isinstance(task_entry, dict):
+                raise check.fail(task_where, "an object with 'score' and 'n'", task_entry)
+            task_score = float(check.get(task_entry, "score", task_where, _NUMBER, "a score in percent (0-100)"))
+            if not 0.0 <= task_score <= 100.0:
+                raise check.fail(f"{task_where}.score", "a score in percent (0-100)", task_score)
+            abstention = check.get(task_entry, "abstention_rate", task_where, _NUMBER, "a fraction or null", required=False, nullable=True)
+            tasks[task] = TaskScore(task_score, check.get(task_entry, "n", task_where, int, "the number of items"), abstention)
+        benchmarks[name] = BenchmarkScore(
+            score=score,
+            scoring=check.get(entry, "scoring", where, str, "how it was scored", required=False) or "",
+            n_items=check.get(entry, "n_items", where, int, "the number of items", required=False) or sum(t.n for t in tasks.values()),
+            tasks=tasks,
+        )
+
+    items_file = check.get(data, "items_file", "", str, "a path relative to the study directory, or null", required=False, nullable=True)
+    steps = check.get(data, "steps", "", list, "a list of step records", required=False, nullable=True) or []
+    return Result(path, found_ordering, status, error, size_bytes, n_params, quantized, benchmarks, items_file, steps, data)
+
+
+def load_result(path: Path, *, study: str | None = None, ordering: str | None = None) -> Result:
+    """Return the validated result file at ``path``."""
+    path = Path(path)
+    return parse_result(read_json_file(path), path, study=study, ordering=ordering)
+
+
+def load_items(path: Path) -> Items:
+    """Return the per-item scores in ``path`` (benchmark -> task -> item id -> score in [0, 1])."""
+    path = Path(path)
+    data = read_json_file(path)
+    check = _Checker(path)
+    if not isinstance(data, dict):
+        raise check.fail("(top level)", "an object of benchmark -> task -> item id -> score", type(data).__name__)
+    items: Items = {}
+    for benchmark, tasks in data.items():
+        if not isinstance(tasks, dict):
+            raise check.fail(benchmark, "an object of task -> item id -> score", tasks)
+        items[benchmark] = {}
+        for task, scores in tasks.items():
+            if not isinstance(scores, dict) or not scores:
+                raise check.fail(f"{benchmark}.{task}", "a non-empty object of item id -> score in [0, 1]", scores)
+            for item_id, value in scores.items():
+                if isinstance(value, bool) or not isinstance(value, _NUMBER) or not 0.0 <= value <= 1.0:
+                    raise check.fail(f"{benchmark}.{task}.{item_id}", "a score in [0, 1]", value)
+            items[benchmark][task] = {str(k): float(v) for k, v in scores.items()}
+    return items
+
+
+def study_benchmarks(results, planned: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """Return the benchmarks to report: the planned ones, else those any result has, known ones first."""
+    if planned:
+        return tuple(planned)
+    found = {name for result in results for name in result.benchmarks}
+    return tuple(b for b in KNOWN_BENCHMARKS if b in found) + tuple(sorted(found - set(KNOWN_BENCHMARKS)))
+
+
+def load_study(
+    paths: StudyPaths,
+    orderings: tuple[str, ...] | None = None,
+    benchmarks: tuple[str, ...] | None = None,
+) -> Study:
+    """Return a study's finished results, read from ``paths.results``.
+
+    ``orderings``: the planned orderings (default: the reference 16 plus any other result file
+    found). ``benchmarks``: the benchmarks to report (default: those found in the results). A
+    result file of an ordering that is not planned is read too and shown after the planned ones.
+    """
+    if not paths.dir.is_dir():
+        raise FileNotFoundError(f"{paths.dir}: no such study directory; run the study first (make run) or check the study name")
+    found = {}
+    for path in sorted(paths.results.glob("*.json")) if paths.results.is_dir() else []:
+        if path.name.startswith("."):
+            continue  # a temporary file of an atomic write in progress
+        stem_ordering = path.stem.replace("-", ">")
+        try:
+            expected = format_ordering(parse_ordering(stem_ordering))
+        except ValueError:
+            warnings.warn(f"{path}: ignored, the file name is not an ordering (expected e.g. F-P-Q.json)", stacklevel=2)
+            continue
+        found[expected] = load_result(path, study=paths.study, ordering=expected)
+
+    planned = tuple(orderings) if orderings is not None else REFERENCE_ORDER
+    extra = tuple(sorted(set(found) - set(planned), key=lambda o: (len(parse_ordering(o)), o)))
+    items = {}
+    for ordering, result in found.items():
+        if result.items_file:
+            items_path = paths.dir / result.items_file
+            if not items_path.is_file():
+                raise ResultFileError(f"{result.path}: key 'items_file': names {items_path}, which does not exist")
+            items[ordering] = load_items(items_path)
+    return Study(
+        name=paths.study,
+        dir=paths.dir,
+        orderings=planned + extra,
+        benchmarks=study_benchmarks(found.values(), benchmarks),
+        results=found,
+        items=items,
+    )

@@ -1,0 +1,186 @@
+"""The report's tables printed as Markdown, laid out like the reference study's.
+
+Numbers are printed the way the reference prints them: scores with two decimals, change rates
+with two decimals, a sign and a percent sign (``+97.83%``), sizes in binary units. Each value is
+followed by its interval in brackets, and ``*`` marks a change whose interval excludes zero. A
+row that cannot be computed prints N/A (不适用) in every cell and carries a footnote with the
+reason, as the reference does for the two orderings it could not run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ..params import ReportParams
+from ..plan import BASE
+from . import labels
+from .load import NOT_RUN
+
+_SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def format_size(size_bytes) -> str:
+    """Return a size in binary units: ``6227702579`` -> ``5.8 GiB``, ``272600000`` -> ``260.0 MiB``."""
+    if _missing(size_bytes):
+        return ""
+    size = float(size_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def _interval(low, high, signed: bool) -> str:
+    if _missing(low) or _missing(high):
+        return ""
+    spec = "+.2f" if signed else ".2f"
+    return f" [{low:{spec}}, {high:{spec}}]"
+
+
+def format_score(score, low=math.nan, high=math.nan) -> str:
+    """Return ``15.53 [12.10, 18.95]`` (the interval left out when there is none)."""
+    return "" if _missing(score) else f"{score:.2f}{_interval(low, high, signed=False)}"
+
+
+def format_change(value, low=math.nan, high=math.nan, significant=None, *, percent: bool) -> str:
+    """Return a signed change with its interval: ``+97.83% [+50.12, +140.20]*``, or ``-2.08 [-3.10, -1.05]``."""
+    if _missing(value):
+        return ""
+    mark = "*" if significant is True else ""
+    return f"{value:+.2f}{'%' if percent else ''}{_interval(low, high, signed=True)}{mark}"
+
+
+def pipe_table(header: list[str], rows: list[list[str]]) -> str:
+    """Return a Markdown pipe table, columns padded to line up in a plain-text editor."""
+    widths = [max(_width(cell) for cell in column) for column in zip(header, *rows)]
+    lines = [header, ["-" * max(w, 3) for w in widths], *rows]
+    return "\n".join("| " + " | ".join(_pad(cell, w) for cell, w in zip(line, widths)) + " |" for line in lines) + "\n"
+
+
+def _width(text: str) -> int:
+    # A CJK character takes two columns in a monospaced editor, as in the reference's own padding.
+    return sum(2 if "\u2e80" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef" else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _width(text))
+
+
+class _Footnotes:
+    """Numbers the reasons for N/A cells: ¹, ², ... in the order they appear."""
+
+    def __init__(self):
+        self.texts: list[str] = []
+
+    def mark(self, text: str) -> str:
+        if text not in self.texts:
+            self.texts.append(text)
+        return str(self.texts.index(text) + 1).translate(_SUPERSCRIPTS)
+
+    def render(self) -> str:
+        return "".join(f"{str(i).translate(_SUPERSCRIPTS)} {text}\n" for i, text in enumerate(self.texts, 1))
+
+
+def _legend(language: str, params: ReportParams) -> str:
+    return (
+        labels.word("interval_note", language).format(
+            confidence=params.confidence, resamples=params.bootstrap_resamples, seed=params.bootstrap_seed
+        )
+        + " "
+        + labels.word("significant", language).format(confidence=params.confidence)
+        + "\n"
+    )
+
+
+def _failure_text(row, language: str) -> str:
+    """Return the footnote of a failed ordering: which ordering, at which step, why."""
+    name = f"{row['label']} ({row['ordering']})"
+    error = row.get("error") or ""
+    return f"{name}: {labels.word('failed', language)}: {error}" if error else f"{name}: {labels.word('failed', language)}"
+
+
+def main_markdown(main: pd.DataFrame, benchmarks, language: str = "en", params: ReportParams | None = None) -> str:
+    """Return the main table as Markdown: scores, change rates against the base, size, compression."""
+    params = params or ReportParams()
+    na, notes = labels.word("not_applicable", language), _Footnotes()
+    names = [labels.benchmark_name(b) for b in benchmarks]
+    header = (
+        [labels.word("ordering", language)] + names
+        + [f"{n} {labels.word('change_pct', language)}" for n in names]
+        + [labels.word("size", language), labels.word("compression", language)]
+    )
+    rows = []
+    for _, row in main.iterrows():
+        label = row["label"]
+        if row["status"] != "ok":
+            filler = na if row["status"] == "failed" else labels.word("not_run", language)
+            if row["status"] == "failed":
+                label += notes.mark(_failure_text(row, language))
+            rows.append([label] + [filler] * (len(header) - 1))
+            continue
+        scores = [format_score(row[b], row[f"{b}_ci_low"], row[f"{b}_ci_high"]) for b in benchmarks]
+        if row["ordering"] == BASE:
+            changes = ["0.00%"] * len(benchmarks)  # as the reference prints it
+        else:
+            changes = [
+                format_change(row[f"{b}_change_pct"], row[f"{b}_change_ci_low"], row[f"{b}_change_ci_high"],
+                              row[f"{b}_change_significant"], percent=True) or na
+                for b in benchmarks
+            ]
+        if row.get("note"):
+            label += notes.mark(f"{row['label']} ({row['ordering']}): {row['note']}")
+        ratio = row["compression_ratio"]
+        rows.append([label] + scores + changes + [format_size(row["size_bytes"]), "" if _missing(ratio) else f"×{ratio:.2f}"])
+    return pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params)
+
+
+def _pair_rows(frame: pd.DataFrame, benchmarks, language: str, columns, notes: _Footnotes, name_of) -> list[list[str]]:
+    na = labels.word("not_applicable", language)
+    rows = []
+    for _, row in frame.iterrows():
+        label = row["label"]
+        if row.get("note"):
+            label += notes.mark(row["note"])
+        filler = na if row["status"] != NOT_RUN else labels.word("not_run", language)
+        cells = []
+        for b in benchmarks:
+            for kind in columns:
+                if kind == "diff":
+                    text = format_change(row[f"{b}_diff"], row[f"{b}_diff_ci_low"], row[f"{b}_diff_ci_high"],
+                                         row.get(f"{b}_diff_significant", row.get(f"{b}_change_significant")), percent=False)
+                else:
+                    text = format_change(row[f"{b}_change_pct"], row[f"{b}_change_ci_low"], row[f"{b}_change_ci_high"],
+                                         row[f"{b}_change_significant"], percent=True)
+                cells.append(text or filler)
+        rows.append([label] + name_of(row) + cells)
+    return rows
+
+
+def transition_markdown(frame: pd.DataFrame, operation: str, benchmarks, language: str = "en",
+                        params: ReportParams | None = None) -> str:
+    """Return one per-operation table (S → S+operation) as Markdown, in the reference's layout."""
+    params, notes = params or ReportParams(), _Footnotes()
+    header = [labels.word("comparison", language)]
+    for b in benchmarks:
+        name = labels.benchmark_name(b)
+        header += [f"{name} {labels.word('change', language)}", f"{name} {labels.word('change_pct', language)}"]
+    rows = _pair_rows(frame, benchmarks, language, ("diff", "change_pct"), notes, lambda row: [])
+    caption = labels.word(operation, language)
+    return f"{caption}\n\n" + pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params)
+
+
+def order_effect_markdown(frame: pd.DataFrame, benchmarks, language: str = "en", params: ReportParams | None = None) -> str:
+    """Return the order-effect table as Markdown: for each pair A, B the score difference B − A."""
+    params, notes = params or ReportParams(), _Footnotes()
+    header = [labels.word("pair", language), labels.word("differs_by", language)]
+    header += [f"{labels.benchmark_name(b)} {labels.word('diff', language)}" for b in benchmarks]
+    rows = _pair_rows(frame, benchmarks, language, ("diff",), notes, lambda row: [row["differs_by"]])
+    caption = labels.word("order_effects", language)
+    return f"{caption}\n\n" + pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params)

@@ -1,0 +1,157 @@
+"""The report's tables as data frames, with machine-readable column names.
+
+- ``main_table``: one row per ordering, reference row order. Its columns are a contract other
+  tools read (``main.csv``): ordering, status, ``<b>``, ``<b>_change_pct``, size_bytes,
+  ``<b>_ci_low``/``_ci_high``, ``<b>_change_ci_low``/``_ci_high``, ``<b>_change_significant``,
+  compression_ratio, error.
+- ``transition_table``: the effect of one operation on each state it was applied to (the
+  reference study's per-operation tables): ``<b>_diff`` (points) and ``<b>_change_pct`` with
+  intervals.
+- ``order_effect_table``: the same operations in two orders, ``<b>_diff`` = B - A.
+
+Scores and changes are in percent points and percent; printing them is ``markdown``'s job.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ..plan import BASE, OPERATIONS
+from . import labels
+from .changes import how_orders_differ, order_pairs, transitions
+from .estimates import Comparison, Estimates
+from .load import NOT_RUN
+
+
+def _comparison_columns(benchmark: str, c: Comparison, *, diff: bool) -> dict:
+    columns = {}
+    if diff:
+        columns |= {f"{benchmark}_diff": c.diff, f"{benchmark}_diff_ci_low": c.diff_ci[0], f"{benchmark}_diff_ci_high": c.diff_ci[1]}
+    return columns | {
+        f"{benchmark}_change_pct": c.change_pct,
+        f"{benchmark}_change_ci_low": c.change_ci[0],
+        f"{benchmark}_change_ci_high": c.change_ci[1],
+        f"{benchmark}_change_significant": c.significant,
+    }
+
+
+def _notes(comparisons: list[Comparison]) -> str:
+    """Return why a row's cells are N/A: one note when all benchmarks share it, else one per benchmark."""
+    notes = [c.note for c in comparisons]
+    if notes and all(note == notes[0] for note in notes):
+        return notes[0]
+    return "; ".join(f"{c.benchmark}: {c.note}" for c in comparisons if c.note)
+
+
+def _with_boolean(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return ``frame`` with its ``*_significant`` columns as nullable booleans (empty = no interval)."""
+    for column in frame.columns:
+        if column.endswith("_significant"):
+            frame[column] = frame[column].astype("boolean")
+    return frame
+
+
+def main_table(est: Estimates, language: str = "en") -> pd.DataFrame:
+    """Return one row per ordering: status, scores, change rates against the base, size, intervals, error."""
+    study, rows = est.study, []
+    base_size = study.results[BASE].size_bytes if study.status(BASE) == "ok" else None
+    for ordering in study.orderings:
+        result = study.results.get(ordering)
+        row = {"ordering": ordering, "label": labels.ordering_label(ordering, language), "status": study.status(ordering)}
+        comparisons = [est.compare(BASE, ordering, b) for b in study.benchmarks]
+        for b in study.benchmarks:
+            row[b] = est.score(ordering, b)
+        for b, c in zip(study.benchmarks, comparisons):
+            row[f"{b}_change_pct"] = c.change_pct
+        size = result.size_bytes if result is not None else None
+        row["size_bytes"] = size
+        row["compression_ratio"] = base_size / size if base_size and size else math.nan
+        for b, c in zip(study.benchmarks, comparisons):
+            low, high = est.score_ci(ordering, b)
+            row |= {f"{b}_ci_low": low, f"{b}_ci_high": high}
+            row |= {k: v for k, v in _comparison_columns(b, c, diff=False).items() if k != f"{b}_change_pct"}
+        row["n_params"] = result.n_params if result is not None else None
+        row["quantized"] = result.quantized if result is not None else None
+        row["error"] = result.error_text() if result is not None else ""
+        # A failed or missing ordering says so in status and error; notes are for what else is N/A.
+        if row["status"] != "ok":
+            row["note"] = ""
+        elif study.status(BASE) != "ok":
+            row["note"] = f"no change rates: the base model {study.status(BASE)}"
+        else:
+            row["note"] = _notes(comparisons)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame["size_bytes"] = frame["size_bytes"].astype("Int64")
+    frame["n_params"] = frame["n_params"].astype("Int64")
+    frame["quantized"] = frame["quantized"].astype("boolean")
+    return _with_boolean(frame)
+
+
+def _pair_status(est: Estimates, *orderings: str) -> str:
+    """Return ``failed`` if either ordering failed, else ``not run`` if either did not run, else ``ok``."""
+    statuses = {est.study.status(o) for o in orderings}
+    return next((s for s in ("failed", NOT_RUN) if s in statuses), "ok")
+
+
+def transition_table(est: Estimates, operation: str, language: str = "en") -> pd.DataFrame:
+    """Return the effect of ``operation`` on every state it was applied to: S -> S>operation.
+
+    One row per pair of the study's orderings that differ by that operation added last (base ->
+    F, P -> P>F, Q -> Q>F, P>Q -> P>Q>F, Q>P -> Q>P>F for fine-tuning).
+    """
+    rows = []
+    for before, after in transitions(est.study.orderings, operation):
+        row = {"operation": operation, "before": before, "after": after,
+               "label": labels.transition_label(before, after, language), "status": _pair_status(est, before, after)}
+        comparisons = [est.compare(before, after, b) for b in est.study.benchmarks]
+        for b, c in zip(est.study.benchmarks, comparisons):
+            row |= {f"{b}_before": c.before_score, f"{b}_after": c.after_score}
+            row |= _comparison_columns(b, c, diff=True)
+        row["note"] = _notes(comparisons)
+        rows.append(row)
+    return _with_boolean(pd.DataFrame(rows, columns=_transition_columns(est)))
+
+
+def _transition_columns(est: Estimates) -> list[str]:
+    columns = ["operation", "before", "after", "label", "status"]
+    for b in est.study.benchmarks:
+        columns += [f"{b}_before", f"{b}_after", f"{b}_diff", f"{b}_diff_ci_low", f"{b}_diff_ci_high",
+                    f"{b}_change_pct", f"{b}_change_ci_low", f"{b}_change_ci_high", f"{b}_change_significant"]
+    return columns + ["note"]
+
+
+def transition_tables(est: Estimates, language: str = "en") -> dict[str, pd.DataFrame]:
+    """Return ``transition_table`` for each operation, keyed F, P, Q."""
+    return {op: transition_table(est, op, language) for op in OPERATIONS}
+
+
+def differs_by(a: str, b: str, language: str = "en") -> str:
+    """Return how two orderings of the same operations differ, in words: ``swap prune and quantize (adjacent)``."""
+    kind, swapped, adjacent = how_orders_differ(a, b)
+    if kind == "rotation":
+        return labels.word("rotation", language)
+    x, y = (labels.operation_name(op, language) for op in swapped)
+    text = labels.word("swap", language).format(a=x, b=y)
+    return f"{text} ({labels.word('adjacent', language)})" if adjacent else text
+
+
+def order_effect_table(est: Estimates, language: str = "en") -> pd.DataFrame:
+    """Return, for each pair of orderings of the same operations, the score difference B - A with a paired interval."""
+    rows = []
+    for a, b in order_pairs(est.study.orderings):
+        row = {"a": a, "b": b, "label": labels.pair_label(a, b, language), "differs_by": differs_by(a, b, language),
+               "status": _pair_status(est, a, b)}
+        comparisons = [est.compare(a, b, bench) for bench in est.study.benchmarks]
+        for bench, c in zip(est.study.benchmarks, comparisons):
+            row |= {f"{bench}_a": c.before_score, f"{bench}_b": c.after_score, f"{bench}_diff": c.diff,
+                    f"{bench}_diff_ci_low": c.diff_ci[0], f"{bench}_diff_ci_high": c.diff_ci[1],
+                    f"{bench}_diff_significant": c.significant}
+        row["note"] = _notes(comparisons)
+        rows.append(row)
+    columns = ["a", "b", "label", "differs_by", "status"]
+    for bench in est.study.benchmarks:
+        columns += [f"{bench}_a", f"{bench}_b", f"{bench}_diff", f"{bench}_diff_ci_low", f"{bench}_diff_ci_high", f"{bench}_diff_significant"]
+    return _with_boolean(pd.DataFrame(rows, columns=columns + ["note"]))

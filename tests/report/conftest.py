@@ -1,0 +1,127 @@
+"""A small finished study written to ``tmp_path``, shaped like the runner's output.
+
+16 orderings x 3 benchmarks x 3 tasks x 20 items with seeded random per-item scores. Items have a
+difficulty shared by every model (so models' scores are correlated, as on a real benchmark) and
+each ordering an ability of its own. One ordering failed (``Q>P>F``, out of memory) and one has
+not run (``P>Q>F``, no result file).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from orderstudy.atomic import write_json, write_text
+from orderstudy.paths import StudyPaths, ordering_filename
+from orderstudy.plan import REFERENCE_ORDER, parse_ordering, prefixes
+
+TASKS = {
+    "lawbench": ("1-1", "2-1", "3-1"),
+    "stem": ("abstract_algebra", "college_physics", "astronomy"),
+    "mmlu_law": ("professional_law", "international_law", "jurisprudence"),
+}
+ITEMS_PER_TASK = 20
+FAILED = "Q>P>F"
+NOT_RUN = "P>Q>F"
+BASE_SIZE_BYTES = 272_600_000
+ERROR_MESSAGE = "CUDA out of memory. Tried to allocate 2.00 GiB"
+
+
+@dataclass
+class FinishedStudy:
+    params_file: Path
+    outputs_dir: Path
+    paths: StudyPaths
+    item_scores: dict  # ordering -> benchmark -> task -> item id -> score
+
+
+def size_bytes(ordering: str) -> int:
+    """Return a plausible size: pruning keeps 70%, quantizing 40% of the bytes."""
+    ops = parse_ordering(ordering)
+    return int(BASE_SIZE_BYTES * (0.7 if "P" in ops else 1.0) * (0.4 if "Q" in ops else 1.0))
+
+
+def item_scores(seed: int = 0) -> dict:
+    """Return ordering -> benchmark -> task -> item id -> score in [0, 1] for every ordering."""
+    rng = np.random.default_rng(seed)
+    difficulty = {b: {t: rng.normal(0, 1.5, ITEMS_PER_TASK) for t in tasks} for b, tasks in TASKS.items()}
+    scores = {}
+    for ordering in REFERENCE_ORDER:
+        ability = rng.normal(0, 0.6)
+        scores[ordering] = {}
+        for benchmark, tasks in TASKS.items():
+            scores[ordering][benchmark] = {}
+            for task in tasks:
+                p = 1 / (1 + np.exp(difficulty[benchmark][task] - ability))
+                if benchmark == "lawbench":
+                    # Generative tasks give partial credit: a noisy value around p, clipped to [0, 1].
+                    values = np.clip(p + rng.normal(0, 0.15, ITEMS_PER_TASK), 0, 1).round(4)
+                else:
+                    values = (rng.random(ITEMS_PER_TASK) < p).astype(float)
+                scores[ordering][benchmark][task] = {f"{task}/{i:03d}": float(v) for i, v in enumerate(values)}
+    return scores
+
+
+def result_document(study: str, ordering: str, items: dict) -> dict:
+    """Return a finished result file's content for ``ordering`` from its per-item scores."""
+    benchmarks = {}
+    for benchmark, tasks in items.items():
+        task_scores = {task: {"score": 100 * float(np.mean(list(v.values()))), "n": len(v)} for task, v in tasks.items()}
+        if benchmark == "lawbench":
+            for entry in task_scores.values():
+                entry["abstention_rate"] = 0.1
+        benchmarks[benchmark] = {
+            "score": float(np.mean([t["score"] for t in task_scores.values()])),
+            "scoring": "loglikelihood" if benchmark != "lawbench" else "lawbench zero_shot, generative",
+            "n_items": sum(t["n"] for t in task_scores.values()),
+            "tasks": task_scores,
+        }
+    steps = [
+        {"state": state, "operation": state.split(">")[-1], "key": f"key-{ordering_filename(state)}", "reused": False,
+         "seconds": 1.0, "size_bytes": size_bytes(state), "n_params": 100}
+        for state in prefixes(ordering)[1:]
+    ]
+    return {
+        "schema": 1, "study": study, "ordering": ordering, "status": "ok", "error": None,
+        "size_bytes": size_bytes(ordering), "n_params": 94_700_000 if "P" in ordering else 134_500_000,
+        "quantized": "Q" in ordering, "benchmarks": benchmarks,
+        "items_file": f"items/{ordering_filename(ordering)}.json",
+        "steps": steps, "state_key": "k", "params_hash": "h", "versions": {"python": "3.11"}, "device": "cpu",
+    }
+
+
+def failed_document(study: str, ordering: str) -> dict:
+    return {
+        "schema": 1, "study": study, "ordering": ordering, "status": "failed",
+        "error": {"type": "OutOfMemoryError", "message": ERROR_MESSAGE, "traceback": "Traceback ...", "step": ordering},
+        "size_bytes": None, "n_params": None, "quantized": None, "benchmarks": None, "items_file": None,
+        "steps": [], "state_key": "k", "params_hash": "h", "versions": {}, "device": "cuda",
+    }
+
+
+def write_study(root: Path, study: str = "demo", *, seed: int = 0, report: str = "") -> FinishedStudy:
+    """Write a finished study under ``root``: a params file and ``outputs/<study>/{results,items}``."""
+    outputs_dir = root / "outputs"
+    paths = StudyPaths(study, outputs_dir)
+    scores = item_scores(seed)
+    for ordering in REFERENCE_ORDER:
+        if ordering == NOT_RUN:
+            continue
+        if ordering == FAILED:
+            write_json(paths.result(ordering), failed_document(study, ordering))
+            continue
+        write_json(paths.items / f"{ordering_filename(ordering)}.json", scores[ordering])
+        write_json(paths.result(ordering), result_document(study, ordering, scores[ordering]))
+    params_file = write_text(
+        root / "params" / f"{study}.yaml",
+        f"study: {study}\nmodel:\n  source: tiny-model\nreport:\n  bootstrap_resamples: 200\n  bootstrap_seed: 1\n{report}",
+    )
+    return FinishedStudy(params_file, outputs_dir, paths, scores)
+
+
+@pytest.fixture
+def finished_study(tmp_path) -> FinishedStudy:
+    return write_study(tmp_path)
