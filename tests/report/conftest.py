@@ -36,6 +36,9 @@ class FinishedStudy:
     outputs_dir: Path
     paths: StudyPaths
     item_scores: dict  # ordering -> benchmark -> task -> item id -> score
+    failed: str = FAILED
+    not_run: str = NOT_RUN
+    error_message: str = ERROR_MESSAGE
 
 
 def size_bytes(ordering: str) -> int:
@@ -125,3 +128,9 @@ def write_study(root: Path, study: str = "demo", *, seed: int = 0, report: str =
 @pytest.fixture
 def finished_study(tmp_path) -> FinishedStudy:
     return write_study(tmp_path)
+
+
+@pytest.fixture
+def study_writer():
+    """Return ``write_study`` (test modules cannot import conftest under --import-mode=importlib)."""
+    return write_study

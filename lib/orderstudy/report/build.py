@@ -76,7 +76,7 @@ def resolve_source(source: str | os.PathLike, *, outputs_dir: str | os.PathLike 
             raise FileNotFoundError(f"{path}: not a study output directory (it has no results/ folder); pass a params file or outputs/<study>")
         return StudySource(StudyPaths(path.name, path.parent), ReportParams(), None, None, str(source))
     params = load_params(path)
-    outputs = Path(outputs_dir) if outputs_dir else None
+    outputs = project_paths.resolve(outputs_dir) if outputs_dir else None
     return StudySource(
         StudyPaths(params.study, outputs), params.report, tuple(params.ordering_list),
         tuple(params.evaluation.benchmarks), str(source),

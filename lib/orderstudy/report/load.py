@@ -17,6 +17,7 @@ from typing import Any
 
 from ..paths import StudyPaths
 from ..plan import REFERENCE_ORDER, format_ordering, parse_ordering
+from .changes import reference_rank
 
 SCHEMA = 1
 STATUSES = ("ok", "failed")
@@ -260,8 +261,8 @@ def load_study(
 ) -> Study:
     """Return a study's finished results, read from ``paths.results``.
 
-    ``orderings``: the planned orderings (default: the reference 16 plus any other result file
-    found). ``benchmarks``: the benchmarks to report (default: those found in the results). A
+    ``orderings``: the planned orderings, shown in the reference row order (default: the
+    reference 16 plus any other result file found). ``benchmarks``: the benchmarks to report (default: those found in the results). A
     result file of an ordering that is not planned is read too and shown after the planned ones.
     """
     if not paths.dir.is_dir():
@@ -278,7 +279,8 @@ def load_study(
             continue
         found[expected] = load_result(path, study=paths.study, ordering=expected)
 
-    planned = tuple(orderings) if orderings is not None else REFERENCE_ORDER
+    # Tables keep the reference study's row order, whatever order the params file lists.
+    planned = tuple(sorted(orderings, key=reference_rank)) if orderings is not None else REFERENCE_ORDER
     extra = tuple(sorted(set(found) - set(planned), key=lambda o: (len(parse_ordering(o)), o)))
     items = {}
     for ordering, result in found.items():

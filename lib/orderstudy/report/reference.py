@@ -3,8 +3,8 @@
 ``lib/orderstudy/reference/reference_study.md`` is a verbatim copy of the study this project
 reproduces (``shared/seed/000_*.txt``). It prints scores rounded to 0.01 and, computed from
 them, change rates and absolute changes. Feeding those printed scores to this package's change
-arithmetic (``changes.change_rate``, the transitions of ``changes.transitions``) must give back
-every printed change, up to rounding.
+tables (``reference_as_study`` -> ``tables.main_table`` and ``tables.transition_tables``) must
+give back every printed change, up to rounding.
 
 Rounding is handled by interval arithmetic, not a tolerance: a printed score ``s`` stands for a
 true value in ``[s - 0.005, s + 0.005]``, so a change computed from two scores can lie anywhere
@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..params import ReportParams
 from ..plan import BASE, REFERENCE_ORDER, parse_ordering
 from . import labels
-from .changes import change_rate, transitions
+from .load import BenchmarkScore, Result, Study
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference"
 REFERENCE_FILE = REFERENCE_DIR / "reference_study.md"
@@ -240,21 +241,54 @@ def inconsistent_cells(reference: ReferenceStudy | None = None) -> list[Cell]:
     return cells
 
 
-def reproduced_changes(reference: ReferenceStudy | None = None) -> pd.DataFrame:
-    """Return every printed change beside the value this package computes from the printed scores.
+def _size_bytes(printed: str) -> int | None:
+    """Return the bytes a printed size such as ``5.8G`` stands for (binary units), None when blank."""
+    match = re.fullmatch(r"([0-9.]+)\s*([KMGT])i?B?", printed.strip())
+    if not match:
+        return None
+    return int(float(match[1]) * 1024 ** ("KMGT".index(match[2]) + 1))
 
-    Columns: table, before, after, benchmark, kind (``diff`` or ``change_pct``), printed, computed,
-    low, high, consistent. The computed value is what the report's own arithmetic gives; low and
-    high bound what rounding allows.
+
+def reference_as_study(reference: ReferenceStudy | None = None) -> Study:
+    """Return the reference study as a ``Study`` of this package, its printed scores as results.
+
+    No per-item scores exist, so tables made from it have no intervals; the orderings printed
+    不适用 are failed results.
     """
     ref = reference or load_reference()
+    results = {}
+    for ordering in ref.scores.index:
+        path = REFERENCE_FILE
+        if ordering in ref.not_applicable:
+            error = {"type": "NotApplicable", "message": "the reference study could not run this ordering (footnote ¹)"}
+            results[ordering] = Result(path, ordering, "failed", error, None, None, None, {}, None)
+            continue
+        benchmarks = {b: BenchmarkScore(float(ref.scores.at[ordering, b]), "printed, rounded to 0.01", 0, {}) for b in BENCHMARKS}
+        results[ordering] = Result(path, ordering, "ok", None, _size_bytes(ref.sizes[ordering]), None, None, benchmarks, None)
+    return Study("reference", REFERENCE_DIR, tuple(ref.scores.index), BENCHMARKS, results, {})
+
+
+def reproduced_changes(reference: ReferenceStudy | None = None) -> pd.DataFrame:
+    """Return every printed change beside the value the report's own tables compute from the printed scores.
+
+    Columns: table, before, after, benchmark, kind (``diff`` or ``change_pct``), printed, computed,
+    low, high, consistent. ``computed`` comes from ``tables.main_table`` and
+    ``tables.transition_tables`` fed with the reference as a study; low and high bound what the
+    rounding of the printed scores allows.
+    """
+    from .estimates import estimate
+    from .tables import main_table, transition_tables
+
+    ref = reference or load_reference()
+    est = estimate(reference_as_study(ref), ReportParams(bootstrap_resamples=10))
+    main = main_table(est, "zh").set_index("ordering")
+    per_operation = {op: t.set_index(["before", "after"]) for op, t in transition_tables(est, "zh").items()}
     scores, rows = ref.scores, []
 
-    def add(table, before, after, benchmark, kind, printed):
+    def add(table, before, after, benchmark, kind, printed, computed):
         if np.isnan(printed):
             return
         a, b = scores.at[after, benchmark], scores.at[before, benchmark]
-        computed = a - b if kind == "diff" else change_rate(a, b)
         low, high = (diff_range if kind == "diff" else change_rate_range)(a, b)
         rows.append({"table": table, "before": before, "after": after, "benchmark": benchmark, "kind": kind,
                      "printed": printed, "computed": computed, "low": low, "high": high,
@@ -262,11 +296,12 @@ def reproduced_changes(reference: ReferenceStudy | None = None) -> pd.DataFrame:
 
     for ordering in ref.change_pct.index:
         for benchmark in BENCHMARKS:
-            add("main", BASE, ordering, benchmark, "change_pct", ref.change_pct.at[ordering, benchmark])
-    measured = [o for o in scores.index if not scores.loc[o].isna().all()]
+            computed = main.at[ordering, f"{benchmark}_change_pct"]
+            add("main", BASE, ordering, benchmark, "change_pct", ref.change_pct.at[ordering, benchmark], computed)
     for row in ref.transitions.itertuples(index=False):
-        if (row.before, row.after) not in transitions(measured, row.operation):
-            raise ValueError(f"{REFERENCE_FILE}: row {row.row!r} is not a transition the report would tabulate")
-        for kind in ("diff", "change_pct"):
-            add(row.operation, row.before, row.after, row.benchmark, kind, getattr(row, kind))
+        table = per_operation[row.operation]
+        if (row.before, row.after) not in table.index:
+            raise ValueError(f"{REFERENCE_FILE}: row {row.row!r} is not a transition the report tabulates")
+        for kind, column in (("diff", f"{row.benchmark}_diff"), ("change_pct", f"{row.benchmark}_change_pct")):
+            add(row.operation, row.before, row.after, row.benchmark, kind, getattr(row, kind), table.at[(row.before, row.after), column])
     return pd.DataFrame(rows)

@@ -1,0 +1,96 @@
+"""Command line of the report: ``python -m orderstudy.report COMMAND ...`` (``--help`` lists them)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")  # the command line never has a display
+
+
+def _build(args) -> int:
+    from .build import build_report
+
+    report = build_report(args.source, language=args.language, outputs_dir=args.outputs_dir, figures=not args.no_figures)
+    print(report.markdown["main"])
+    for path in report.files.values():
+        print(f"wrote {path}")
+    return 0
+
+
+def _html(args) -> int:
+    from .notebook import build_html
+
+    print(f"wrote {build_html(args.params_file, language=args.language, compare_with=args.compare_with, outputs_dir=args.outputs_dir)}")
+    return 0
+
+
+def _compare(args) -> int:
+    from .compare import compare_studies
+
+    comparison = compare_studies(args.a, args.b, out_dir=args.out, language=args.language, outputs_dir=args.outputs_dir)
+    print(comparison.markdown)
+    for path in comparison.files.values():
+        print(f"wrote {path}")
+    return 0
+
+
+def _check_reference(args) -> int:
+    from .reference import inconsistent_cells, reproduced_changes
+
+    checked = reproduced_changes()
+    cells = inconsistent_cells()
+    print(f"{len(checked)} printed changes checked against the printed scores; {len(cells)} cannot be reproduced:")
+    for cell in cells:
+        print(f"  {cell}")
+    return 0
+
+
+def _write_notebook(args) -> int:
+    from .notebook import write_summary_notebook
+
+    print(f"wrote {write_summary_notebook()}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m orderstudy.report", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def common(p):
+        p.add_argument("--language", choices=("en", "zh"), help="default: the params file's report.language")
+        p.add_argument("--outputs-dir", help="where study outputs live (default: outputs/)")
+
+    p = commands.add_parser("build", help="write a study's tables and figures under outputs/<study>/")
+    p.add_argument("source", help="a params file or an outputs/<study> directory")
+    p.add_argument("--no-figures", action="store_true", help="tables only")
+    common(p)
+    p.set_defaults(run=_build)
+
+    p = commands.add_parser("html", help="run the summary notebook and export outputs/<study>/report.html")
+    p.add_argument("params_file")
+    p.add_argument("--compare-with", help="another params file or study directory to show beside this one")
+    common(p)
+    p.set_defaults(run=_html)
+
+    p = commands.add_parser("compare", help="two studies' main tables side by side (CSV + Markdown)")
+    p.add_argument("a", help="params file or outputs/<study> directory")
+    p.add_argument("b", help="params file or outputs/<study> directory")
+    p.add_argument("--out", required=True, help="directory for compare.csv and compare.md")
+    common(p)
+    p.set_defaults(run=_compare)
+
+    p = commands.add_parser("check-reference", help="print the reference study's changes that its own scores cannot give")
+    p.set_defaults(run=_check_reference)
+
+    p = commands.add_parser("write-notebook", help="regenerate notebooks/summary.ipynb from orderstudy.report.notebook")
+    p.set_defaults(run=_write_notebook)
+
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
