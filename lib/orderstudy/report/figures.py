@@ -7,8 +7,10 @@
 - ``operation_effects_figure``: the change each operation causes, grouped by the state it was
   applied to, with paired intervals.
 
-Figures are built on ``matplotlib.figure.Figure`` objects, not pyplot, so drawing needs no display
-and leaves no global state behind; ``save_figure`` writes a fixed pixel size (``size * DPI``).
+Figures are built on ``matplotlib.figure.Figure`` objects, not pyplot: saving one renders it with
+the Agg canvas whatever backend is active, so drawing works headless, and a notebook's own
+backend (inline) is left alone. The command line selects Agg anyway (``__main__``).
+``save_figure`` writes a fixed pixel size (``size * DPI``).
 """
 
 from __future__ import annotations
@@ -23,18 +25,15 @@ from functools import lru_cache
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib import font_manager
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg", force=False)  # headless unless a notebook already chose its backend
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib import font_manager  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from ..atomic import write_text  # noqa: E402
-from ..plan import BASE, OPERATIONS  # noqa: E402
-from . import labels  # noqa: E402
+from ..atomic import write_text
+from ..plan import BASE, OPERATIONS
+from . import labels
 
 DPI = 100
 HEATMAP_SIZE = (7.0, 7.5)  # inches; x DPI = pixels
@@ -83,7 +82,8 @@ def figure_language(language: str) -> str:
     """Return the language figures can be drawn in: ``zh`` only when a Chinese font is installed."""
     labels.check_language(language)
     if language == "zh" and _cjk_font() is None:
-        warnings.warn("no font with Chinese glyphs is installed; figures are labelled in English", stacklevel=2)
+        # Warned from this line, so the default filter shows it once however many figures are drawn.
+        warnings.warn("no font with Chinese glyphs is installed; figures are labelled in English", stacklevel=1)
         return "en"
     return language
 
