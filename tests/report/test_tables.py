@@ -155,3 +155,18 @@ def test_number_formats():
     assert format_change(-2.08, percent=False) == "-2.08"
     assert format_size(int(5.8 * 2**30)) == "5.8 GiB"
     assert format_size(272_600_000) == "260.0 MiB"
+
+
+def test_an_ordering_missing_a_task_loses_only_its_intervals(finished_study):
+    import json
+
+    path = finished_study.paths.items / "F.json"
+    items = json.loads(path.read_text())
+    del items["stem"]["astronomy"]
+    path.write_text(json.dumps(items))
+    with pytest.warns(UserWarning, match=r"stem: F lacks per-item scores for \['astronomy'\]"):
+        report = build_report(finished_study.params_file, figures=False, outputs_dir=finished_study.outputs_dir)
+    main = report.main.set_index("ordering")
+    assert math.isnan(main.at["F", "stem_ci_low"]) and not math.isnan(main.at["F", "lawbench_ci_low"])
+    assert "stem: no interval: per-item scores missing" in main.at["F", "note"]
+    assert not math.isnan(main.at["P", "stem_ci_low"])

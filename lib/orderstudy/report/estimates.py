@@ -10,6 +10,7 @@ difference replicate by replicate: the orderings share resampled items, so the i
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -104,9 +105,14 @@ def estimate(study: Study, params: ReportParams | None = None) -> Estimates:
         items = {
             ordering: study.items[ordering][benchmark]
             for ordering in study.orderings
-            if study.status(ordering) == "ok" and benchmark in study.items.get(ordering, {})
-            and not math.isnan(study.score(ordering, benchmark))
+            if benchmark in study.items.get(ordering, {}) and not math.isnan(study.score(ordering, benchmark))
         }
+        # Pairing needs every model on the same tasks: one with fewer loses its intervals, not the report.
+        tasks = set().union(*(set(t) for t in items.values()))
+        for ordering in [o for o, t in items.items() if set(t) != tasks]:
+            warnings.warn(f"{benchmark}: {ordering} lacks per-item scores for {sorted(tasks - set(items[ordering]))}; "
+                          "its intervals are left out", stacklevel=2)
+            del items[ordering]
         raw = benchmark_draws(items, benchmark=benchmark, resamples=params.bootstrap_resamples, seed=params.bootstrap_seed)
         reported = np.array([study.score(o, benchmark) for o in raw.models])
         draws[benchmark] = Draws(benchmark, raw.models, raw.values + (reported - raw.estimates), reported)

@@ -89,7 +89,7 @@ class Study:
 
     name: str
     dir: Path
-    orderings: tuple[str, ...]  # planned, in the reference row order
+    orderings: tuple[str, ...]  # planned or found, in the reference row order
     benchmarks: tuple[str, ...]
     results: dict[str, Result]  # the orderings that have a result file
     items: dict[str, Items]  # the orderings that have per-item scores
@@ -100,9 +100,13 @@ class Study:
         return result.status if result is not None else NOT_RUN
 
     def score(self, ordering: str, benchmark: str) -> float:
-        """Return a score in percent, NaN for an ordering that failed, did not run, or lacks the benchmark."""
+        """Return a score in percent, NaN for an ordering that failed, did not run, or lacks the benchmark.
+
+        A failed ordering may have scored some benchmarks before failing; those partial scores stay
+        in its result file and out of the tables, which compare finished models only.
+        """
         result = self.results.get(ordering)
-        return result.score(benchmark) if result is not None else math.nan
+        return result.score(benchmark) if result is not None and result.ok else math.nan
 
 
 class _Checker:
@@ -116,6 +120,7 @@ class _Checker:
         return ResultFileError(f"{self.path}: key '{key}': expected {expected}, got {shown}")
 
     def get(self, data: dict, key: str, where: str, kind, expected: str, *, required=True, nullable=False):
+        """Return ``data[key]`` if it is of type ``kind`` (None when allowed absent or null), else raise naming ``where.key``."""
         name = f"{where}.{key}" if where else key
         if key not in data:
             if required:
@@ -261,9 +266,9 @@ def load_study(
 ) -> Study:
     """Return a study's finished results, read from ``paths.results``.
 
-    ``orderings``: the planned orderings, shown in the reference row order (default: the
-    reference 16 plus any other result file found). ``benchmarks``: the benchmarks to report (default: those found in the results). A
-    result file of an ordering that is not planned is read too and shown after the planned ones.
+    ``orderings``: the planned orderings (default: all 16). Orderings with a result file are
+    shown too, planned or not (an earlier run's results stay valid); all in the reference row
+    order. ``benchmarks``: the benchmarks to report (default: those found in the results).
     """
     if not paths.dir.is_dir():
         raise FileNotFoundError(f"{paths.dir}: no such study directory; run the study first (make run) or check the study name")
@@ -279,9 +284,9 @@ def load_study(
             continue
         found[expected] = load_result(path, study=paths.study, ordering=expected)
 
+    planned = set(orderings) if orderings is not None else set(REFERENCE_ORDER)
     # Tables keep the reference study's row order, whatever order the params file lists.
-    planned = tuple(sorted(orderings, key=reference_rank)) if orderings is not None else REFERENCE_ORDER
-    extra = tuple(sorted(set(found) - set(planned), key=lambda o: (len(parse_ordering(o)), o)))
+    shown = tuple(sorted(planned | set(found), key=reference_rank))
     items = {}
     for ordering, result in found.items():
         if result.items_file:
@@ -292,7 +297,7 @@ def load_study(
     return Study(
         name=paths.study,
         dir=paths.dir,
-        orderings=planned + extra,
+        orderings=shown,
         benchmarks=study_benchmarks(found.values(), benchmarks),
         results=found,
         items=items,
