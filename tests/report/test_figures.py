@@ -42,5 +42,6 @@ def test_pareto_front():
 
 def test_chinese_figures_fall_back_to_english_without_a_font(monkeypatch):
     monkeypatch.setattr(figs, "_cjk_font", lambda: None)
+    figs._warn_no_cjk_font.cache_clear()
     with pytest.warns(UserWarning, match="no font with Chinese glyphs"):
         assert figs.figure_language("zh") == "en"

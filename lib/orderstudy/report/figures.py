@@ -82,10 +82,16 @@ def figure_language(language: str) -> str:
     """Return the language figures can be drawn in: ``zh`` only when a Chinese font is installed."""
     labels.check_language(language)
     if language == "zh" and _cjk_font() is None:
-        # Warned from this line, so the default filter shows it once however many figures are drawn.
-        warnings.warn("no font with Chinese glyphs is installed; figures are labelled in English", stacklevel=1)
+        _warn_no_cjk_font()
         return "en"
     return language
+
+
+@lru_cache(maxsize=None)
+def _warn_no_cjk_font() -> None:
+    """Warn, once per process however many figures are drawn, that Chinese labels fall back to English."""
+    warnings.warn("no font with Chinese glyphs is installed; figures are labelled in English "
+                  "(install one, e.g. fonts-noto-cjk, to draw them in Chinese)", stacklevel=3)
 
 
 @contextlib.contextmanager
