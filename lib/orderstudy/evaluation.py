@@ -1,0 +1,150 @@
+"""Scores a model on the study's benchmarks with lm-eval, on a fixed seeded sample of items.
+
+The benchmarks are lm-eval tasks in YAML (``orderstudy/tasks/``); at run time a small YAML per
+task is written next to the sampled items (lm-eval resolves a relative ``data_files`` against
+the current directory, so the paths are absolute). Each benchmark's score is the unweighted mean
+of its tasks' scores, in percent, like LawBench's leaderboard and lm-eval's MMLU groups.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import atomic, data, paths
+from .params import EvaluationParams, stable_hash
+
+TASKS_DIR = Path(__file__).parent / "tasks"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalSuite:
+    """The tasks of one study's evaluation, written to disk once and shared by every model."""
+
+    key: str                       # hash of everything that decides the scores but the model
+    tasks_dir: Path                # generated lm-eval YAMLs
+    benchmarks: dict[str, dict[str, str]]   # benchmark -> {task id (e.g. '1-1') -> lm-eval task name}
+    sample_ids: dict[str, dict[str, list[str]]]
+    params: EvaluationParams
+    lawbench_sources: dict
+
+    def lm_eval_tasks(self, benchmark: str) -> list[str]:
+        return list(self.benchmarks[benchmark].values())
+
+
+def lawbench_task_ids(params: EvaluationParams) -> tuple[str, ...]:
+    from .lawbench.tasks import TASK_IDS
+
+    return TASK_IDS if params.lawbench_tasks == "all" else tuple(params.lawbench_tasks)
+
+
+def build_suite(params: EvaluationParams, seed: int, work_dir: Path) -> EvalSuite:
+    """Return the study's evaluation suite, sampling the items and writing the task YAMLs."""
+    samples: dict[str, dict[str, list[dict]]] = {}
+    sources = {}
+    if "lawbench" in params.benchmarks:
+        lb_dir = paths.resolve(params.lawbench_data)
+        samples["lawbench"] = data.lawbench_sample(lb_dir, params.lawbench_setting, lawbench_task_ids(params),
+                                                   params.lawbench_items_per_task, seed)
+        sources = data.lawbench_sources(lb_dir)
+    for group in ("stem", "mmlu_law"):
+        if group in params.benchmarks:
+            samples[group] = data.mmlu_sample(paths.resolve(params.mmlu_data), data.MMLU_GROUPS[group],
+                                              params.mmlu_items_per_subject, seed)
+    sample_ids = {b: {t: [i["id"] for i in items] for t, items in tasks.items()} for b, tasks in samples.items()}
+    content = {b: {t: items for t, items in tasks.items()} for b, tasks in samples.items()}
+    key = stable_hash({"params": params.model_dump(mode="json"), "seed": seed, "items": content, "format": 1})
+    tasks_dir = Path(work_dir) / f"eval-{key}"
+    benchmarks: dict[str, dict[str, str]] = {}
+    if not (tasks_dir / "suite.json").exists():
+        with atomic.directory(tasks_dir) as tmp:
+            for bench, tasks in samples.items():
+                for task, items in tasks.items():
+                    _write_task(tmp, tasks_dir, bench, task, items, params)
+            atomic.write_json(tmp / "suite.json", {"key": key, "sample_ids": sample_ids})
+    for bench, tasks in samples.items():
+        benchmarks[bench] = {task: _task_name(bench, task) for task in tasks}
+    return EvalSuite(key, tasks_dir, benchmarks, sample_ids, params, sources)
+
+
+def _task_name(bench: str, task: str) -> str:
+    return f"orderstudy_{'lawbench' if bench == 'lawbench' else 'mmlu'}_{task}"
+
+
+def _write_task(tmp: Path, final_dir: Path, bench: str, task: str, items: list[dict], params: EvaluationParams) -> None:
+    name = _task_name(bench, task)
+    data_file = tmp / "data" / f"{name}.jsonl"
+    rows = [dict(item, task=task) for item in items]
+    atomic.write_text(data_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    final_data = final_dir / "data" / f"{name}.jsonl"
+    if bench == "lawbench":
+        spec = {"include": str(TASKS_DIR / "_lawbench.yaml"), "task": name,
+                "generation_kwargs": {"until": [], "do_sample": False, "max_gen_toks": params.max_new_tokens}}
+    else:
+        template = "_mmlu.yaml" if params.mmlu_scoring == "loglikelihood" else "_mmlu_generative.yaml"
+        spec = {"include": str(TASKS_DIR / template), "task": name,
+                "description": f"The following are multiple choice questions (with answers) about {task.replace('_', ' ')}.\n\n"}
+    spec["dataset_kwargs"] = {"data_files": {"test": str(final_data)}}
+    atomic.write_text(tmp / f"{name}.yaml", json.dumps(spec, ensure_ascii=False, indent=2) + "\n")
+
+
+def evaluate(model, tokenizer, suite: EvalSuite, device: str) -> dict:
+    """Return the model's scores: ``{"benchmarks": {...}, "items": {...}}`` (see results schema)."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    params = suite.params
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=params.batch_size, device=device)
+    manager = TaskManager(include_path=str(suite.tasks_dir), include_defaults=False)
+    # Log-likelihood MMLU is scored on the raw prompt, as lm-eval does; generation goes through the
+    # chat template of an instruct model (without it, it rarely answers in the expected form).
+    loglik = [t for b in ("stem", "mmlu_law") if b in suite.benchmarks for t in suite.lm_eval_tasks(b)] \
+        if params.mmlu_scoring == "loglikelihood" else []
+    generative = [t for b in suite.benchmarks for t in suite.lm_eval_tasks(b) if t not in loglik]
+    outputs: dict = {"results": {}, "samples": {}}
+    for tasks, chat in ((loglik, False), (generative, params.chat_template)):
+        if not tasks:
+            continue
+        out = simple_evaluate(model=lm, tasks=tasks, task_manager=manager, apply_chat_template=chat,
+                              log_samples=True, random_seed=0, numpy_random_seed=0, torch_random_seed=0,
+                              fewshot_random_seed=0, bootstrap_iters=0)
+        outputs["results"].update(out["results"])
+        outputs["samples"].update(out["samples"])
+    return summarize(outputs, suite)
+
+
+def summarize(outputs: dict, suite: EvalSuite) -> dict:
+    """Return benchmark and task scores (percent), per-item scores and LawBench predictions."""
+    benchmarks, items, predictions = {}, {}, {}
+    for bench, tasks in suite.benchmarks.items():
+        task_scores, bench_items = {}, {}
+        for task, name in tasks.items():
+            samples = sorted(outputs["samples"][name], key=lambda s: s["doc_id"])
+            ids = [s["doc"]["id"] for s in samples]
+            if bench == "lawbench":
+                from .lawbench.scoring import score_task
+
+                preds = [s["filtered_resps"][0] for s in samples]
+                scored = score_task(task, preds, [s["doc"]["answer"] for s in samples],
+                                    [s["doc"]["prompt"] for s in samples])
+                task_scores[task] = {"score": round(float(outputs["results"][name]["score,none"]), 6),
+                                     "n": len(samples), "abstention_rate": round(scored.abstention_rate, 6)}
+                bench_items[task] = dict(zip(ids, scored.item_scores))
+                predictions[task] = dict(zip(ids, preds))
+            else:
+                task_scores[task] = {"score": round(100.0 * float(outputs["results"][name]["acc,none"]), 6),
+                                     "n": len(samples)}
+                bench_items[task] = {i: float(s["acc"]) for i, s in zip(ids, samples)}
+        benchmarks[bench] = {
+            "score": round(sum(t["score"] for t in task_scores.values()) / len(task_scores), 6),
+            "scoring": (f"LawBench {suite.params.lawbench_setting}, generative, LawBench's rules" if bench == "lawbench"
+                        else f"MMLU {suite.params.mmlu_scoring}"),
+            "n_items": sum(t["n"] for t in task_scores.values()),
+            "tasks": task_scores,
+        }
+        items[bench] = bench_items
+    return {"benchmarks": benchmarks, "items": items, "lawbench_predictions": predictions}

@@ -1,0 +1,201 @@
+"""Loading, saving and weighing model checkpoints.
+
+A model state on disk is a standard Hugging Face checkpoint directory: dense ones load with
+``from_pretrained`` alone, and so do bitsandbytes-quantized ones (their ``config.json`` carries a
+``quantization_config``). Nothing here knows about orderings or caching.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+class ModelError(RuntimeError):
+    """A model source or checkpoint that cannot be used, with what to do about it."""
+
+
+def resolve_device(requested: str) -> str:
+    """Return the torch device to use for ``requested`` (``cpu``, ``cuda`` or ``auto``)."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ModelError("device: 'cuda' was asked for, but torch sees no CUDA device here; set device: cpu or auto in the params file")
+    return requested
+
+
+def cpu_has_native_bf16() -> bool:
+    """Return whether this CPU computes bf16 natively (AVX512-BF16 or AMX), from /proc/cpuinfo."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(requested: str, device: str) -> str:
+    """Return the dtype name to use for ``requested`` (``auto`` or a dtype name) on ``device``."""
+    if requested != "auto":
+        return requested
+    if device == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "bfloat16" if cpu_has_native_bf16() else "float32"
+
+
+def dir_size_bytes(path: Path) -> int:
+    """Return the bytes on disk of every file under ``path`` (the real checkpoint size)."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def read_config(model_dir: Path) -> dict:
+    path = Path(model_dir) / "config.json"
+    if not path.is_file():
+        raise ModelError(f"{model_dir}: no config.json; this is not a Hugging Face checkpoint directory")
+    return json.loads(path.read_text())
+
+
+def quantization_config(model_dir: Path) -> dict | None:
+    """Return the bitsandbytes quantization config of a checkpoint, ``None`` for a dense one."""
+    return read_config(model_dir).get("quantization_config")
+
+
+def is_quantized(model_dir: Path) -> bool:
+    return quantization_config(model_dir) is not None
+
+
+def load_tokenizer(model_dir: Path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(model_dir: Path, dtype: str = "bfloat16", device: str = "cpu"):
+    """Return the model in ``model_dir`` in eval mode, quantized ones as they were saved."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=DTYPES[dtype], device_map=device)
+    model.eval()
+    return model
+
+
+def load_dense(model_dir: Path, dtype: str = "bfloat16", device: str = "cpu"):
+    """Return the model in ``model_dir`` with full-precision weights, dequantizing if needed.
+
+    Pruning and merging need real weights: torch's utilities on packed 4-bit weights corrupt them
+    without an error (FACTS.md, trap 2).
+    """
+    model = load_model(model_dir, dtype, device)
+    if getattr(model, "hf_quantizer", None) is not None:
+        model = model.dequantize()
+        forget_quantization(model)
+        model.to(DTYPES[dtype])
+    return model
+
+
+def forget_quantization(model) -> None:
+    """Drop a model's quantization config so it saves (and reloads) as a dense checkpoint."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)
+    for attr in ("quantization_config",):
+        if hasattr(model.config, attr):
+            delattr(model.config, attr)
+    model.hf_quantizer = None
+    for flag in ("is_quantized", "is_loaded_in_4bit", "is_loaded_in_8bit"):
+        if getattr(model, flag, False):
+            setattr(model, flag, False)
+
+
+def save_model(model, tokenizer, out_dir: Path) -> Path:
+    """Save ``model`` and ``tokenizer`` as a standard checkpoint (safetensors) in ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def count_parameters(model) -> int:
+    """Return the number of logical parameters (a packed 4-bit weight counts its unpacked size)."""
+    total = 0
+    for p in model.parameters():
+        state = getattr(p, "quant_state", None)
+        total += int(torch.Size(state.shape).numel()) if state is not None else p.numel()
+    return total
+
+
+def gguf_to_checkpoint(gguf_path: Path, out_dir: Path, dtype: str = "bfloat16") -> Path:
+    """Return ``out_dir`` holding the GGUF model dequantized into a safetensors checkpoint."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from . import atomic
+
+    gguf_path = Path(gguf_path)
+    if not gguf_path.is_file():
+        raise ModelError(f"{gguf_path}: GGUF file not found")
+    kwargs = {"gguf_file": gguf_path.name}
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=DTYPES[dtype], **kwargs)
+    forget_quantization(model)
+    with atomic.directory(Path(out_dir)) as tmp:
+        save_model(model, tokenizer, tmp)
+    return Path(out_dir)
+
+
+def materialize_source(source: str, gguf_file: str | None, revision: str | None, dtype: str, out_dir: Path) -> int:
+    """Save the base model named by a params file into ``out_dir``; return its parameter count.
+
+    ``source`` is a local checkpoint directory, a ``.gguf`` file (or a directory with
+    ``gguf_file``), or a hub id (downloaded by transformers when the hub is reachable).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from . import paths
+
+    local = paths.resolve(source)
+    kwargs: dict = {}
+    if source.endswith(".gguf"):
+        if not local.is_file():
+            raise ModelError(f"model.source: GGUF file {local} does not exist")
+        location, kwargs["gguf_file"] = local.parent, local.name
+    elif gguf_file:
+        location, kwargs["gguf_file"] = local, gguf_file
+        if not (local / gguf_file).is_file():
+            raise ModelError(f"model.gguf_file: {local / gguf_file} does not exist")
+    elif local.exists():
+        if not (local / "config.json").is_file():
+            raise ModelError(f"model.source: {local} is not a checkpoint directory (no config.json); "
+                             "for the default model run `make model`")
+        location = local
+    elif _looks_like_hub_id(source):
+        location = source
+        if revision:
+            kwargs["revision"] = revision
+    else:
+        raise ModelError(f"model.source: {source!r} is neither an existing directory or .gguf file ({local}) "
+                         "nor a hub id like 'Qwen/Qwen2.5-1.5B-Instruct'; for the default model run `make model`")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=DTYPES[dtype], **kwargs)
+    except OSError as exc:
+        raise ModelError(f"model.source: cannot load {source!r}: {exc}") from exc
+    if "gguf_file" in kwargs:
+        forget_quantization(model)
+    save_model(model, tokenizer, out_dir)
+    return count_parameters(model)
+
+
+def _looks_like_hub_id(source: str) -> bool:
+    parts = source.split("/")
+    return len(parts) == 2 and all(parts) and not source.startswith((".", "/", "~"))

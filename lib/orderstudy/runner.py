@@ -1,0 +1,234 @@
+"""Runs a whole study: the ordering notebook once per ordering with papermill, then the summary.
+
+An ordering whose result is up to date (same final state, same evaluation suite, status ok) is
+not run again, so a rerun with nothing changed does no model work and starts no notebook; a
+failed ordering is rerun. Each executed notebook is written to a temporary path and renamed to
+``outputs/<study>/notebooks/<ordering>.ipynb``. A failed ordering is recorded and the others go
+on. Two runs of the same study at once: the second stops with a message (a study lock).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import atomic, paths
+from .params import ParamsError
+from .plan import parse_ordering
+
+
+class StudyLocked(RuntimeError):
+    pass
+
+
+@contextmanager
+def study_lock(study_dir: Path):
+    """Hold the study's lock, or raise ``StudyLocked`` naming the process that holds it."""
+    study_dir.mkdir(parents=True, exist_ok=True)
+    path = study_dir / ".lock"
+    fh = open(path, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise StudyLocked(f"study {study_dir.name!r} is already running ({holder}); wait for it to finish, "
+                          f"or stop it, then run again (lock: {path})") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}")
+    fh.flush()
+    try:
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+def execute_notebook(template: Path, output: Path, parameters: dict, log_output: bool = True) -> None:
+    """Execute ``template`` with papermill into ``output`` (atomically, even when it fails)."""
+    import papermill as pm
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp.ipynb")
+    try:
+        pm.execute_notebook(str(template), str(tmp), parameters=parameters, kernel_name="python3",
+                            cwd=str(paths.ROOT), log_output=log_output, progress_bar=False)
+    finally:
+        if tmp.exists():
+            os.replace(tmp, output)
+
+
+def run_study(params_file: str | Path, orderings: list[str] | None = None, log_output: bool = True,
+              summary: bool = True) -> dict:
+    """Run the study's orderings that are not up to date and return a run report."""
+    from .study import Study
+
+    study = Study(params_file)
+    todo = list(study.plan.orderings) if not orderings else [o for o in study.plan.orderings if o in
+                                                              {">".join(parse_ordering(x)) or "base" for x in orderings}]
+    report = {"study": study.params.study, "params_file": str(study.params_file), "orderings": {},
+              "steps_planned": len(study.plan.steps), "steps_naive": study.plan.naive_step_count}
+    started = time.perf_counter()
+    with study_lock(study.paths.dir):
+        preflight(study)
+        print(f"[{study.params.study}] {len(todo)} orderings, {len(study.plan.steps)} operation steps "
+              f"(instead of {study.plan.naive_step_count} without sharing); device {study.device}, dtype {study.dtype}",
+              flush=True)
+        for i, ordering in enumerate(todo, start=1):
+            t0 = time.perf_counter()
+            if study.is_up_to_date(ordering):
+                print(f"[{study.params.study}] [{i}/{len(todo)}] {ordering}: up to date, not rerun", flush=True)
+                report["orderings"][ordering] = {"status": "ok", "ran": False, "seconds": 0.0}
+                continue
+            print(f"[{study.params.study}] [{i}/{len(todo)}] {ordering}: running notebook", flush=True)
+            status, error = "ok", None
+            try:
+                execute_notebook(paths.ORDERING_NOTEBOOK, study.paths.notebook(ordering),
+                                 {"params_file": str(study.params_file), "ordering": ordering}, log_output)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # papermill's execution error, or a kernel that died
+                status, error = "failed", record_failure(study, ordering, exc)
+            seconds = time.perf_counter() - t0
+            result = study.load_result(ordering) or {}
+            report["orderings"][ordering] = {"status": status, "ran": True, "seconds": round(seconds, 2),
+                                             "steps": result.get("steps", []), "error": error}
+            print(f"[{study.params.study}] [{i}/{len(todo)}] {ordering}: {status} in {seconds:.1f} s"
+                  + (f" — {error}" if error else ""), flush=True)
+        report["seconds"] = round(time.perf_counter() - started, 2)
+        report["steps_built"] = sorted({s["state"] for o in report["orderings"].values() for s in o.get("steps", [])
+                                        if not s.get("reused")})
+        atomic.write_json(study.paths.dir / "last_run.json", report)
+        if summary:
+            run_summary(params_file, log_output=False)
+    failed = [o for o, r in report["orderings"].items() if r["status"] != "ok"]
+    print(f"[{study.params.study}] done in {report['seconds']:.1f} s: "
+          f"{len(report['orderings']) - len(failed)} ok, {len(failed)} failed{(' (' + ', '.join(failed) + ')') if failed else ''}; "
+          f"{len(report['steps_built'])} operation steps built. Results: {study.paths.dir}", flush=True)
+    return report
+
+
+def record_failure(study, ordering: str, exc: Exception) -> str:
+    """Make sure a failed ordering has a failed result; return a one-line reason."""
+    result = study.load_result(ordering)
+    if result and result.get("status") == "failed" and result.get("result_key") == study.result_key(ordering):
+        return f"{result['error']['type']}: {result['error']['message']}".splitlines()[0][:300]
+    # The notebook could not record it (the kernel died, e.g. killed for memory): record it here.
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc))
+    tb = getattr(exc, "traceback", None)
+    failed = study._result(ordering, [], status="failed", error={
+        "type": ename, "message": evalue, "traceback": "\n".join(tb) if isinstance(tb, list) else str(exc),
+        "step": "notebook"})
+    atomic.write_json(study.paths.result(ordering), failed)
+    return f"{ename}: {evalue}".splitlines()[0][:300]
+
+
+def run_summary(params_file: str | Path, log_output: bool = False) -> Path:
+    """Execute the summary notebook for a study; return the executed notebook's path."""
+    from .params import load_params
+
+    params = load_params(params_file)
+    out = paths.StudyPaths(params.study).notebooks / "summary.ipynb"
+    execute_notebook(paths.SUMMARY_NOTEBOOK, out, {"params_file": str(paths.resolve(params_file))}, log_output)
+    return out
+
+
+def preflight(study) -> None:
+    """Check, before any work, what would otherwise fail late: model, data, disk space."""
+    from . import evaluation, models
+
+    m = study.params.model
+    src = paths.resolve(m.source)
+    if (m.source.endswith(".gguf") or m.gguf_file) and not (src.is_file() or (src / (m.gguf_file or "")).is_file()):
+        raise ParamsError(f"{study.params_file}: key 'model.source': GGUF file {src} not found")
+    if not m.source.endswith(".gguf") and not m.gguf_file and not models._looks_like_hub_id(m.source) \
+            and not (src / "config.json").is_file():
+        raise ParamsError(f"{study.params_file}: key 'model.source': {src} is not a checkpoint directory "
+                          "(no config.json); for the default model run `make model`")
+    study.suite  # samples the benchmarks now: a missing or malformed data file stops the run here
+    if "F" in "".join(study.plan.steps):
+        study.training_examples
+    need = estimate_disk_bytes(study)
+    free = shutil.disk_usage(study.paths.dir).free
+    if need > free:
+        raise ParamsError(f"{study.params_file}: the planned checkpoints need about {need / 2**30:.1f} GiB "
+                          f"but {study.paths.dir} has {free / 2**30:.1f} GiB free; free space or run fewer orderings")
+    _ = evaluation
+
+
+def estimate_disk_bytes(study) -> int:
+    """Return a generous estimate of the bytes the study's missing states will take."""
+    from . import models
+
+    base = study.store.state("base")
+    if study.store.is_complete(base, verify_hashes=False):
+        base_bytes = base.record()["size_bytes"]
+    else:
+        src = paths.resolve(study.params.model.source)
+        base_bytes = models.dir_size_bytes(src) if src.exists() else 0
+    missing = [s for s in study.plan.states if not study.store.is_complete(study.store.state(s), verify_hashes=False)]
+    return base_bytes * len(missing)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m orderstudy", description="Run an ordering study.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="run every ordering that is not up to date, then the summary")
+    p_run.add_argument("params")
+    p_run.add_argument("--orderings", nargs="*", help="only these orderings (e.g. base F P>F)")
+    p_run.add_argument("--quiet", action="store_true", help="do not stream the notebooks' output")
+    p_sum = sub.add_parser("summary", help="rebuild the summary notebook, tables and figures")
+    p_sum.add_argument("params")
+    p_plan = sub.add_parser("plan", help="print the plan: orderings, states, keys, what is up to date")
+    p_plan.add_argument("params")
+    p_check = sub.add_parser("check", help="validate a params file and its inputs, doing no work")
+    p_check.add_argument("params")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            run_study(args.params, args.orderings, log_output=not args.quiet)
+        elif args.command == "summary":
+            print(run_summary(args.params))
+        elif args.command == "plan":
+            print_plan(args.params)
+        elif args.command == "check":
+            from .study import Study
+
+            study = Study(args.params)
+            preflight(study)
+            print(f"{study.params_file}: OK ({len(study.plan.orderings)} orderings, {len(study.plan.steps)} steps)")
+    except (ParamsError, StudyLocked) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from .data import DataError
+        from .models import ModelError
+
+        if isinstance(exc, (DataError, ModelError)):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+def print_plan(params_file) -> None:
+    from .study import Study
+
+    study = Study(params_file)
+    print(f"study {study.params.study}: {len(study.plan.orderings)} orderings, {len(study.plan.steps)} steps "
+          f"(naive {study.plan.naive_step_count})")
+    for s in study.plan.states:
+        st = study.store.state(s)
+        print(f"  state {s:8s} {st.key}  {'built' if study.store.is_complete(st, verify_hashes=False) else 'missing'}")
+    for o in study.plan.orderings:
+        print(f"  ordering {o:8s} {'up to date' if study.is_up_to_date(o) else 'to run'}")

@@ -1,0 +1,199 @@
+"""The state store: one directory per model state, named by its key, built once and reused.
+
+A state's key hashes its parent's key, the operation, the operation's parameters and the data it
+used (and, for the base, the model source and dtype). Changing any of these gives a new key, so
+that state and everything after it are rebuilt, and nothing else. A state directory holds:
+
+    states/<key>/model/        a standard Hugging Face checkpoint
+    states/<key>/record.json   how it was made, what it is, and a manifest of the model files
+    states/<key>/evals/<suite key>.json   its scores on an evaluation suite, once evaluated
+
+Building is idempotent and safe under concurrency: look the state up; otherwise take its lock,
+look again (someone may have just built it), build in a temporary directory and rename it into
+place. A state whose files do not match its manifest is discarded and rebuilt.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import platform
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from . import atomic, models
+from .plan import BASE, last_operation, parent
+from .params import StudyParams, stable_hash
+
+RECORD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class State:
+    """A model state on disk."""
+
+    name: str          # the ordering prefix, e.g. "F>P"
+    key: str
+    dir: Path
+
+    @property
+    def model_dir(self) -> Path:
+        return self.dir / "model"
+
+    @property
+    def record_path(self) -> Path:
+        return self.dir / "record.json"
+
+    def record(self) -> dict:
+        return atomic.read_json(self.record_path)
+
+
+def file_manifest(model_dir: Path) -> dict[str, dict]:
+    """Return ``{relative path: {"bytes", "sha256"}}`` for every file of a checkpoint."""
+    manifest = {}
+    for f in sorted(Path(model_dir).rglob("*")):
+        if f.is_file():
+            h = hashlib.sha256()
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            manifest[str(f.relative_to(model_dir))] = {"bytes": f.stat().st_size, "sha256": h.hexdigest()}
+    return manifest
+
+
+def versions() -> dict[str, str]:
+    """Return the versions of Python and the packages that decide a result."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "transformers", "peft", "bitsandbytes", "lm_eval", "orderstudy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+class StateStore:
+    """Finds, verifies and builds the model states of one study."""
+
+    def __init__(self, root: Path, params: StudyParams, dtype: str, device: str,
+                 step_inputs: Callable[[str], dict] | None = None):
+        self.root = Path(root)
+        self.params = params
+        self.dtype = dtype
+        self.device = device
+        # For operations that read data (fine-tuning), what identifies that data in the key.
+        self._step_inputs = step_inputs or (lambda op: {})
+        self._keys: dict[str, str] = {}
+
+    # -- keys ---------------------------------------------------------------------------------
+    def key(self, state: str) -> str:
+        """Return the cache key of ``state`` (an ordering prefix)."""
+        if state not in self._keys:
+            if state == BASE:
+                m = self.params.model
+                spec = {"source": m.source, "gguf_file": m.gguf_file, "revision": m.revision, "dtype": self.dtype}
+            else:
+                op = last_operation(state)
+                spec = {"parent": self.key(parent(state)), "operation": op,
+                        "params": self.params.operation_params(op).model_dump(mode="json"),
+                        "inputs": self._step_inputs(op), "seed": self.params.seed, "dtype": self.dtype}
+            self._keys[state] = stable_hash({"record_version": RECORD_VERSION, **spec})
+        return self._keys[state]
+
+    def state(self, name: str) -> State:
+        key = self.key(name)
+        return State(name, key, self.root / key)
+
+    # -- lookup -------------------------------------------------------------------------------
+    def is_complete(self, state: State, verify_hashes: bool = True) -> bool:
+        """Return whether ``state`` is on disk, complete, and matches its recorded manifest."""
+        if not state.record_path.is_file() or not state.model_dir.is_dir():
+            return False
+        try:
+            record = state.record()
+        except (ValueError, OSError):
+            return False
+        if record.get("key") != state.key or "manifest" not in record:
+            return False
+        manifest = record["manifest"]
+        for rel, meta in manifest.items():
+            f = state.model_dir / rel
+            if not f.is_file() or f.stat().st_size != meta["bytes"]:
+                return False
+        if verify_hashes and file_manifest(state.model_dir) != manifest:
+            return False
+        return True
+
+    @contextmanager
+    def lock(self, state: State) -> Iterator[None]:
+        """Hold an exclusive lock on ``state`` (another process wanting it waits)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f"{state.key}.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # -- building -----------------------------------------------------------------------------
+    def get(self, name: str, build: Callable[[str, Path, Path | None], dict],
+            on_event: Callable[[str, State, dict], None] | None = None) -> tuple[State, bool]:
+        """Return ``(state, reused)``, building the state (and its parents first) if needed.
+
+        ``build(name, out_model_dir, parent_model_dir)`` makes the checkpoint and returns the
+        operation's record.
+        """
+        on_event = on_event or (lambda *a: None)
+        parent_state = None
+        if name != BASE:
+            parent_state, _ = self.get(parent(name), build, on_event)
+        state = self.state(name)
+        if self.is_complete(state):
+            on_event("reused", state, state.record())
+            return state, True
+        with self.lock(state):
+            if self.is_complete(state):
+                on_event("reused", state, state.record())
+                return state, True
+            if state.dir.exists():
+                on_event("discarded", state, {"reason": "incomplete or does not match its manifest"})
+                shutil.rmtree(state.dir)
+            on_event("building", state, {})
+            started = time.perf_counter()
+            with atomic.directory(state.dir) as tmp:
+                info = build(name, tmp / "model", parent_state.model_dir if parent_state else None)
+                record = self._record(state, parent_state, info, tmp / "model", time.perf_counter() - started)
+                atomic.write_json(tmp / "record.json", record)
+            on_event("built", state, record)
+            return state, False
+
+    def _record(self, state: State, parent_state: State | None, info: dict, model_dir: Path, seconds: float) -> dict:
+        manifest = file_manifest(model_dir)
+        op = last_operation(state.name)
+        return {
+            "record_version": RECORD_VERSION,
+            "state": state.name,
+            "key": state.key,
+            "parent": parent_state.key if parent_state else None,
+            "operation": op,
+            "params": self.params.operation_params(op).model_dump(mode="json") if op else self.params.model.model_dump(mode="json"),
+            "inputs": self._step_inputs(op) if op else {},
+            "info": info,
+            "quantized": models.is_quantized(model_dir),
+            "quantization_config": models.quantization_config(model_dir),
+            "size_bytes": sum(m["bytes"] for m in manifest.values()),
+            "seconds": round(seconds, 3),
+            "dtype": self.dtype,
+            "device": self.device,
+            "versions": versions(),
+            "host": platform.node(),
+            "pid": os.getpid(),
+            "manifest": manifest,
+        }

@@ -1,0 +1,212 @@
+"""One study: its parameters, plan, state store and evaluation, as the notebooks use them.
+
+``Study(params_file).run_ordering("F>P>Q")`` gets every state on the ordering's path (reusing
+the ones already built), evaluates the final state (reusing a stored evaluation), and writes the
+ordering's result file. A failure is recorded in the result with its step, error and traceback.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import traceback
+from functools import cached_property
+from pathlib import Path
+from typing import Callable
+
+from . import atomic, data, evaluation, models, paths
+from .ops import OPERATIONS, OperationContext
+from .params import StudyParams, load_params, stable_hash
+from .plan import BASE, OPERATION_NAMES, last_operation, make_plan, prefixes
+from .store import State, StateStore, versions
+
+RESULT_SCHEMA = 1
+
+
+class Study:
+    """A study loaded from its params file."""
+
+    def __init__(self, params_file: str | Path, params: StudyParams | None = None):
+        self.params_file = paths.resolve(params_file)
+        self.params = params or load_params(self.params_file)
+        self.paths = paths.StudyPaths(self.params.study)
+        self.device = models.resolve_device(self.params.device)
+        self.dtype = models.resolve_dtype(self.params.dtype, self.device)
+        self.plan = make_plan(self.params.orderings)
+        self.store = StateStore(self.paths.states, self.params, self.dtype, self.device, self._step_inputs)
+
+    # -- inputs -------------------------------------------------------------------------------
+    @cached_property
+    def suite(self) -> evaluation.EvalSuite:
+        """The evaluation suite: sampled items and lm-eval task files, shared by all states."""
+        return evaluation.build_suite(self.params.evaluation, self.params.seed, self.paths.data)
+
+    @cached_property
+    def training_examples(self) -> list[dict]:
+        """The fine-tuning pairs; for LawBench data, checked disjoint from the evaluation sample."""
+        ft, ev = self.params.finetune, self.params.evaluation
+        if ft.data == "lawbench":
+            examples = data.lawbench_training(paths.resolve(ev.lawbench_data), evaluation.lawbench_task_ids(ev),
+                                              ft.train_items_per_task, ev.lawbench_items_per_task, self.params.seed)
+            if "lawbench" in self.suite.sample_ids:
+                data.check_disjoint({t: [{"id": i} for i in ids] for t, ids in self.suite.sample_ids["lawbench"].items()}, examples)
+            return examples
+        return data.jsonl_training(ft.data)
+
+    def _step_inputs(self, op: str) -> dict:
+        if op == "F" and "F" in {o for s in self.plan.steps for o in s.split(">")}:
+            return {"training_data": stable_hash(self.training_examples), "examples": len(self.training_examples)}
+        return {}
+
+    # -- states -------------------------------------------------------------------------------
+    def _build(self, name: str, out_dir: Path, parent_dir: Path | None) -> dict:
+        if name == BASE:
+            n = models.materialize_source(self.params.model.source, self.params.model.gguf_file,
+                                          self.params.model.revision, self.dtype, out_dir)
+            return {"source": self.params.model.source, "parameters": n}
+        op = last_operation(name)
+        ctx = OperationContext(dtype=self.dtype, device=self.device, seed=self.params.seed,
+                               training_examples=self.training_examples if op == "F" else [])
+        _seed_everything(self.params.seed)
+        return OPERATIONS[op](parent_dir, out_dir, self.params.operation_params(op), ctx)
+
+    def get_state(self, name: str, show: Callable = print) -> tuple[State, bool]:
+        """Return ``(state, reused)`` for an ordering prefix, building what is missing."""
+        def event(kind: str, state: State, record: dict) -> None:
+            if kind == "building":
+                op = last_operation(state.name)
+                show(f"[{self.params.study}] building {state.name} ({OPERATION_NAMES.get(op, 'base model')}) ...")
+            elif kind == "discarded":
+                show(f"[{self.params.study}] discarding {state.name}: {record['reason']}")
+        return self.store.get(name, self._build, event)
+
+    def evaluate_state(self, state: State, show: Callable = print) -> dict:
+        """Return the state's scores on the study's suite, evaluating once and storing the result."""
+        path = state.dir / "evals" / f"{self.suite.key}.json"
+        if path.is_file():
+            stored = atomic.read_json(path)
+            if stored.get("suite") == self.suite.key and stored.get("state") == state.key:
+                stored["reused"] = True
+                return stored
+        show(f"[{self.params.study}] evaluating {state.name} on {', '.join(self.suite.benchmarks)} ...")
+        _seed_everything(self.params.seed)
+        started = time.perf_counter()
+        model = models.load_model(state.model_dir, self.dtype, self.device)
+        tokenizer = models.load_tokenizer(state.model_dir)
+        scores = evaluation.evaluate(model, tokenizer, self.suite, self.device)
+        del model
+        stored = {"suite": self.suite.key, "state": state.key, "seconds": round(time.perf_counter() - started, 2), **scores}
+        atomic.write_json(path, stored)
+        stored["reused"] = False
+        return stored
+
+    # -- orderings ----------------------------------------------------------------------------
+    def result_key(self, ordering: str) -> str:
+        """Return the hash that decides whether an ordering's result is up to date."""
+        return stable_hash({"state": self.store.key(ordering), "suite": self.suite.key, "schema": RESULT_SCHEMA})
+
+    def load_result(self, ordering: str) -> dict | None:
+        path = self.paths.result(ordering)
+        try:
+            return atomic.read_json(path) if path.is_file() else None
+        except ValueError:
+            return None
+
+    def is_up_to_date(self, ordering: str) -> bool:
+        """Return whether the ordering has a finished, successful result for the current params."""
+        result = self.load_result(ordering)
+        return bool(result) and result.get("status") == "ok" and result.get("result_key") == self.result_key(ordering)
+
+    def run_ordering(self, ordering: str, show: Callable = print) -> dict:
+        """Return the ordering's result after getting its states and scores; also written to disk.
+
+        On failure the result is written with status ``failed`` and the error re-raised, so the
+        notebook shows it too. An interrupt (Ctrl-C) writes nothing: the ordering reruns next time.
+        """
+        steps: list[dict] = []
+        current = BASE
+        try:
+            for name in prefixes(ordering):
+                current = name
+                started = time.perf_counter()
+                state, reused = self.get_state(name, show)
+                record = state.record()
+                steps.append(_step_summary(name, state, record, reused, time.perf_counter() - started))
+                show(f"[{self.params.study}] {name}: {'reused' if reused else 'built'} "
+                     f"({record['size_bytes'] / 2**20:.1f} MiB, {_n_params(record):,} parameters)")
+            current = f"evaluate {ordering}"
+            scores = self.evaluate_state(state, show)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            result = self._result(ordering, steps, status="failed", error={
+                "type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc(), "step": current})
+            atomic.write_json(self.paths.result(ordering), result)
+            raise
+        stem = paths.ordering_filename(ordering)
+        items_rel = f"items/{stem}.json"
+        atomic.write_json(self.paths.dir / items_rel, scores["items"])
+        if scores["lawbench_predictions"]:
+            # The model's raw LawBench answers, so they can be rescored (python -m orderstudy.lawbench).
+            atomic.write_json(self.paths.items / f"{stem}.lawbench_predictions.json", scores["lawbench_predictions"])
+        final = state.record()
+        result = self._result(ordering, steps, status="ok", error=None)
+        result.update({
+            "size_bytes": final["size_bytes"],
+            "n_params": _n_params(final),
+            "quantized": final["quantized"],
+            "benchmarks": scores["benchmarks"],
+            "items_file": items_rel,
+            "evaluation": {"reused": scores["reused"], "seconds": scores["seconds"], "suite": self.suite.key},
+        })
+        atomic.write_json(self.paths.result(ordering), result)
+        return result
+
+    def _result(self, ordering: str, steps: list[dict], status: str, error: dict | None) -> dict:
+        return {
+            "schema": RESULT_SCHEMA,
+            "study": self.params.study,
+            "ordering": ordering,
+            "status": status,
+            "error": error,
+            "size_bytes": None,
+            "n_params": None,
+            "benchmarks": {},
+            "steps": steps,
+            "state_key": self.store.key(ordering),
+            "result_key": self.result_key(ordering),
+            "params_file": str(self.params_file),
+            "params_hash": self.params.hash(),
+            "sample_ids": self.suite.sample_ids,
+            "lawbench_sources": self.suite.lawbench_sources,
+            "versions": versions(),
+            "device": self.device,
+            "dtype": self.dtype,
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+
+
+def _n_params(record: dict) -> int | None:
+    info = record.get("info", {})
+    return info.get("parameters")
+
+
+def _step_summary(name: str, state: State, record: dict, reused: bool, seconds: float) -> dict:
+    info = record.get("info", {})
+    summary = {"state": name, "operation": record.get("operation"), "key": state.key, "reused": reused,
+               "seconds": round(seconds, 3), "build_seconds": record.get("seconds"),
+               "size_bytes": record["size_bytes"], "n_params": _n_params(record), "quantized": record["quantized"]}
+    for k in ("validation_loss_before", "validation_loss_after", "train_losses", "method", "merge",
+              "intermediate_size_after", "dequantized_first"):
+        if k in info:
+            summary[k] = info[k]
+    return summary
+
+
+def _seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -1,0 +1,46 @@
+"""The Python side of orderstudy's lm-eval tasks (referenced from the YAML with ``!function``)."""
+
+from __future__ import annotations
+
+import re
+
+from orderstudy.lawbench.scoring import score_task
+
+
+def lawbench_process_results(doc: dict, results: list[str]) -> dict:
+    """Return the item for LawBench's task-level scorers (scored together in the aggregation)."""
+    item = {"task": doc["task"], "prediction": results[0], "answer": doc["answer"], "prompt": doc["prompt"]}
+    return {"score": item, "abstention": item}
+
+
+def _score(items: list[dict]):
+    return score_task(items[0]["task"], [i["prediction"] for i in items], [i["answer"] for i in items],
+                      [i["prompt"] for i in items])
+
+
+def lawbench_aggregate_score(items: list[dict]) -> float:
+    """Return the task's LawBench score in percent."""
+    return 100.0 * _score(items).score
+
+
+def lawbench_aggregate_abstention(items: list[dict]) -> float:
+    """Return the task's abstention rate in percent."""
+    return 100.0 * _score(items).abstention_rate
+
+
+_LETTER = re.compile(r"^\s*[\(\[]?([ABCD])(?:[\s\.\):\]]|$)")
+_STATED = re.compile(r"answer is:?\s*[\(\[]?([ABCD])\b", re.IGNORECASE)
+
+
+def mmlu_letter(response: str) -> str | None:
+    """Return the answer letter a response gives, ``None`` when it gives none clearly.
+
+    >>> mmlu_letter(" B. 42"), mmlu_letter("The answer is (C)"), mmlu_letter("I think so")
+    ('B', 'C', None)
+    """
+    match = _LETTER.match(response) or _STATED.search(response)
+    return match.group(1) if match else None
+
+
+def mmlu_generative_process_results(doc: dict, results: list[str]) -> dict:
+    return {"acc": float(mmlu_letter(results[0]) == "ABCD"[doc["answer"]])}
