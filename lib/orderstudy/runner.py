@@ -107,7 +107,10 @@ def run_study(params_file: str | Path, orderings: list[str] | None = None, log_o
                                         if not s.get("reused")})
         atomic.write_json(study.paths.dir / "last_run.json", report)
         if summary:
-            run_summary(params_file, log_output=False)
+            try:
+                print(f"[{study.params.study}] summary: {run_summary(params_file)}", flush=True)
+            except Exception as exc:  # the results are safe; say why the tables are not there
+                print(f"[{study.params.study}] summary notebook failed: {exc}", file=sys.stderr, flush=True)
     failed = [o for o, r in report["orderings"].items() if r["status"] != "ok"]
     print(f"[{study.params.study}] done in {report['seconds']:.1f} s: "
           f"{len(report['orderings']) - len(failed)} ok, {len(failed)} failed{(' (' + ', '.join(failed) + ')') if failed else ''}; "
@@ -131,14 +134,11 @@ def record_failure(study, ordering: str, exc: Exception) -> str:
     return f"{ename}: {evalue}".splitlines()[0][:300]
 
 
-def run_summary(params_file: str | Path, log_output: bool = False) -> Path:
-    """Execute the summary notebook for a study; return the executed notebook's path."""
-    from .params import load_params
+def run_summary(params_file: str | Path) -> Path:
+    """Execute the summary notebook for a study (tables, figures); return the executed notebook."""
+    from .report import execute_summary
 
-    params = load_params(params_file)
-    out = paths.StudyPaths(params.study).notebooks / "summary.ipynb"
-    execute_notebook(paths.SUMMARY_NOTEBOOK, out, {"params_file": str(paths.resolve(params_file))}, log_output)
-    return out
+    return execute_summary(params_file)
 
 
 def preflight(study) -> None:

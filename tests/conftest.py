@@ -1,0 +1,68 @@
+"""Shared fixtures: a tiny real model made on the fly, the prepared data, a scratch outputs dir."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from orderstudy import paths
+
+DEFAULT_MODEL = paths.MODELS_CACHE / "SmolLM2-135M-Instruct"
+LAWBENCH_DATA = paths.DATA_CACHE / "lawbench"
+MMLU_DATA = paths.DATA_CACHE / "mmlu"
+
+
+def _require(path: Path, target: str) -> Path:
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `make {target}` first (make test does it)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def default_model_dir() -> Path:
+    return _require(DEFAULT_MODEL, "model")
+
+
+@pytest.fixture(scope="session")
+def lawbench_dir() -> Path:
+    return _require(LAWBENCH_DATA / "sources.json", "data").parent
+
+
+@pytest.fixture(scope="session")
+def mmlu_dir() -> Path:
+    return _require(MMLU_DATA / "subjects.json", "data").parent
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, default_model_dir) -> Path:
+    """A 4-layer Llama with random weights and SmolLM2's real tokenizer (chat template included)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-llama")
+    tok = AutoTokenizer.from_pretrained(default_model_dir)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=2048,
+                         tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).to(torch.float32)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def outputs_dir(tmp_path, monkeypatch) -> Path:
+    """Point the study outputs at a scratch directory for this test."""
+    out = tmp_path / "outputs"
+    monkeypatch.setattr(paths, "OUTPUTS_DIR", out)
+    monkeypatch.setenv("ORDERSTUDY_OUTPUTS", str(out))
+    return out
+
+
+def write_params(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,91 @@
+"""End-to-end tier: the smoke study (all 16 orderings, tiny settings) through papermill."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from orderstudy import paths
+from orderstudy.plan import REFERENCE_ORDER
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, default_model_dir, lawbench_dir, mmlu_dir):
+    """Run `python -m orderstudy run params/smoke.yaml` once into a scratch outputs directory."""
+    out = tmp_path_factory.mktemp("e2e") / "outputs"
+    env = {**os.environ, "ORDERSTUDY_OUTPUTS": str(out)}
+    proc = subprocess.run([sys.executable, "-m", "orderstudy", "run", "params/smoke.yaml", "--quiet"],
+                          cwd=paths.ROOT, env=env, capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {"dir": out / "smoke", "env": env, "stdout": proc.stdout}
+
+
+def _main_rows(study_dir):
+    with open(study_dir / "tables" / "main.csv", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_all_sixteen_orderings_run_through_papermill(smoke):
+    d = smoke["dir"]
+    run = json.loads((d / "last_run.json").read_text())
+    assert [o for o in run["orderings"]] == list(REFERENCE_ORDER)
+    failed = {o: r["error"] for o, r in run["orderings"].items() if r["status"] != "ok"}
+    assert not failed, failed
+    # 15 operation steps plus the base, each built once and shared.
+    assert len(run["steps_built"]) == 16
+    for ordering in REFERENCE_ORDER:
+        nb = d / "notebooks" / f"{paths.ordering_filename(ordering)}.ipynb"
+        assert nb.is_file(), nb
+        assert ordering in nb.read_text(encoding="utf-8")
+    assert (d / "notebooks" / "summary.ipynb").is_file()
+    assert "15 operation steps (instead of 33" in smoke["stdout"]
+
+
+def test_main_table_is_honest(smoke):
+    rows = _main_rows(smoke["dir"])
+    assert [r["ordering"] for r in rows] == list(REFERENCE_ORDER)
+    assert {r["status"] for r in rows} == {"ok"}
+    by = {r["ordering"]: r for r in rows}
+    size = {o: int(float(r["size_bytes"])) for o, r in by.items()}
+    assert size["P"] < size["base"] and size["Q"] < size["base"] and size["P>Q"] < size["Q"]
+    assert size["F"] == size["base"] and size["Q>F"] == size["base"]  # QLoRA merged into full precision
+    for bench in ("lawbench", "stem", "mmlu_law"):
+        base = float(by["base"][bench])
+        for o, r in by.items():
+            score = float(r[bench])
+            assert 0 <= score <= 100
+            change = r[f"{bench}_change_pct"]
+            if base > 0:
+                assert float(change) == pytest.approx((score - base) / base * 100, abs=1e-6)
+            else:
+                assert change in ("", "nan", "NaN")
+    # Each size is the real checkpoint directory of the ordering's final state.
+    for o in ("base", "P", "F>P>Q"):
+        result = json.loads((smoke["dir"] / "results" / f"{paths.ordering_filename(o)}.json").read_text())
+        state_dir = smoke["dir"] / "states" / result["state_key"] / "model"
+        assert size[o] == sum(f.stat().st_size for f in state_dir.rglob("*") if f.is_file())
+
+
+def test_a_rerun_with_nothing_changed_does_no_model_work(smoke):
+    proc = subprocess.run([sys.executable, "-m", "orderstudy", "run", "params/smoke.yaml", "--quiet"],
+                          cwd=paths.ROOT, env=smoke["env"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = json.loads((smoke["dir"] / "last_run.json").read_text())
+    assert not any(r["ran"] for r in run["orderings"].values())
+    assert run["steps_built"] == []
+    assert proc.stdout.count("up to date, not rerun") == 16
+
+
+def test_benchmark_script_prints_real_figures(smoke):
+    proc = subprocess.run([sys.executable, "benchmarks/bench_study.py", "params/smoke.yaml"],
+                          cwd=paths.ROOT, env=smoke["env"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert figures["steps_executed"] == 0 and figures["rerun_notebooks"] == 0
+    assert figures["first_run_s"] > 0 and figures["peak_kernel_rss_mib"] > 0
+    assert "== per ordering ==" in proc.stdout and "F>P>Q" in proc.stdout

@@ -1,0 +1,59 @@
+import pytest
+
+from orderstudy import paths
+from orderstudy.params import ParamsError, load_params
+
+MINIMAL = "study: t\nmodel: {source: cache/models/x}\n"
+
+
+def _load(tmp_path, text):
+    p = tmp_path / "study.yaml"
+    p.write_text(text, encoding="utf-8")
+    return load_params(p), p
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in paths.PARAMS_DIR.glob("*.yaml")))
+def test_every_shipped_params_file_is_valid(name):
+    params = load_params(paths.PARAMS_DIR / name)
+    assert params.study
+
+
+def test_defaults_run_all_sixteen_orderings(tmp_path):
+    params, _ = _load(tmp_path, MINIMAL)
+    assert len(params.ordering_list) == 16
+    assert params.prune.sparsity == 0.5 and params.quantize.method == "nf4"
+
+
+@pytest.mark.parametrize("text,key,expected", [
+    (MINIMAL + "prune: {sparsty: 0.3}\n", "prune.sparsty", "unknown key"),
+    (MINIMAL + "colour: red\n", "colour", "unknown key"),
+    (MINIMAL + "prune: {sparsity: 1.5}\n", "prune.sparsity", "less than 1"),
+    (MINIMAL + "finetune: {max_steps: many}\n", "finetune.max_steps", "valid integer"),
+    (MINIMAL + "quantize: {method: int3}\n", "quantize.method", "'nf4', 'fp4' or 'int8'"),
+    (MINIMAL + "orderings: [F>F]\n", "orderings", "repeated"),
+    (MINIMAL + "orderings: [F>P, F>P]\n", "orderings", "listed twice"),
+    (MINIMAL + "evaluation: {lawbench_tasks: ['9-9']}\n", "evaluation.lawbench_tasks", "unknown LawBench task '9-9'"),
+    ("model: {source: x}\n", "study", "required but missing"),
+    (MINIMAL + "device: tpu\n", "device", "'cpu', 'cuda' or 'auto'"),
+])
+def test_bad_params_name_the_file_the_key_and_what_is_allowed(tmp_path, text, key, expected):
+    with pytest.raises(ParamsError) as err:
+        _load(tmp_path, text)
+    message = str(err.value)
+    assert str(tmp_path / "study.yaml") in message
+    assert f"key '{key}'" in message
+    assert expected in message
+
+
+def test_not_a_mapping_and_missing_file(tmp_path):
+    with pytest.raises(ParamsError, match="expected a mapping"):
+        _load(tmp_path, "- a\n- b\n")
+    with pytest.raises(ParamsError, match="params file not found"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_hash_changes_with_a_parameter_and_not_with_key_order(tmp_path):
+    a, _ = _load(tmp_path, MINIMAL + "prune: {sparsity: 0.3}\nseed: 1\n")
+    b, _ = _load(tmp_path, "seed: 1\nprune: {sparsity: 0.3}\n" + MINIMAL)
+    c, _ = _load(tmp_path, MINIMAL + "prune: {sparsity: 0.4}\nseed: 1\n")
+    assert a.hash() == b.hash() != c.hash()

@@ -1,0 +1,89 @@
+"""The runner: papermill per ordering, only what a change affects reruns, locks, failures."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from orderstudy import paths
+from orderstudy.runner import StudyLocked, run_study, study_lock
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def tiny_params(tmp_path, tiny_model_dir, outputs_dir, mmlu_dir):
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"instruction": "回答：", "question": f"问题{i}", "answer": "答案。"}, ensure_ascii=False) + "\n"
+                             for i in range(8)), encoding="utf-8")
+    text = f"""
+study: tinyrun
+dtype: float32
+model: {{source: {tiny_model_dir}}}
+orderings: [base, F, P, P>F]
+finetune: {{data: {train}, max_steps: 1, batch_size: 2, max_seq_len: 64}}
+prune: {{sparsity: 0.5}}
+evaluation: {{benchmarks: [mmlu_law], mmlu_items_per_subject: 1}}
+"""
+    return _write(tmp_path / "tinyrun.yaml", text), text
+
+
+@pytest.mark.e2e
+def test_changing_one_parameter_reruns_exactly_what_depends_on_it(tiny_params, outputs_dir):
+    params_file, text = tiny_params
+    first = run_study(params_file, log_output=False, summary=False)
+    assert {o: r["status"] for o, r in first["orderings"].items()} == dict.fromkeys(["base", "F", "P", "P>F"], "ok")
+    assert sorted(first["steps_built"]) == ["F", "P", "P>F", "base"]
+    nb = outputs_dir / "tinyrun" / "notebooks" / "P-F.ipynb"
+    assert "papermill" in nb.read_text()
+
+    _write(params_file, text.replace("sparsity: 0.5", "sparsity: 0.25"))
+    second = run_study(params_file, log_output=False, summary=False)
+    ran = {o for o, r in second["orderings"].items() if r["ran"]}
+    assert ran == {"P", "P>F"}
+    assert sorted(second["steps_built"]) == ["P", "P>F"]
+    # The old states stay (until `make clean`): both prune results exist side by side.
+    states = [p for p in (outputs_dir / "tinyrun" / "states").iterdir() if p.is_dir()]
+    assert len(states) == 6
+
+
+def test_a_second_run_of_the_same_study_stops_with_a_clear_message(tiny_params, outputs_dir):
+    params_file, _ = tiny_params
+    with study_lock(outputs_dir / "tinyrun"):
+        with pytest.raises(StudyLocked, match="study 'tinyrun' is already running"):
+            run_study(params_file, log_output=False)
+        env = {**os.environ, "ORDERSTUDY_OUTPUTS": str(outputs_dir)}
+        proc = subprocess.run([sys.executable, "-m", "orderstudy", "run", str(params_file)], cwd=paths.ROOT,
+                              env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "already running" in proc.stderr
+    assert not (outputs_dir / "tinyrun" / "states").exists()
+
+
+@pytest.mark.parametrize("edit,expected", [
+    ("model: {{source: /nonexistent/model}}", "not a checkpoint directory"),
+    ("model: {{source: {tiny}}}\ndevice: cuda", "no CUDA device"),
+])
+def test_bad_inputs_stop_before_any_work(tmp_path, tiny_model_dir, outputs_dir, mmlu_dir, edit, expected):
+    text = "study: bad\n" + edit.format(tiny=tiny_model_dir) + "\nevaluation: {benchmarks: [mmlu_law], mmlu_items_per_subject: 1}\n"
+    params_file = _write(tmp_path / "bad.yaml", text)
+    env = {**os.environ, "ORDERSTUDY_OUTPUTS": str(outputs_dir)}
+    proc = subprocess.run([sys.executable, "-m", "orderstudy", "run", str(params_file)], cwd=paths.ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert expected in proc.stderr
+    assert not (outputs_dir / "bad" / "states").exists()
+
+
+def test_missing_benchmark_data_is_reported_before_any_work(tmp_path, tiny_model_dir, outputs_dir):
+    params_file = _write(tmp_path / "nodata.yaml", f"study: nodata\nmodel: {{source: {tiny_model_dir}}}\n"
+                         f"evaluation: {{benchmarks: [lawbench], lawbench_data: {tmp_path / 'nowhere'}}}\n")
+    env = {**os.environ, "ORDERSTUDY_OUTPUTS": str(outputs_dir)}
+    proc = subprocess.run([sys.executable, "-m", "orderstudy", "check", str(params_file)], cwd=paths.ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "LawBench task file missing" in proc.stderr and str(tmp_path / "nowhere") in proc.stderr

@@ -1,0 +1,99 @@
+"""A study run in-process on a tiny model: real operations, real lm-eval, real result files."""
+
+import json
+
+import pytest
+
+from orderstudy import evaluation, models
+from orderstudy.params import EvaluationParams
+from orderstudy.study import Study
+
+
+
+
+@pytest.fixture
+def tiny_study(tmp_path, tiny_model_dir, outputs_dir, lawbench_dir, mmlu_dir):
+    train = tmp_path / "train.jsonl"
+    rows = [{"instruction": "请根据法律回答。", "question": f"第{i}题：盗窃罪侵犯的客体是什么？", "answer": "公私财物的所有权。"}
+            for i in range(16)]
+    train.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    params = tmp_path / "tiny.yaml"
+    params.write_text(f"""
+study: tiny
+seed: 0
+dtype: float32
+model: {{source: {tiny_model_dir}}}
+orderings: [base, F, P, Q, Q>F, P>Q]
+finetune: {{data: {train}, max_steps: 8, batch_size: 4, max_seq_len: 96, learning_rate: 0.01, validation_fraction: 0.25}}
+prune: {{sparsity: 0.5}}
+evaluation:
+  benchmarks: [lawbench, mmlu_law]
+  lawbench_tasks: ['2-4', '3-4']
+  lawbench_items_per_task: 2
+  max_new_tokens: 4
+  mmlu_items_per_subject: 2
+""", encoding="utf-8")
+    return Study(params)
+
+
+def test_orderings_make_honest_states_and_results(tiny_study):
+    results = {o: tiny_study.run_ordering(o, show=lambda *a: None) for o in tiny_study.plan.orderings}
+    assert all(r["status"] == "ok" for r in results.values())
+    base, p, q, f = results["base"], results["P"], results["Q"], results["F"]
+    # Pruning removes parameters and bytes; quantizing keeps the parameters and removes bytes.
+    assert p["n_params"] < base["n_params"] and p["size_bytes"] < base["size_bytes"]
+    assert q["n_params"] == base["n_params"] and q["size_bytes"] < base["size_bytes"] and q["quantized"]
+    assert results["P>Q"]["size_bytes"] < q["size_bytes"]
+    # Fine-tuning a quantized model merges into dequantized weights: full precision again.
+    assert not results["Q>F"]["quantized"] and results["Q>F"]["steps"][-1]["merge"] == "dequantize"
+    # Sizes are the real checkpoint directories.
+    for r in results.values():
+        state = tiny_study.store.state(r["ordering"])
+        assert r["size_bytes"] == models.dir_size_bytes(state.model_dir)
+    # Fine-tuning lowers the loss on held-out pairs.
+    for r in (f, results["Q>F"]):
+        step = r["steps"][-1]
+        assert step["validation_loss_after"] < step["validation_loss_before"]
+    # Scores are percentages of the sampled items, recorded with their ids.
+    for r in results.values():
+        for bench, b in r["benchmarks"].items():
+            assert 0.0 <= b["score"] <= 100.0
+            assert b["score"] == pytest.approx(sum(t["score"] for t in b["tasks"].values()) / len(b["tasks"]))
+        items = json.loads((tiny_study.paths.dir / r["items_file"]).read_text())
+        for task, t in r["benchmarks"]["mmlu_law"]["tasks"].items():
+            assert t["score"] == pytest.approx(100 * sum(items["mmlu_law"][task].values()) / t["n"])
+        assert r["sample_ids"]["lawbench"]["2-4"] == list(items["lawbench"]["2-4"])
+    # States are shared: Q>F reused Q built by Q's ordering, and base was built once.
+    assert [s["reused"] for s in results["Q>F"]["steps"]] == [True, True, False]
+
+
+def test_a_rerun_does_no_model_work(tiny_study):
+    for o in ("base", "P"):
+        tiny_study.run_ordering(o, show=lambda *a: None)
+    again = Study(tiny_study.params_file)
+    assert again.is_up_to_date("P") and not again.is_up_to_date("Q")
+    result = again.run_ordering("P", show=lambda *a: None)
+    assert all(s["reused"] for s in result["steps"]) and result["evaluation"]["reused"]
+
+
+def test_a_failure_is_recorded_with_its_step_and_reason(tiny_study, tmp_path):
+    tiny_study.run_ordering("base", show=lambda *a: None)
+    state = tiny_study.store.state("base")
+    # Make fine-tuning impossible: no training pair fits in 8 tokens.
+    params = tiny_study.params.model_copy(update={"finetune": tiny_study.params.finetune.model_copy(update={"max_seq_len": 16})})
+    study = Study(tiny_study.params_file, params=params)
+    with pytest.raises(ValueError, match="training example"):
+        study.run_ordering("F", show=lambda *a: None)
+    result = study.load_result("F")
+    assert result["status"] == "failed" and result["error"]["step"] == "F"
+    assert "finetune.max_seq_len" in result["error"]["message"] and "Traceback" in result["error"]["traceback"]
+    assert state.record_path.exists()
+
+
+def test_mmlu_generative_scoring_extracts_the_letter(tiny_model_dir, mmlu_dir, tmp_path):
+    params = EvaluationParams(benchmarks=("mmlu_law",), mmlu_items_per_subject=2, mmlu_scoring="generative", max_new_tokens=4)
+    suite = evaluation.build_suite(params, 0, tmp_path)
+    model = models.load_model(tiny_model_dir, "float32")
+    out = evaluation.evaluate(model, models.load_tokenizer(tiny_model_dir), suite, "cpu")
+    assert out["benchmarks"]["mmlu_law"]["scoring"] == "MMLU generative"
+    assert out["benchmarks"]["mmlu_law"]["n_items"] == 6
