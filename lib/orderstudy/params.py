@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import paths
 from .plan import REFERENCE_ORDER, format_ordering, parse_ordering
@@ -38,7 +38,8 @@ class FinetuneParams(_Section):
     data: str = Field("lawbench", description="'lawbench' (LawBench items outside the evaluation sample) or a JSONL file")
     train_items_per_task: Annotated[int, Field(ge=1)] = 40
     validation_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
-    max_steps: Annotated[int, Field(ge=1)] = 20
+    max_steps: Annotated[int, Field(ge=1, description="optimizer steps (ignored when `epochs` is set)")] = 20
+    epochs: Annotated[float, Field(gt=0.0, description="passes over the training part; replaces max_steps")] | None = None
     batch_size: Annotated[int, Field(ge=1)] = 4
     max_seq_len: Annotated[int, Field(ge=16)] = 256
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 2e-4
@@ -46,20 +47,67 @@ class FinetuneParams(_Section):
     lora_alpha: Annotated[float, Field(gt=0.0)] = 32
     lora_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-    merge: Literal["dequantize"] = "dequantize"
+    # What becomes of an adapter trained on a quantized model (QLoRA): merged into the dequantized
+    # weights (a full-precision result), merged then quantized again with the source's settings,
+    # or kept beside the quantized base. An adapter on a full-precision model is always merged.
+    merge: Literal["dequantize", "requantize", "adapter"] = "dequantize"
+    # Merging writes dense deltas into every weight, so it undoes unstructured or 2:4 pruning;
+    # True zeroes again the weights that were zero before the merge.
+    keep_sparsity: bool = True
+
+    @model_validator(mode="after")
+    def _steps_or_epochs(self):
+        if self.epochs is not None and "max_steps" in self.model_fields_set:
+            raise ValueError("set either finetune.max_steps or finetune.epochs, not both")
+        return self
 
 
 class PruneParams(_Section):
-    method: Literal["mlp_channels"] = "mlp_channels"
-    sparsity: Annotated[float, Field(gt=0.0, lt=1.0, description="fraction of MLP channels removed")] = 0.5
-    importance: Literal["magnitude"] = "magnitude"
-    multiple_of: Annotated[int, Field(ge=1)] = 8
+    # width: MLP channels and attention heads (whole key/value groups), the same in every layer;
+    # mlp_channels: MLP channels only; depth: whole decoder layers (the least influential on
+    # calibration data); magnitude / wanda: unstructured zeros; 2:4: two zeros in every four weights.
+    method: Literal["width", "mlp_channels", "depth", "magnitude", "wanda", "2:4"] = "width"
+    sparsity: Annotated[float, Field(gt=0.0, lt=1.0, description=(
+        "fraction removed: of MLP channels (width, mlp_channels), of layers (depth), of the weights of "
+        "every decoder linear layer (magnitude, wanda); 2:4 is always 0.5"))] = 0.3
+    head_sparsity: Annotated[float, Field(ge=0.0, lt=1.0, description=(
+        "width only: fraction of attention heads removed, rounded to whole key/value groups"))] = 0.3
+    # How width and 2:4 score what they remove: weight norms, or weights times the size of their
+    # inputs on calibration data (activation-aware; Wanda's score for 2:4).
+    importance: Literal["magnitude", "activation"] = "magnitude"
+    multiple_of: Annotated[int, Field(ge=1, description="MLP channels kept are a multiple of this")] = 64
+    storage: Literal["dense", "sparse"] = "dense"   # sparse: values + bitmask, for magnitude/wanda/2:4
+    calibration_data: str = Field("finetune", description="'finetune' (the fine-tuning training data) or a JSONL file")
+    calibration_samples: Annotated[int, Field(ge=1)] = 32
+    calibration_seq_len: Annotated[int, Field(ge=8)] = 256
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        unstructured = self.method in ("magnitude", "wanda", "2:4")
+        if self.storage == "sparse" and not unstructured:
+            raise ValueError(f"prune.storage: 'sparse' applies to magnitude, wanda and 2:4; method {self.method!r} "
+                             "already makes the checkpoint smaller; use storage: dense")
+        if self.method == "2:4" and "sparsity" in self.model_fields_set and self.sparsity != 0.5:
+            raise ValueError(f"prune.sparsity: 2:4 removes exactly half of the weights; got {self.sparsity}, set 0.5 or leave it out")
+        if "importance" in self.model_fields_set and self.method in ("depth", "magnitude", "wanda"):
+            raise ValueError(f"prune.importance applies to width, mlp_channels and 2:4; method {self.method!r} "
+                             "has its own score (depth: angular distance, magnitude: |w|, wanda: |w| x input norm)")
+        if "head_sparsity" in self.model_fields_set and self.method != "width":
+            raise ValueError(f"prune.head_sparsity applies to method 'width' only (got method {self.method!r})")
+        return self
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether the method reads calibration data."""
+        return self.method in ("depth", "wanda") or (
+            self.method in ("width", "mlp_channels", "2:4") and self.importance == "activation")
 
 
 class QuantizeParams(_Section):
     method: Literal["nf4", "fp4", "int8"] = "nf4"
-    double_quant: bool = True
+    double_quant: bool = True     # 4-bit only: quantize the block scales too
     compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto = the study's dtype
+    # Linear modules kept in full precision (bitsandbytes never quantizes the embedding).
     skip_modules: tuple[str, ...] = ("lm_head",)
 
 

@@ -175,6 +175,8 @@ class StateStore:
             return state, False
 
     def _record(self, state: State, parent_state: State | None, info: dict, model_dir: Path, seconds: float) -> dict:
+        from . import checkpoint_info
+
         manifest = file_manifest(model_dir)
         op = last_operation(state.name)
         return {
@@ -189,6 +191,7 @@ class StateStore:
             "quantized": models.is_quantized(model_dir),
             "quantization_config": models.quantization_config(model_dir),
             "size_bytes": sum(m["bytes"] for m in manifest.values()),
+            "parts": checkpoint_info.describe(model_dir),
             "seconds": round(seconds, 3),
             "dtype": self.dtype,
             "device": self.device,

@@ -1,17 +1,30 @@
-"""Fine-tune (F): LoRA supervised fine-tuning with peft, merged into the weights afterwards.
+"""Fine-tune (F): LoRA supervised fine-tuning with peft; QLoRA on a quantized model.
 
-The loss is on the answer tokens only (prompt tokens are masked). On a quantized model this is
-QLoRA: the model is loaded fresh from disk first, because once bitsandbytes has run a 4-bit model
-in eval mode without gradients it repacks the weights and later LoRA gradients are silently wrong
-(FACTS.md, trap 1). The adapter is then merged into the dequantized weights (``merge:
-dequantize``, what most published studies did): the result is a full-precision model, and its
-record says so.
+The loss is on the answer tokens only (prompt tokens are masked with -100). A held-out part of the
+training data gives a validation loss before training, after it, and on the saved result.
+
+On a quantized model this is QLoRA, and the model is loaded fresh from disk for training: once
+bitsandbytes has run a 4-bit model in eval mode without gradients on a CPU with AVX512-BF16 (any
+evaluation does this) it repacks the weights for its inference kernel, and LoRA gradients
+computed afterwards are silently wrong (FACTS.md, trap 1). ``trainable_model`` refuses a model
+in that state. What becomes of the adapter is ``finetune.merge``:
+
+- ``dequantize`` (default): merged into the dequantized weights; the result is full precision.
+- ``requantize``: merged, then quantized again with the source's settings; the model stays small.
+- ``adapter``: kept beside the quantized base, in the same directory (``adapter_config.json`` and
+  ``adapter_model.safetensors`` next to the base's files); ``from_pretrained`` alone loads both.
+
+On a full-precision model the adapter is always merged. Merging writes dense deltas into every
+weight and so undoes unstructured or 2:4 sparsity (FACTS.md); with ``keep_sparsity`` (default)
+the weights that were zero before the merge are zeroed again, and a sparse-format source gives a
+sparse-format result. Without it, the record and the config say the sparsity is gone.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +33,8 @@ import torch
 
 from .. import models
 from ..params import FinetuneParams
-from .common import OperationContext
+from . import storage
+from .common import SPARSITY_CONFIG_KEY, OperationContext, quantization_name, requantize_like
 
 
 def encode_example(tokenizer, prompt: str, answer: str, max_len: int) -> dict | None:
@@ -81,11 +95,107 @@ def split_examples(examples: list[dict], validation_fraction: float, seed: int) 
     return shuffled[n_val:], shuffled[:n_val]
 
 
-def apply(src: Path, dst: Path, params: FinetuneParams, ctx: OperationContext) -> dict:
-    """Fine-tune the checkpoint in ``src`` with LoRA into ``dst`` and return what happened."""
-    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+def training_steps(params: FinetuneParams, train_examples: int) -> int:
+    """Return the optimizer steps: ``max_steps``, or enough for ``epochs`` passes over the data.
+
+    >>> training_steps(FinetuneParams(epochs=2.0, batch_size=4), 10)
+    5
+    >>> training_steps(FinetuneParams(max_steps=7), 10)
+    7
+    """
+    if params.epochs is None:
+        return params.max_steps
+    return max(1, math.ceil(params.epochs * train_examples / params.batch_size))
+
+
+def repacked_4bit_modules(model) -> list[str]:
+    """Return the names of 4-bit layers whose weights bitsandbytes repacked for CPU inference.
+
+    bitsandbytes does this on the first eval-mode forward pass without gradients on a CPU with
+    AVX512-BF16, and LoRA gradients through such a layer are wrong (FACTS.md, trap 1).
+    """
+    return [name for name, module in model.named_modules()
+            if getattr(getattr(getattr(module, "weight", None), "quant_state", None), "packing_format_for_cpu", False)]
+
+
+def trainable_model(src: Path, params: FinetuneParams, ctx: OperationContext):
+    """Return the model in ``src``, loaded fresh from disk, with new LoRA adapters, in train mode."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    model = storage.load(src, ctx.dtype, ctx.device)
+    repacked = repacked_4bit_modules(model)
+    if repacked:
+        raise RuntimeError(f"{src}: {len(repacked)} 4-bit layers (e.g. {repacked[0]}) were repacked for inference "
+                           "before training; LoRA gradients would be wrong (FACTS.md, trap 1). Load the model fresh.")
+    if models.is_quantized(src):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    torch.manual_seed(ctx.seed)
+    lora = LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=params.lora_dropout,
+                      target_modules=list(params.target_modules), task_type="CAUSAL_LM")
+    model = get_peft_model(model, lora)
+    model.train()
+    return model
+
+
+def validation_loss(model_dir: Path, examples: list[dict], pad_id: int, batch_size: int, ctx: OperationContext) -> float | None:
+    """Return the mean answer-token loss on ``examples`` of the model in ``model_dir``, on its own copy.
+
+    The copy is evaluated and dropped: evaluating the 4-bit model that is about to be trained
+    would trigger trap 1.
+    """
+    if not examples:
+        return None
+    model = storage.load(model_dir, ctx.dtype, ctx.device)
+    loss = mean_loss(model, examples, pad_id, batch_size, ctx.device)
+    del model
+    return loss
+
+
+def train(model, examples: list[dict], steps: int, params: FinetuneParams, ctx: OperationContext, pad_id: int) -> list[float]:
+    """Train ``model`` for ``steps`` AdamW steps on seeded shuffles of ``examples``; return the losses."""
     from tqdm.auto import tqdm
 
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=params.learning_rate)
+    rng = random.Random(ctx.seed)
+    order: list[int] = []
+    losses = []
+    for _ in tqdm(range(steps), desc="fine-tune (LoRA)", leave=False):
+        if len(order) < params.batch_size:
+            epoch = list(range(len(examples)))
+            rng.shuffle(epoch)
+            order += epoch
+        batch_idx, order = order[:params.batch_size], order[params.batch_size:]
+        batch = {k: v.to(ctx.device) for k, v in collate([examples[i] for i in batch_idx], pad_id).items()}
+        loss = model(**batch).loss
+        value = loss.detach().item()
+        if not math.isfinite(value):
+            raise FloatingPointError(f"fine-tune: the training loss became {value} at step {len(losses) + 1}")
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(round(value, 5))
+    return losses
+
+
+def zero_masks(model) -> dict[str, torch.Tensor]:
+    """Return ``{linear name: where its weight is exactly zero}`` for the decoder's linear layers."""
+    return {name: module.weight == 0 for name, module in storage.decoder_linears(model).items()}
+
+
+def reapply_zeros(model, masks: dict[str, torch.Tensor]) -> None:
+    """Zero again, in place, the weights that ``masks`` (from ``zero_masks``) marks."""
+    linears = storage.decoder_linears(model)
+    with torch.no_grad():
+        for name, mask in masks.items():
+            linears[name].weight[mask] = 0
+
+
+def apply(src: Path, dst: Path, params: FinetuneParams, ctx: OperationContext) -> dict:
+    """Fine-tune the checkpoint in ``src`` with LoRA into ``dst`` and return what happened."""
+    kind = storage.layout(src)
+    if kind == "adapter":
+        raise ValueError(f"{src}: this model already carries a fine-tuning adapter; an ordering applies F once")
     quant = models.quantization_config(src)
     tokenizer = models.load_tokenizer(src)
     encoded = [e for e in (encode_example(tokenizer, x["prompt"], x["answer"], params.max_seq_len)
@@ -93,69 +203,90 @@ def apply(src: Path, dst: Path, params: FinetuneParams, ctx: OperationContext) -
     if len(encoded) < 2:
         raise ValueError(f"fine-tune: only {len(encoded)} training example(s) fit in finetune.max_seq_len="
                          f"{params.max_seq_len}; raise it or give more data")
-    train, val = split_examples(encoded, params.validation_fraction, ctx.seed)
+    train_part, val = split_examples(encoded, params.validation_fraction, ctx.seed)
     pad_id = tokenizer.pad_token_id
+    steps = training_steps(params, len(train_part))
 
-    # The validation loss before training runs on its own fresh copy: evaluating the 4-bit model
-    # that is about to be trained would trigger trap 1.
-    before_model = models.load_model(src, ctx.dtype, ctx.device)
-    val_before = mean_loss(before_model, val, pad_id, params.batch_size, ctx.device)
-    del before_model
-
-    torch.manual_seed(ctx.seed)
-    model = models.load_model(src, ctx.dtype, ctx.device)
-    if quant is not None:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    lora = LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=params.lora_dropout,
-                      target_modules=list(params.target_modules), task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora)
-    model.train()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=params.learning_rate)
-    rng = random.Random(ctx.seed)
-    order: list[int] = []
-    losses = []
+    val_before = validation_loss(src, val, pad_id, params.batch_size, ctx)
+    model = trainable_model(src, params, ctx)
+    trainable_count = sum(p.numel() for p in model.parameters() if p.requires_grad)
     started = time.perf_counter()
-    for _ in tqdm(range(params.max_steps), desc="fine-tune (LoRA)", leave=False):
-        if len(order) < params.batch_size:
-            epoch = list(range(len(train)))
-            rng.shuffle(epoch)
-            order += epoch
-        batch_idx, order = order[:params.batch_size], order[params.batch_size:]
-        batch = {k: v.to(ctx.device) for k, v in collate([train[i] for i in batch_idx], pad_id).items()}
-        loss = model(**batch).loss
-        if not math.isfinite(float(loss)):
-            raise FloatingPointError(f"fine-tune: the training loss became {float(loss)} at step {len(losses) + 1}")
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(round(float(loss), 5))
+    losses = train(model, train_part, steps, params, ctx, pad_id)
     train_seconds = time.perf_counter() - started
     model.eval()
     val_after = mean_loss(model, val, pad_id, params.batch_size, ctx.device)
 
-    if quant is None:
-        merged = model.merge_and_unload()
-    else:
-        # merge: dequantize — the adapter goes into the dequantized weights it was trained on.
-        with tempfile.TemporaryDirectory(dir=Path(dst).parent, prefix=".adapter-") as adapter_dir:
-            model.save_pretrained(adapter_dir)
-            del model
-            base = models.load_dense(src, ctx.dtype, ctx.device)
-            merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
-    merged.to(models.DTYPES[ctx.dtype])
-    models.save_model(merged, tokenizer, dst)
+    policy = params.merge if quant is not None else "merge"
+    with tempfile.TemporaryDirectory(dir=Path(dst).parent, prefix=".adapter-") as adapter_dir:
+        model.save_pretrained(adapter_dir)
+        del model
+        if policy == "adapter":
+            outcome = _keep_adapter(src, dst, Path(adapter_dir), tokenizer, ctx)
+        else:
+            outcome = _merge(src, dst, Path(adapter_dir), kind, quant, policy, params, tokenizer, ctx)
+
     return {
         "method": "qlora" if quant is not None else "lora",
-        "merge": params.merge if quant is not None else "merge",
-        "result_quantized": False,
-        "train_examples": len(train),
+        "base_quantization": quantization_name(quant),
+        "merge": policy,
+        "result_quantized": models.is_quantized(dst),
+        "result_layout": storage.layout(dst),
+        "train_examples": len(train_part),
         "validation_examples": len(val),
-        "steps": params.max_steps,
+        "steps": steps,
+        "epochs": round(steps * params.batch_size / len(train_part), 3),
         "train_losses": losses,
         "validation_loss_before": val_before,
         "validation_loss_after": val_after,
-        "trainable_parameters": sum(p.numel() for p in trainable),
-        "parameters": models.count_parameters(merged),
+        # The saved result, loaded fresh: includes what merging, re-zeroing and requantizing did.
+        "validation_loss_result": validation_loss(dst, val, pad_id, params.batch_size, ctx),
+        "trainable_parameters": trainable_count,
         "train_seconds": round(train_seconds, 2),
+        **outcome,
     }
+
+
+def _keep_adapter(src: Path, dst: Path, adapter_dir: Path, tokenizer, ctx: OperationContext) -> dict:
+    """Write the quantized base and the adapter side by side in ``dst``."""
+    shutil.copytree(src, dst)
+    for name in (storage.ADAPTER_CONFIG, storage.ADAPTER_WEIGHTS):
+        shutil.copy2(adapter_dir / name, dst / name)
+    tokenizer.save_pretrained(dst)
+    model = storage.load(dst, ctx.dtype, ctx.device)
+    adapter = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    parameters = models.count_parameters(model)
+    del model
+    out = {"parameters": parameters, "adapter_parameters": adapter}
+    sparsity = models.read_config(src).get(SPARSITY_CONFIG_KEY)
+    if sparsity:
+        out["sparsity"] = {"source": sparsity, "kept": "in the base only: the adapter's update is dense"}
+    return out
+
+
+def _merge(src: Path, dst: Path, adapter_dir: Path, kind: str, quant: dict | None, policy: str,
+           params: FinetuneParams, tokenizer, ctx: OperationContext) -> dict:
+    """Merge the adapter into the source's full-precision weights and save the result in ``dst``."""
+    from peft import PeftModel
+
+    base, _ = storage.load_dense(src, ctx.dtype, ctx.device)
+    sparsity = getattr(base.config, SPARSITY_CONFIG_KEY, None)
+    masks = zero_masks(base) if sparsity and params.keep_sparsity else None
+    before = storage.zero_fraction(base) if sparsity else None
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.to(models.DTYPES[ctx.dtype])
+    out: dict = {"parameters": models.count_parameters(merged)}
+    if sparsity:
+        after_merge = storage.zero_fraction(merged)
+        if masks is not None:
+            reapply_zeros(merged, masks)
+        else:
+            delattr(merged.config, SPARSITY_CONFIG_KEY)  # the zeros are gone: the config must not claim them
+        out["sparsity"] = {"source": sparsity, "kept": masks is not None,
+                           "zero_fraction_before_merge": round(before, 6),
+                           "zero_fraction_after_merge": round(after_merge, 6),
+                           "zero_fraction_result": round(storage.zero_fraction(merged), 6)}
+    if policy == "requantize":
+        requantize_like(merged, tokenizer, quant, dst, ctx)
+    else:
+        storage.save(merged, tokenizer, dst, sparse=kind == "sparse" and masks is not None)
+    return out

@@ -1,22 +1,108 @@
-"""Prune (P): structured removal of MLP intermediate channels.
+"""Prune (P): structured width or depth pruning, or unstructured / 2:4 sparsity.
 
-Every decoder layer keeps the same number of channels, chosen by an importance score, so the
-result is a standard checkpoint of the same architecture with a smaller
-``config.intermediate_size`` that ``from_pretrained`` loads with no extra code, and really is
-smaller on disk. A quantized input is dequantized, pruned, and quantized again with its own
-settings (pruning packed 4-bit weights corrupts them silently: FACTS.md, trap 2).
+``prune.method`` chooses one well-known method:
+
+- ``width`` (default): every decoder layer keeps its most important MLP intermediate channels and
+  attention heads, heads removed in whole key/value groups so grouped-query attention stays
+  valid. Every layer keeps the same numbers, so the result is a standard checkpoint of the same
+  architecture with a smaller config (``intermediate_size``, ``num_attention_heads``,
+  ``num_key_value_heads``; ``head_dim`` written out), really smaller on disk.
+  ``mlp_channels`` does the MLP part only. Importance is weight magnitude, or activation-aware:
+  the size of each channel's or group's contribution to the residual stream on calibration data.
+- ``depth``: removes the decoder layers that change the hidden state least on calibration data
+  (angular distance between a layer's input and output), updating ``num_hidden_layers``.
+- ``magnitude`` / ``wanda``: zeroes the smallest ``|W|`` of every decoder linear layer, or the
+  smallest ``|W| * ||X||`` in every output row (Wanda). ``2:4``: two zeros in every four
+  consecutive weights of a row, scored by magnitude or activation (Wanda's score). These do not
+  make a dense checkpoint smaller; ``storage: sparse`` saves values and a bitmask instead
+  (``sparse_format``). The config records the sparsity (``orderstudy_sparsity``) so that a later
+  fine-tune knows to keep it.
+
+A quantized input is dequantized, pruned, and quantized again with its own settings (pruning
+packed 4-bit weights corrupts them silently: FACTS.md, trap 2); an adapter beside a quantized
+base is merged first.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
 
 from .. import models
 from ..params import PruneParams
-from .common import OperationContext, requantize_like
+from . import calibration, storage
+from .common import SPARSITY_CONFIG_KEY, OperationContext, quantization_name, requantize_like
 
+
+def apply(src: Path, dst: Path, params: PruneParams, ctx: OperationContext) -> dict:
+    """Prune the checkpoint in ``src`` into ``dst`` and return what happened, for the record."""
+    model, source = storage.load_dense(src, ctx.dtype, ctx.device)
+    tokenizer = models.load_tokenizer(src)
+    shape_before = model_shape(model.config)
+    params_before = models.count_parameters(model)
+    info: dict = {"method": params.method}
+
+    sequences: list[list[int]] = []
+    if params.needs_calibration:
+        if not ctx.calibration_examples:
+            raise ValueError(f"prune: method {params.method!r} (importance {params.importance!r}) needs calibration "
+                             "examples, and OperationContext.calibration_examples is empty; check prune.calibration_data")
+        sequences = calibration.encode(tokenizer, ctx.calibration_examples, params.calibration_samples,
+                                       params.calibration_seq_len, ctx.seed)
+        info["calibration"] = {"examples": len(sequences), "tokens": sum(len(s) for s in sequences),
+                               "seq_len": params.calibration_seq_len}
+    pad_id = tokenizer.pad_token_id
+
+    if params.method in ("width", "mlp_channels"):
+        model, details = prune_width(model, params, sequences, pad_id)
+    elif params.method == "depth":
+        model, details = prune_depth(model, params.sparsity, sequences, pad_id)
+    else:
+        details = prune_weights(model, params, sequences, pad_id)
+    info.update(details)
+
+    zeros = storage.zero_fraction(model)
+    info.update({
+        "shape_before": shape_before,
+        "shape_after": model_shape(model.config),
+        "parameters_before": params_before,
+        "parameters": models.count_parameters(model),
+        "nonzero_parameters": sum(int((p != 0).sum()) for p in model.parameters()),
+        "zero_fraction": round(zeros, 6),
+        "source_layout": source["layout"],
+        "dequantized_first": source["quantization"] is not None,
+        "adapter_merged": source["adapter_merged"],
+    })
+    info.update(_save(model, tokenizer, dst, params, source["quantization"], ctx))
+    return info
+
+
+def _save(model, tokenizer, dst: Path, params: PruneParams, quant: dict | None, ctx: OperationContext) -> dict:
+    unstructured = params.method in ("magnitude", "wanda", "2:4")
+    if quant is not None:
+        requantize_like(model, tokenizer, quant, dst, ctx)
+        out = {"storage": "quantized", "requantized_as": quantization_name(quant)}
+        if params.storage == "sparse":
+            out["storage_note"] = ("prune.storage 'sparse' does not apply to a quantized model: bitsandbytes packs "
+                                   "every weight, zeros included, so the zeros do not make it smaller")
+        return out
+    storage.save(model, tokenizer, dst, sparse=params.storage == "sparse")
+    out = {"storage": params.storage}
+    if unstructured and params.storage == "dense":
+        out["storage_note"] = ("dense storage: a zero takes as many bytes as any weight, so this checkpoint is as "
+                               "large as an unpruned one; prune.storage: sparse stores values and a bitmask")
+    return out
+
+
+def model_shape(config) -> dict:
+    """Return the sizes that structured pruning changes."""
+    return {"layers": config.num_hidden_layers, "attention_heads": config.num_attention_heads,
+            "key_value_heads": config.num_key_value_heads, "intermediate_size": config.intermediate_size}
+
+
+# -- width ------------------------------------------------------------------------------------
 
 def kept_channels(intermediate_size: int, sparsity: float, multiple_of: int) -> int:
     """Return how many MLP channels each layer keeps, rounded to ``multiple_of``, at least one.
@@ -28,6 +114,15 @@ def kept_channels(intermediate_size: int, sparsity: float, multiple_of: int) -> 
     """
     keep = round(intermediate_size * (1.0 - sparsity) / multiple_of) * multiple_of
     return max(multiple_of if multiple_of <= intermediate_size else 1, min(intermediate_size, keep))
+
+
+def kept_groups(groups: int, head_sparsity: float) -> int:
+    """Return how many key/value groups each layer keeps: the removed fraction rounded, at least one kept.
+
+    >>> kept_groups(3, 0.3), kept_groups(3, 0.0), kept_groups(2, 0.9)
+    (2, 3, 1)
+    """
+    return max(1, groups - round(groups * head_sparsity))
 
 
 def channel_importance(mlp) -> torch.Tensor:
@@ -43,65 +138,179 @@ def channel_importance(mlp) -> torch.Tensor:
     return gate * up * down
 
 
-def prune_mlp_channels(model, keep: int) -> list[int]:
-    """Prune every layer's MLP to its ``keep`` most important channels, in place.
+def group_importance(attn, head_dim: int, heads_per_group: int) -> torch.Tensor:
+    """Return one magnitude score per key/value group: the norms of its value path.
 
-    Returns the number of channels each layer had before. Updates ``config.intermediate_size``.
+    A group's output is its value rows (``v_proj``) carried by its query heads' columns of
+    ``o_proj``; the score is the product of their Frobenius norms.
     """
-    before = []
-    for layer in model.model.layers:
-        mlp = layer.mlp
-        before.append(mlp.gate_proj.out_features)
-        idx = torch.topk(channel_importance(mlp), keep).indices.sort().values
-        mlp.gate_proj = _take_rows(mlp.gate_proj, idx)
-        mlp.up_proj = _take_rows(mlp.up_proj, idx)
-        mlp.down_proj = _take_cols(mlp.down_proj, idx)
-        if hasattr(mlp, "intermediate_size"):
-            mlp.intermediate_size = keep
-    model.config.intermediate_size = keep
-    return before
+    v = attn.v_proj.weight.float().reshape(-1, head_dim, attn.v_proj.weight.shape[1])
+    width = heads_per_group * head_dim
+    o = attn.o_proj.weight.float()
+    groups = v.shape[0]
+    return torch.stack([v[g].norm() * o[:, g * width:(g + 1) * width].norm() for g in range(groups)])
 
 
-def _take_rows(linear: torch.nn.Linear, idx: torch.Tensor) -> torch.nn.Linear:
-    new = torch.nn.Linear(linear.in_features, len(idx), bias=linear.bias is not None,
-                          dtype=linear.weight.dtype, device=linear.weight.device)
-    with torch.no_grad():
-        new.weight.copy_(linear.weight[idx])
-        if linear.bias is not None:
-            new.bias.copy_(linear.bias[idx])
-    return new
+def prune_width(model, params: PruneParams, sequences: list[list[int]], pad_id: int):
+    """Return ``(pruned model, details)``: every layer keeps its best MLP channels and key/value groups."""
+    config = model.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    groups = config.num_key_value_heads
+    per_group = config.num_attention_heads // groups
+    keep_channels = kept_channels(config.intermediate_size, params.sparsity, params.multiple_of)
+    keep_groups = kept_groups(groups, params.head_sparsity) if params.method == "width" else groups
 
-
-def _take_cols(linear: torch.nn.Linear, idx: torch.Tensor) -> torch.nn.Linear:
-    new = torch.nn.Linear(len(idx), linear.out_features, bias=linear.bias is not None,
-                          dtype=linear.weight.dtype, device=linear.weight.device)
-    with torch.no_grad():
-        new.weight.copy_(linear.weight[:, idx])
-        if linear.bias is not None:
-            new.bias.copy_(linear.bias)
-    return new
-
-
-def apply(src: Path, dst: Path, params: PruneParams, ctx: OperationContext) -> dict:
-    """Prune the checkpoint in ``src`` into ``dst`` and return what happened, for the record."""
-    source_quant = models.quantization_config(src)
-    model = models.load_dense(src, ctx.dtype, ctx.device)
-    tokenizer = models.load_tokenizer(src)
-    params_before = models.count_parameters(model)
-    intermediate = model.config.intermediate_size
-    keep = kept_channels(intermediate, params.sparsity, params.multiple_of)
-    prune_mlp_channels(model, keep)
-    info = {
-        "method": params.method,
-        "importance": params.importance,
-        "intermediate_size_before": intermediate,
-        "intermediate_size_after": keep,
-        "parameters_before": params_before,
-        "parameters": models.count_parameters(model),
-        "dequantized_first": source_quant is not None,
-    }
-    if source_quant is None:
-        models.save_model(model, tokenizer, dst)
+    if params.importance == "activation":
+        channel_scores, group_scores = calibration.channel_and_head_outputs(model, sequences, pad_id, head_dim, per_group)
     else:
-        requantize_like(model, tokenizer, source_quant, dst, ctx)
-    return info
+        channel_scores = [channel_importance(layer.mlp) for layer in model.model.layers]
+        group_scores = [group_importance(layer.self_attn, head_dim, per_group) for layer in model.model.layers]
+
+    state = model.state_dict()
+    kept_group_ids = []
+    for i in range(len(model.model.layers)):
+        prefix = f"model.layers.{i}."
+        channels = torch.topk(channel_scores[i], keep_channels).indices.sort().values
+        for name in ("gate_proj", "up_proj"):
+            _take(state, f"{prefix}mlp.{name}", rows=channels)
+        _take(state, f"{prefix}mlp.down_proj", cols=channels)
+        if keep_groups < groups:
+            kept = torch.topk(group_scores[i], keep_groups).indices.sort().values
+            kept_group_ids.append(kept.tolist())
+            q_idx = torch.cat([torch.arange(g * per_group * head_dim, (g + 1) * per_group * head_dim) for g in kept.tolist()])
+            kv_idx = torch.cat([torch.arange(g * head_dim, (g + 1) * head_dim) for g in kept.tolist()])
+            _take(state, f"{prefix}self_attn.q_proj", rows=q_idx)
+            _take(state, f"{prefix}self_attn.k_proj", rows=kv_idx)
+            _take(state, f"{prefix}self_attn.v_proj", rows=kv_idx)
+            _take(state, f"{prefix}self_attn.o_proj", cols=q_idx)
+
+    new_config = copy.deepcopy(config)
+    new_config.intermediate_size = keep_channels
+    new_config.num_key_value_heads = keep_groups
+    new_config.num_attention_heads = keep_groups * per_group
+    new_config.head_dim = head_dim  # written out: hidden_size / heads no longer gives it
+    details = {
+        "importance": params.importance,
+        "mlp_channels_kept": keep_channels,
+        "key_value_groups_kept": keep_groups,
+        "heads_removed_per_layer": (groups - keep_groups) * per_group,
+    }
+    if kept_group_ids:
+        details["kept_groups_by_layer"] = kept_group_ids
+    return rebuild(model, new_config, state), details
+
+
+def _take(state: dict, module: str, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None) -> None:
+    """Keep only ``rows`` (output features, with the bias) or ``cols`` (input features) of a linear layer."""
+    weight = state[f"{module}.weight"]
+    state[f"{module}.weight"] = weight[rows].clone() if rows is not None else weight[:, cols].clone()
+    bias = state.get(f"{module}.bias")
+    if bias is not None and rows is not None:
+        state[f"{module}.bias"] = bias[rows].clone()
+
+
+def rebuild(model, config, state: dict):
+    """Return a fresh model of ``config``'s (smaller) shape holding ``state``: a standard model again."""
+    from transformers import AutoModelForCausalLM
+
+    new = AutoModelForCausalLM.from_config(config, dtype=model.dtype)
+    new.load_state_dict(state, strict=True)
+    new.generation_config = model.generation_config
+    new.to(model.device)
+    new.eval()
+    return new
+
+
+# -- depth ------------------------------------------------------------------------------------
+
+def prune_depth(model, sparsity: float, sequences: list[list[int]], pad_id: int):
+    """Return ``(pruned model, details)`` without the layers of least angular distance on calibration data."""
+    n_layers = model.config.num_hidden_layers
+    n_remove = min(n_layers - 1, round(n_layers * sparsity))
+    distances = calibration.layer_angular_distances(model, sequences, pad_id)
+    removed = sorted(sorted(range(n_layers), key=lambda i: distances[i])[:n_remove])
+    kept = [i for i in range(n_layers) if i not in removed]
+    renumber = {old: new for new, old in enumerate(kept)}
+
+    state = {}
+    for key, tensor in model.state_dict().items():
+        if key.startswith("model.layers."):
+            index = int(key.split(".")[2])
+            if index not in renumber:
+                continue
+            key = f"model.layers.{renumber[index]}." + key.split(".", 3)[3]
+        state[key] = tensor
+    config = copy.deepcopy(model.config)
+    config.num_hidden_layers = len(kept)
+    if isinstance(getattr(config, "layer_types", None), list):
+        config.layer_types = [config.layer_types[i] for i in kept]
+    details = {"score": "angular distance between a layer's input and output hidden states",
+               "layers_removed": removed, "angular_distances": [round(d, 5) for d in distances]}
+    return rebuild(model, config, state), details
+
+
+# -- unstructured and 2:4 ---------------------------------------------------------------------
+
+def prune_weights(model, params: PruneParams, sequences: list[list[int]], pad_id: int) -> dict:
+    """Zero weights of every decoder linear layer in place; return the details for the record."""
+    wanda_score = params.method == "wanda" or (params.method == "2:4" and params.importance == "activation")
+    norms = calibration.input_norms(model, sequences, pad_id) if wanda_score else {}
+    sparsity = 0.5 if params.method == "2:4" else params.sparsity
+    with torch.no_grad():
+        for name, module in storage.decoder_linears(model).items():
+            weight = module.weight
+            score = weight.abs().float()
+            if wanda_score:
+                score = score * norms[name].to(score.device)[None, :]
+            if params.method == "magnitude":
+                mask = smallest(score.flatten(), int(weight.numel() * sparsity)).reshape(weight.shape)
+            elif params.method == "wanda":
+                mask = smallest_per_row(score, int(weight.shape[1] * sparsity))
+            else:
+                mask = two_of_four(score, name)
+            weight[mask] = 0
+    pattern = "2:4" if params.method == "2:4" else "unstructured"
+    setattr(model.config, SPARSITY_CONFIG_KEY, {"method": params.method, "pattern": pattern, "sparsity": sparsity,
+                                                "layers": "decoder linear layers"})
+    score_name = "|W| x input norm (Wanda)" if wanda_score else "|W|"
+    return {"pattern": pattern, "target_sparsity": sparsity, "score": score_name,
+            **({"importance": params.importance} if params.method == "2:4" else {})}
+
+
+def smallest(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Return a boolean mask of the ``k`` smallest entries of a 1-D tensor.
+
+    >>> smallest(torch.tensor([3.0, 1.0, 2.0, 0.5]), 2).tolist()
+    [False, True, False, True]
+    """
+    mask = torch.zeros_like(scores, dtype=torch.bool)
+    if k > 0:
+        mask[torch.topk(scores, k, largest=False).indices] = True
+    return mask
+
+
+def smallest_per_row(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Return a boolean mask of the ``k`` smallest entries of every row.
+
+    >>> smallest_per_row(torch.tensor([[3.0, 1.0, 2.0], [0.0, 5.0, 4.0]]), 1).tolist()
+    [[False, True, False], [True, False, False]]
+    """
+    mask = torch.zeros_like(scores, dtype=torch.bool)
+    if k > 0:
+        mask.scatter_(1, torch.topk(scores, k, dim=1, largest=False).indices, True)
+    return mask
+
+
+def two_of_four(scores: torch.Tensor, name: str = "weight") -> torch.Tensor:
+    """Return a boolean mask of the two smallest entries in every four consecutive ones of a row.
+
+    >>> two_of_four(torch.tensor([[4.0, 1.0, 3.0, 2.0]])).tolist()
+    [[False, True, False, True]]
+    """
+    rows, cols = scores.shape
+    if cols % 4:
+        raise ValueError(f"{name}: 2:4 sparsity needs the input size to be a multiple of 4, got {cols}")
+    quads = scores.reshape(rows, cols // 4, 4)
+    mask = torch.zeros_like(quads, dtype=torch.bool)
+    mask.scatter_(2, torch.topk(quads, 2, dim=2, largest=False).indices, True)
+    return mask.reshape(rows, cols)

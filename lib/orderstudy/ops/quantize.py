@@ -1,15 +1,22 @@
-"""Quantize (Q): bitsandbytes 4-bit (NF4 by default, or FP4) or 8-bit weights.
+"""Quantize (Q): bitsandbytes 4-bit (NF4 by default, or FP4) or 8-bit (LLM.int8) weights.
 
 The result is a standard quantized checkpoint: ``config.json`` carries the
-``quantization_config`` and ``from_pretrained`` alone reloads it with the same logits.
+``quantization_config`` and ``from_pretrained`` alone reloads it with the same logits. Double
+quantization (of the 4-bit block scales) and the compute dtype are parameters, and so are the
+linear modules that stay in full precision (the output head by default; bitsandbytes never
+quantizes the embedding). A sparse-format input is quantized from its dense weights: bitsandbytes
+packs every weight, so the zeros survive (NF4, FP4 and int8 all have an exact zero) but no longer
+save space.
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from .. import models
 from ..params import QuantizeParams
+from . import storage
 from .common import OperationContext
 
 
@@ -24,24 +31,48 @@ def bnb_settings(params: QuantizeParams, study_dtype: str = "bfloat16"):
         load_in_4bit=True,
         bnb_4bit_quant_type=params.method,
         bnb_4bit_use_double_quant=params.double_quant,
-        bnb_4bit_compute_dtype=models.DTYPES[study_dtype if params.compute_dtype == "auto" else params.compute_dtype],
+        bnb_4bit_compute_dtype=models.DTYPES[compute_dtype(params, study_dtype)],
         llm_int8_skip_modules=skip,
     )
 
 
-def apply(src: Path, dst: Path, params: QuantizeParams, ctx: OperationContext) -> dict:
-    """Quantize the checkpoint in ``src`` into ``dst`` and return what happened, for the record."""
+def compute_dtype(params: QuantizeParams, study_dtype: str) -> str:
+    """Return the dtype 4-bit matmuls compute in: the parameter, or the study's dtype for ``auto``."""
+    return study_dtype if params.compute_dtype == "auto" else params.compute_dtype
+
+
+def quantize_model(src: Path, params: QuantizeParams, ctx: OperationContext):
+    """Return the model in ``src`` quantized in memory (never run: see FACTS.md, trap 1)."""
     from transformers import AutoModelForCausalLM
 
     if models.is_quantized(src):
         raise ValueError(f"{src}: the model is already quantized; an ordering applies Q once")
-    model = AutoModelForCausalLM.from_pretrained(
-        src, quantization_config=bnb_settings(params, ctx.dtype), dtype=models.DTYPES[ctx.dtype], device_map=ctx.device)
+    kind = storage.layout(src)
+    settings = bnb_settings(params, ctx.dtype)
+    load = dict(quantization_config=settings, dtype=models.DTYPES[ctx.dtype], device_map=ctx.device)
+    if kind == "standard":
+        return AutoModelForCausalLM.from_pretrained(src, **load)
+    # bitsandbytes quantizes while loading: a sparse checkpoint goes through a dense copy.
+    dense, _ = storage.load_dense(src, ctx.dtype, ctx.device)
+    with tempfile.TemporaryDirectory(prefix="orderstudy-dense-") as tmp:
+        models.save_model(dense, models.load_tokenizer(src), Path(tmp))
+        del dense
+        return AutoModelForCausalLM.from_pretrained(tmp, **load)
+
+
+def apply(src: Path, dst: Path, params: QuantizeParams, ctx: OperationContext) -> dict:
+    """Quantize the checkpoint in ``src`` into ``dst`` and return what happened, for the record."""
+    import bitsandbytes as bnb
+
+    model = quantize_model(src, params, ctx)
     models.save_model(model, models.load_tokenizer(src), dst)
+    quantized = [n for n, m in model.named_modules() if isinstance(m, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt))]
     return {
         "method": params.method,
-        "double_quant": params.double_quant,
-        "compute_dtype": ctx.dtype if params.compute_dtype == "auto" else params.compute_dtype,
+        "double_quant": params.double_quant if params.method != "int8" else None,
+        "compute_dtype": compute_dtype(params, ctx.dtype) if params.method != "int8" else None,
         "skip_modules": list(params.skip_modules),
+        "quantized_modules": len(quantized),
+        "source_layout": storage.layout(src),
         "parameters": models.count_parameters(model),
     }
