@@ -1,0 +1,522 @@
+"""Task 2-1 文件校对: LawBench's character-level ChERRANT F0.5, re-implemented in one process.
+
+What LawBench does (``evaluation_functions/wsjd.py`` and ``utils/``, a copy of ChERRANT):
+
+1. The sentence to correct is read from the prompt: the line after the first "句子：\\n".
+   Newlines and tabs are removed from sentence, prediction and answer; a prediction more than
+   5 characters longer than the answer is cut to the answer's length + 5; an empty one becomes
+   "无内容".
+2. ``parallel_to_m2.py -g char`` turns (sentence, prediction) and (sentence, answer) into edits:
+   all whitespace is removed, the corrected side is converted to simplified Chinese (OpenCC
+   t2s), both are cut into characters, and ChERRANT's weighted Levenshtein alignment is computed.
+   Every cheapest alignment is kept (only the first when the lengths differ by more than 10),
+   each is merged into span edits (ChERRANT's merger) and typed M/R/S/W, and the edits of all
+   distinct alignments are written under the same annotator. A corrected side equal to the
+   sentence, or "没有错误", is "no edit"; "无法标注" marks the sentence unannotatable.
+   A sentence whose annotation takes more than 10 seconds (or fails) is annotated again with
+   "无" as its correction.
+3. ``compare_m2_for_evaluation.py`` counts, per sentence, a predicted edit (start, end,
+   correction) found among the answer's edits as a true positive once per time the answer lists
+   it, other predicted edits as false positives and missed answer edits as false negatives; the
+   counts are summed over the corpus and F0.5 is printed to 4 decimals, which is the task score.
+   (P is 1 when there is no false positive and R is 1 when there is no false negative.)
+
+Where this module differs, and why:
+
+* Substitution costs. ChERRANT prices substituting character a by b as
+  semantic(a, b)/6 + pos(a, b) + spelling(a, b). The semantic part needs the 同义词词林 thesaurus
+  (``data/cilin.txt``), the spelling part needs pinyin (pypinyin) and a confusion set
+  (``data/confusion_dict.txt``); none of them is available offline here. This module uses
+  ChERRANT's formula with the values most character pairs get: two different Chinese
+  characters cost 6/6 (unrelated thesaurus classes) + 0.25 + 0.5 (not homophones, not in each
+  other's confusion set) = 1.75; a pair involving any other token costs 4/6 (ChERRANT's value
+  for words missing from the thesaurus) + 0.5 + (0, 0.25 or 0.499 by punctuation, as in
+  ChERRANT) . Homophones and look-alikes, which ChERRANT makes cheaper (1.25), are priced like
+  any pair, so where ChERRANT's choice between equally long alignments depends on those
+  dictionaries, the edit spans found here can differ.
+* The 10-second timeout depends on the machine. It is emulated deterministically: a sentence
+  with more than ``MAX_ALIGNMENTS`` cheapest alignments is treated as timed out (its
+  correction becomes "无"), which is what a 10-second budget allows ChERRANT at about that
+  count. Fewer or more sentences than in LawBench's own run may fall over this line.
+* Sentences are not written to M2 files, so a correction containing "|||" is kept whole here.
+
+Everything else (the alignment with its transposition search and tie handling, the merger's
+rules, the M/R/S/W types, how duplicates are counted, the F0.5 with ChERRANT's conventions) follows
+ChERRANT's code as LawBench ships it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import groupby
+
+from .errors import LawBenchInputError
+
+# When more cheapest alignments than this exist, the sentence counts as timed out (see above).
+MAX_ALIGNMENTS = 20000
+
+BETA = 0.5
+MISSING_COMPONENT = "[缺失成分]"  # ChERRANT keeps this marker as one token
+NO_ERROR = "没有错误"
+NOT_ANNOTATABLE = "无法标注"
+TIMED_OUT = "无"
+
+# ChERRANT's punctuation: modules/alignment.py (for substitution costs) and modules/merger.py
+# (for its D-M-I rule); they differ slightly, and membership is tested as a substring.
+_CHINESE_PUNCT_ALIGNMENT = (
+    "！？｡＂＃＄％＆＇（）＊＋，－／：；＜＝＞＠［＼］＾＿｀｛｜｝～｟｠｢｣､、〃》「」『』【】〔〕〖〗〘〙〚〛〜〝〞〟"
+    "〰〾〿–—‘’‛“”„‟…‧﹏"
+)
+_CHINESE_PUNCT_MERGER = (
+    "！？｡＂＃＄％＆＇（）＊＋，－／：；＜＝＞＠［＼］＾＿｀｛｜｝～｟｠｢｣､、〃》「」『』【】〔〕〖〗〘〙〚〛〜〝〞〟"
+    "–—‘’‛“”„‟…‧."
+)
+PUNCT_ALIGNMENT = _CHINESE_PUNCT_ALIGNMENT + string.punctuation
+PUNCT_MERGER = string.punctuation + _CHINESE_PUNCT_MERGER
+
+_NEWLINE_OR_TAB = re.compile(r"\n|\t")
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+def source_sentence(origin_prompt) -> str:
+    """Return the sentence to correct: the line after the first "句子：\\n" of the prompt.
+
+    ``origin_prompt`` is the prompt text, or LawBench's list form ``[{"role": …, "prompt": …}]``.
+    """
+    if isinstance(origin_prompt, list):
+        if not origin_prompt or not isinstance(origin_prompt[0], dict) or "prompt" not in origin_prompt[0]:
+            raise LawBenchInputError("origin_prompt is a list but its first element has no 'prompt'")
+        origin_prompt = origin_prompt[0]["prompt"]
+    if not isinstance(origin_prompt, str):
+        raise LawBenchInputError("2-1 needs the origin prompt (a string) to find the sentence to correct")
+    marker = "句子：\n"
+    start = origin_prompt.find(marker)
+    if start < 0:
+        raise LawBenchInputError("the origin prompt has no '句子：\\n' line, which marks the sentence to correct")
+    sentence = _NEWLINE_OR_TAB.sub("", origin_prompt[start + len(marker):].split("\n")[0])
+    if "".join(sentence.split()) == "":
+        raise LawBenchInputError("the sentence to correct (after '句子：\\n' in the origin prompt) is empty")
+    return sentence
+
+
+def clean_prediction(prediction: str, answer: str) -> str:
+    """Return the prediction as LawBench passes it on: no newlines or tabs, at most len(answer)+5 long."""
+    prediction = _NEWLINE_OR_TAB.sub("", prediction)
+    if len(prediction) - len(answer) > 5:
+        prediction = prediction[: len(answer) + 5]
+    return prediction if prediction else "无内容"
+
+
+@lru_cache(maxsize=1)
+def _t2s():
+    from opencc import OpenCC
+
+    return OpenCC("t2s")
+
+
+def tokens(sentence: str) -> list[str]:
+    """Return ChERRANT's character tokens: one per character, "[缺失成分]" kept whole."""
+    out, i = [], 0
+    while i < len(sentence):
+        if sentence.startswith(MISSING_COMPONENT, i):
+            out.append(MISSING_COMPONENT)
+            i += len(MISSING_COMPONENT)
+        else:
+            out.append(sentence[i])
+            i += 1
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Alignment (ChERRANT modules/alignment.py, character granularity)
+
+def _all_chinese(token: str) -> bool:
+    return all("\u4e00" <= ch <= "\u9fff" for ch in token)
+
+
+def substitution_cost(a: str, b: str) -> float:
+    """Return the cost of substituting token a by b (ChERRANT's formula; see the module docstring)."""
+    if a == b:
+        return 0
+    both_chinese = _all_chinese(a) and _all_chinese(b)
+    # Thesaurus class difference: unrelated classes for Chinese characters, "unknown" otherwise.
+    semantic_cost = (6 if both_chinese else 4) / 6.0
+    if a in PUNCT_ALIGNMENT and b in PUNCT_ALIGNMENT:
+        pos_cost = 0.0
+    elif a not in PUNCT_ALIGNMENT and b not in PUNCT_ALIGNMENT:
+        pos_cost = 0.25
+    else:
+        pos_cost = 0.499
+    # Spelling: 0.5 for non-Chinese tokens (ChERRANT) and for characters that are neither
+    # homophones nor confusable (no pinyin or confusion set here).
+    char_cost = 0.5
+    return semantic_cost + char_cost + pos_cost
+
+
+def align(src: list[str], tgt: list[str]) -> list[list]:
+    """Return ChERRANT's operation matrix: the cheapest operations (M, S, I, D, Tk) into every cell."""
+    n, m = len(src), len(tgt)
+    cost = [[0.0] * (m + 1) for _ in range(n + 1)]
+    oper: list[list] = [[None] * (m + 1) for _ in range(n + 1)]
+    for i in range(1, n + 1):
+        cost[i][0] = cost[i - 1][0] + 1
+        oper[i][0] = ["D"]
+    for j in range(1, m + 1):
+        cost[0][j] = cost[0][j - 1] + 1
+        oper[0][j] = ["I"]
+    for i in range(n):
+        for j in range(m):
+            if src[i] == tgt[j]:
+                cost[i + 1][j + 1] = cost[i][j]
+                oper[i + 1][j + 1] = ["M"]
+                continue
+            del_cost = cost[i][j + 1] + 1
+            ins_cost = cost[i + 1][j] + 1
+            sub_cost = cost[i][j] + substitution_cost(src[i], tgt[j])
+            # A transposition of the last k+1 tokens, searched back while costs keep changing.
+            # ChERRANT compares sorted(src[i-k:i+1]) with sorted(tgt[j-k:j+1]); the same test is
+            # made here on a running multiset difference, which gives the same answer in O(1).
+            trans_cost = math.inf
+            k = 1
+            diff = Counter({src[i]: 1})
+            diff[tgt[j]] -= 1
+            nonzero = sum(1 for v in diff.values() if v)
+            while i - k >= 0 and j - k >= 0 and cost[i - k + 1][j - k + 1] != cost[i - k][j - k]:
+                for token, delta in ((src[i - k], 1), (tgt[j - k], -1)):
+                    before = diff[token]
+                    diff[token] = before + delta
+                    nonzero += (before == 0) - (before + delta == 0)
+                if nonzero == 0:
+                    trans_cost = cost[i - k][j - k] + k
+                    break
+                k += 1
+            costs = (trans_cost, sub_cost, ins_cost, del_cost)
+            best = min(costs)
+            cost[i + 1][j + 1] = best
+            oper[i + 1][j + 1] = [op for op, c in zip((f"T{k + 1}", "S", "I", "D"), costs) if c == best]
+    return oper
+
+
+def _step(op: str, i: int, j: int) -> tuple[tuple, int, int]:
+    """Return the alignment step of ``op`` ending at cell (i, j) and the cell it comes from."""
+    if op in ("M", "S"):
+        return (op, i - 1, i, j - 1, j), i - 1, j - 1
+    if op == "D":
+        return (op, i - 1, i, j, j), i - 1, j
+    if op == "I":
+        return (op, i, i, j - 1, j), i, j - 1
+    k = int(op[1:])
+    return (op, i - k, i, j - k, j), i - k, j - k
+
+
+def count_alignments(oper: list[list], first_only: bool) -> int:
+    """Return how many cheapest alignments ChERRANT's search would enumerate."""
+    if first_only:
+        return 1
+    n, m = len(oper) - 1, len(oper[0]) - 1
+    paths = [[0] * (m + 1) for _ in range(n + 1)]
+    paths[0][0] = 1
+    for i in range(n + 1):
+        for j in range(m + 1):
+            if i + j == 0:
+                continue
+            paths[i][j] = sum(paths[pi][pj] for _, pi, pj in (_step(op, i, j) for op in oper[i][j]))
+    return paths[n][m]
+
+
+def alignments(oper: list[list], first_only: bool):
+    """Yield ChERRANT's cheapest alignments, each a list of (op, i1, i2, j1, j2) in sentence order."""
+    n, m = len(oper) - 1, len(oper[0]) - 1
+    # The search runs backwards from the last cell; each partial alignment is a linked list
+    # (step, rest) whose head is its earliest step, so shared tails are not copied.
+    stack = [(n, m, None)]
+    while stack:
+        i, j, chain = stack.pop()
+        if i + j == 0:
+            steps = []
+            while chain is not None:
+                step, chain = chain
+                steps.append(step)
+            yield steps
+            continue
+        ops = oper[i][j][:1] if first_only else oper[i][j]
+        for op in reversed(ops):
+            step, pi, pj = _step(op, i, j)
+            stack.append((pi, pj, (step, chain)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Merging into span edits (ChERRANT modules/merger.py, character granularity, merge=False)
+
+def _levenshtein(a: str, b: str) -> int:
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def _merge(seq: list, tag: str) -> list:
+    return [(tag, seq[0][1], seq[-1][2], seq[0][3], seq[-1][4])] if seq else seq
+
+
+def _process_run(seq: list) -> list:
+    if len(seq) <= 1:
+        return seq
+    ops = {step[0] for step in seq}
+    if ops == {"D"} or ops == {"I"}:
+        return _merge(seq, ops.pop())
+    if ops == {"D", "I"}:
+        return seq
+    if ops == {"S"}:
+        return _merge(seq, "S")
+    if ops == {"M"}:
+        return _merge(seq, "M")
+    return _merge(seq, "S")
+
+
+def merge(alignment: list, src: list[str], tgt: list[str]) -> list[tuple]:
+    """Return ChERRANT's span edits (op, i1, i2, j1, j2) for one alignment, matches left out."""
+    edits = []
+    for op, group in groupby(alignment, lambda step: step[0][0] if step[0][0] in ("M", "T") else False):
+        group = list(group)
+        if op == "T":
+            edits.extend(group)
+        else:
+            edits.extend(_process_run(group))
+
+    filtered = []
+    i = 0
+    while i < len(edits):
+        e1 = edits[i][0][0]
+        if i < len(edits) - 2:
+            e2, e3 = edits[i + 1][0][0], edits[i + 2][0][0]
+            first, third = edits[i], edits[i + 2]
+            if e1 == "S" and e2 == "M" and e3 == "S":
+                # "S M S": two substitutions around a match that swap places, e.g. 冬阴功 对 外国人.
+                w1 = "".join(src[first[1]: first[2]])
+                w2 = "".join(tgt[first[3]: first[4]])
+                w3 = "".join(src[third[1]: third[2]])
+                w4 = "".join(tgt[third[3]: third[4]])
+                if min(len(w1), len(w2), len(w3), len(w4)) == 1:
+                    swapped = w1 == w4 and w2 == w3
+                else:
+                    swapped = _levenshtein(w1, w4) <= 1 and _levenshtein(w2, w3) <= 1
+                if swapped:
+                    filtered.extend(_merge(edits[i: i + 3], f"T{third[2] - first[1]}"))
+                    i += 3
+                else:
+                    filtered.append(first)
+                    i += 1
+            elif (e1 == "D" and (e2 == "M" or e2.startswith("T")) and e3 == "I") or (
+                e1 == "I" and (e2 == "M" or e2.startswith("T")) and e3 == "D"
+            ):
+                # "D M I" / "I M D": a token moved across a match, e.g. 旅游 去 … 地方 → 去 … 地方 旅游.
+                if e1 == "D":
+                    a, b = "".join(src[first[1]: first[2]]), "".join(tgt[third[3]: third[4]])
+                else:
+                    a, b = "".join(src[third[1]: third[2]]), "".join(tgt[first[3]: first[4]])
+                if len(a) < len(b):
+                    a, b = b, a
+                moved = False
+                if a not in PUNCT_MERGER and b not in PUNCT_MERGER and len(a) - len(b) <= 1:
+                    if len(b) == 1:
+                        moved = a == b
+                    else:
+                        moved = _levenshtein(a, b) <= 1 or (len(a) == len(b) and b in a + a)
+                if moved:
+                    filtered.extend(_merge(edits[i: i + 3], f"T{third[2] - first[1]}"))
+                    i += 3
+                else:
+                    filtered.append(first)
+                    i += 1
+            else:
+                if e1 != "M":
+                    filtered.append(edits[i])
+                i += 1
+        else:
+            if e1 != "M":
+                filtered.append(edits[i])
+            i += 1
+
+    return [_trim(edit, src, tgt) for edit in filtered if "".join(src[edit[1]: edit[2]]) != "".join(tgt[edit[3]: edit[4]])]
+
+
+def _trim(edit: tuple, src: list[str], tgt: list[str]) -> tuple:
+    """Return a substitution with a shared head or tail removed (ChERRANT's second filter)."""
+    if edit[0] != "S":
+        return edit
+    span2 = "".join(tgt[edit[3]: edit[4]])
+    changed = False
+    common, tmp_start_1 = "", edit[1]
+    for i in range(edit[1], edit[2]):
+        if not span2.startswith(common + src[i]):
+            break
+        common += src[i]
+        tmp_start_1 = i + 1
+    start_1, start_2 = edit[1], edit[3]
+    if common:
+        tmp = ""
+        for i in range(edit[3], edit[4]):
+            tmp += tgt[i]
+            if tmp == common:
+                start_1, start_2 = tmp_start_1, i + 1
+                changed = True
+                break
+            if len(tmp) > len(common):
+                break
+    common, end_1, end_2, tmp_end_1 = "", edit[2], edit[4], edit[2]
+    for i in reversed(range(start_1, edit[2])):
+        if not span2.endswith(src[i] + common):
+            break
+        common = src[i] + common
+        tmp_end_1 = i
+    if common:
+        tmp = ""
+        for i in reversed(range(start_2, edit[4])):
+            tmp = tgt[i] + tmp
+            if tmp == common:
+                end_1, end_2 = tmp_end_1, i
+                changed = True
+                break
+            if len(tmp) > len(common):
+                break
+    if not changed:
+        return edit
+    if start_1 == end_1:
+        return ("I", start_1, end_1, start_2, end_2)
+    if start_2 == end_2:
+        return ("D", start_1, end_1, start_2, end_2)
+    return ("S", start_1, end_1, start_2, end_2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Annotation: the edit keys an M2 file would hold for one (sentence, correction) pair
+
+NOOP_KEY = (-1, -1, "-NONE-")
+
+
+def _classify(edit: tuple, tgt: list[str]) -> tuple[tuple, str]:
+    """Return the M2 key (start, end, correction) and type (W, R, M or S) of a character-level edit."""
+    op, i1, i2, j1, j2 = edit
+    correction = "".join(tgt[j1:j2])
+    if op[0] == "T":
+        return (i1, i2, correction), "W"
+    if op[0] == "D":
+        return (i1, i2, "-NONE-"), "R"
+    if op[0] == "I":
+        return (i1, i2, correction), "M"
+    return (i1, i2, correction), "S"
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """The edits of one corrected sentence: M2 key -> the types listed for it (one per alignment)."""
+
+    edits: dict
+    timed_out: bool = False
+
+
+def annotate(source: str, correction: str, max_alignments: int = MAX_ALIGNMENTS) -> Annotation:
+    """Return the edits turning ``source`` into ``correction``, as ChERRANT would list them.
+
+    ``source`` and ``correction`` are as LawBench writes them to its parallel file; whitespace is
+    removed here and the correction is converted to simplified Chinese, as parallel_to_m2 does.
+    """
+    src_text = "".join(source.split())
+    tgt_text = _t2s().convert("".join(correction.split()))
+    if not src_text:
+        raise LawBenchInputError("the sentence to correct is empty")
+    if not tgt_text:
+        # ChERRANT has no tokens for an empty sentence: the lookup fails, and the failure is
+        # handled like a timeout.
+        return _annotate(src_text, TIMED_OUT, timed_out=True)
+    annotation = _annotate(src_text, tgt_text, max_alignments=max_alignments)
+    if annotation is None:
+        return _annotate(src_text, TIMED_OUT, timed_out=True)
+    return annotation
+
+
+def _annotate(src_text: str, tgt_text: str, timed_out: bool = False, max_alignments: int | None = None):
+    if tgt_text == NO_ERROR or src_text == tgt_text:
+        return Annotation({NOOP_KEY: ["noop"]}, timed_out)
+    if tgt_text == NOT_ANNOTATABLE:
+        return Annotation({NOOP_KEY: ["NA"]}, timed_out)
+    src, tgt = tokens(src_text), tokens(tgt_text)
+    oper = align(src, tgt)
+    first_only = abs(len(src) - len(tgt)) > 10
+    if max_alignments is not None and count_alignments(oper, first_only) > max_alignments:
+        return None
+    distinct = []
+    seen = set()
+    for alignment in alignments(oper, first_only):
+        edits = tuple(merge(alignment, src, tgt))
+        if edits not in seen:
+            seen.add(edits)
+            distinct.append(edits)
+    keys: dict = {}
+    for edits in distinct:
+        for edit in edits:
+            key, op = _classify(edit, tgt)
+            keys.setdefault(key, []).append(op)
+    return Annotation(keys or {NOOP_KEY: ["noop"]}, timed_out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparison and F0.5 (ChERRANT compare_m2_for_evaluation.py, span-based correction)
+
+def compare(hypothesis: dict, reference: dict) -> tuple[int, int, int]:
+    """Return (tp, fp, fn) of a sentence's predicted edits against the answer's."""
+    if len(reference) == 1 and next(iter(reference.values()))[0] == "NA":
+        return 0, 0, 0
+    tp = fp = fn = 0
+    for key, cats in hypothesis.items():
+        if cats[0] == "noop":
+            continue
+        if key in reference:
+            tp += len(reference[key])
+        else:
+            fp += len(cats)
+    for key, cats in reference.items():
+        if cats[0] == "noop":
+            continue
+        if key not in hypothesis:
+            fn += len(cats)
+    return tp, fp, fn
+
+
+def f_beta(tp: int, fp: int, fn: int, beta: float = BETA) -> float:
+    """Return ChERRANT's F-beta: precision is 1 without false positives, recall 1 without misses."""
+    p = tp / (tp + fp) if fp else 1.0
+    r = tp / (tp + fn) if fn else 1.0
+    return (1 + beta**2) * p * r / (beta**2 * p + r) if p + r else 0.0
+
+
+def sentence_counts(prediction: str, answer: str, origin_prompt) -> tuple[int, int, int]:
+    """Return (tp, fp, fn) of one 2-1 item, from LawBench's inputs."""
+    source = source_sentence(origin_prompt)
+    hypothesis = annotate(source, clean_prediction(prediction, answer))
+    reference = annotate(source, _NEWLINE_OR_TAB.sub("", answer))
+    return compare(hypothesis.edits, reference.edits)
+
+
+def score_item(prediction: str, answer: str, origin_prompt) -> tuple[float, bool]:
+    """Return (this sentence's own F0.5, False); no abstention is defined for 2-1."""
+    return f_beta(*sentence_counts(prediction, answer, origin_prompt)), False
+
+
+def corpus_score(counts: list[tuple[int, int, int]]) -> float:
+    """Return the task score: F0.5 of the summed counts, rounded to 4 decimals as LawBench reads it."""
+    total = Counter()
+    for tp, fp, fn in counts:
+        total.update({"tp": tp, "fp": fp, "fn": fn})
+    return round(f_beta(total["tp"], total["fp"], total["fn"]), 4)
