@@ -9,12 +9,13 @@ from orderstudy.lawbench.tasks import TASK_IDS
 def test_packaged_lawbench_has_all_twenty_tasks_and_says_whose_items_they_are(lawbench_dir):
     sources = data.lawbench_sources(lawbench_dir)
     assert set(sources) == set(TASK_IDS)
-    ours = {t for t, s in sources.items() if "LawBench" not in s["source"]}
+    ours = {t for t, s in sources.items() if not s["lawbench"]}
     assert ours == {"1-2", "2-8", "3-6"}
     for task in TASK_IDS:
         for setting in ("zero_shot", "one_shot"):
             items = data.load_lawbench_task(lawbench_dir, setting, task)
-            assert items and all(i["answer"] for i in items)
+            # (a few real LawBench items have an empty answer, e.g. 2-6 sentences with no entity)
+            assert items and sum(bool(i["answer"]) for i in items) >= 0.95 * len(items)
     assert sources["2-2"]["items"] == 500
 
 

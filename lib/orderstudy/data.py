@@ -58,7 +58,10 @@ def lawbench_prompt(item: dict) -> str:
 
 
 def lawbench_sources(data_dir: Path) -> dict:
-    """Return which tasks are LawBench's own items and which are ours (``sources.json``), if known."""
+    """Return which tasks are LawBench's own items and which are ours (``sources.json``).
+
+    A directory without ``sources.json`` (LawBench's own data directory) is LawBench's throughout.
+    """
     path = Path(data_dir) / "sources.json"
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
@@ -85,7 +88,7 @@ def lawbench_training(data_dir: Path, tasks, per_task: int, eval_per_task: int |
     sources = lawbench_sources(data_dir)
     examples = []
     for task in tasks:
-        if sources and "LawBench" not in sources.get(task, {}).get("source", ""):
+        if sources and not sources.get(task, {}).get("lawbench", False):
             continue
         items = load_lawbench_task(data_dir, "zero_shot", task)
         if eval_per_task is None or eval_per_task + per_task > len(items):

