@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,27 @@ class OperationContext:
     progress: Callable[[str], None] = print
 
 
+def load_tokenizer(model_dir: Path):
+    """Return the tokenizer of ``model_dir``, loaded once per process for the same files.
+
+    Every state of a study shares the base model's tokenizer, and loading SmolLM2's takes about a
+    second (its 3.5 MB tokenizer.json is parsed twice); the cache key is the files' content.
+    """
+    digest = hashlib.sha256()
+    for f in sorted(Path(model_dir).glob("*")):
+        if f.is_file() and (f.name.startswith("tokenizer") or f.name.startswith("chat_template")
+                            or f.name in ("special_tokens_map.json", "vocab.json", "merges.txt")):
+            digest.update(f.name.encode())
+            digest.update(f.read_bytes())
+    key = digest.hexdigest()
+    if key not in _TOKENIZERS:
+        _TOKENIZERS[key] = models.load_tokenizer(model_dir)
+    return _TOKENIZERS[key]
+
+
+_TOKENIZERS: dict[str, object] = {}
+
+
 def bnb_config(quant: dict):
     """Return a ``BitsAndBytesConfig`` from a saved ``quantization_config`` dict."""
     from transformers import BitsAndBytesConfig
@@ -53,16 +75,20 @@ def quantization_name(quant: dict | None) -> str | None:
     return quant.get("bnb_4bit_quant_type", "4bit")
 
 
-def requantize_like(model, tokenizer, quant: dict, dst: Path, ctx: OperationContext) -> None:
+def requantize_like(model, quant: dict, dst: Path, ctx: OperationContext, tokenizer_from: Path) -> None:
     """Quantize a dense in-memory ``model`` with the saved settings ``quant`` and save it to ``dst``.
 
     bitsandbytes quantizes while loading, so the dense model goes through a temporary checkpoint.
+    The tokenizer is copied from ``tokenizer_from``.
     """
     from transformers import AutoModelForCausalLM
 
+    from .storage import copy_tokenizer
+
     with tempfile.TemporaryDirectory(dir=Path(dst).parent, prefix=".dense-") as tmp:
-        models.save_model(model, tokenizer, Path(tmp))
+        model.save_pretrained(tmp, safe_serialization=True)
         quantized = AutoModelForCausalLM.from_pretrained(
             tmp, quantization_config=bnb_config(quant),
             dtype=models.DTYPES[ctx.dtype], device_map=ctx.device)
-        models.save_model(quantized, tokenizer, dst)
+        quantized.save_pretrained(dst, safe_serialization=True)
+    copy_tokenizer(tokenizer_from, dst)

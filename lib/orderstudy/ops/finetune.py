@@ -34,7 +34,7 @@ import torch
 from .. import models
 from ..params import FinetuneParams
 from . import storage
-from .common import SPARSITY_CONFIG_KEY, OperationContext, quantization_name, requantize_like
+from .common import SPARSITY_CONFIG_KEY, OperationContext, load_tokenizer, quantization_name, requantize_like
 
 
 def encode_example(tokenizer, prompt: str, answer: str, max_len: int) -> dict | None:
@@ -197,7 +197,7 @@ def apply(src: Path, dst: Path, params: FinetuneParams, ctx: OperationContext) -
     if kind == "adapter":
         raise ValueError(f"{src}: this model already carries a fine-tuning adapter; an ordering applies F once")
     quant = models.quantization_config(src)
-    tokenizer = models.load_tokenizer(src)
+    tokenizer = load_tokenizer(src)
     encoded = [e for e in (encode_example(tokenizer, x["prompt"], x["answer"], params.max_seq_len)
                            for x in ctx.training_examples) if e is not None]
     if len(encoded) < 2:
@@ -221,9 +221,9 @@ def apply(src: Path, dst: Path, params: FinetuneParams, ctx: OperationContext) -
         model.save_pretrained(adapter_dir)
         del model
         if policy == "adapter":
-            outcome = _keep_adapter(src, dst, Path(adapter_dir), tokenizer, ctx)
+            outcome = _keep_adapter(src, dst, Path(adapter_dir), ctx)
         else:
-            outcome = _merge(src, dst, Path(adapter_dir), kind, quant, policy, params, tokenizer, ctx)
+            outcome = _merge(src, dst, Path(adapter_dir), kind, quant, policy, params, ctx)
 
     return {
         "method": "qlora" if quant is not None else "lora",
@@ -246,12 +246,11 @@ def apply(src: Path, dst: Path, params: FinetuneParams, ctx: OperationContext) -
     }
 
 
-def _keep_adapter(src: Path, dst: Path, adapter_dir: Path, tokenizer, ctx: OperationContext) -> dict:
+def _keep_adapter(src: Path, dst: Path, adapter_dir: Path, ctx: OperationContext) -> dict:
     """Write the quantized base and the adapter side by side in ``dst``."""
     shutil.copytree(src, dst)
     for name in (storage.ADAPTER_CONFIG, storage.ADAPTER_WEIGHTS):
         shutil.copy2(adapter_dir / name, dst / name)
-    tokenizer.save_pretrained(dst)
     model = storage.load(dst, ctx.dtype, ctx.device)
     adapter = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
     parameters = models.count_parameters(model)
@@ -264,7 +263,7 @@ def _keep_adapter(src: Path, dst: Path, adapter_dir: Path, tokenizer, ctx: Opera
 
 
 def _merge(src: Path, dst: Path, adapter_dir: Path, kind: str, quant: dict | None, policy: str,
-           params: FinetuneParams, tokenizer, ctx: OperationContext) -> dict:
+           params: FinetuneParams, ctx: OperationContext) -> dict:
     """Merge the adapter into the source's full-precision weights and save the result in ``dst``."""
     from peft import PeftModel
 
@@ -286,7 +285,7 @@ def _merge(src: Path, dst: Path, adapter_dir: Path, kind: str, quant: dict | Non
                            "zero_fraction_after_merge": round(after_merge, 6),
                            "zero_fraction_result": round(storage.zero_fraction(merged), 6)}
     if policy == "requantize":
-        requantize_like(merged, tokenizer, quant, dst, ctx)
+        requantize_like(merged, quant, dst, ctx, tokenizer_from=src)
     else:
-        storage.save(merged, tokenizer, dst, sparse=kind == "sparse" and masks is not None)
+        storage.save(merged, dst, tokenizer_from=src, sparse=kind == "sparse" and masks is not None)
     return out

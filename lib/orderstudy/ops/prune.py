@@ -33,27 +33,28 @@ import torch
 from .. import models
 from ..params import PruneParams
 from . import calibration, storage
-from .common import SPARSITY_CONFIG_KEY, OperationContext, quantization_name, requantize_like
+from .common import SPARSITY_CONFIG_KEY, OperationContext, load_tokenizer, quantization_name, requantize_like
 
 
 def apply(src: Path, dst: Path, params: PruneParams, ctx: OperationContext) -> dict:
     """Prune the checkpoint in ``src`` into ``dst`` and return what happened, for the record."""
     model, source = storage.load_dense(src, ctx.dtype, ctx.device)
-    tokenizer = models.load_tokenizer(src)
     shape_before = model_shape(model.config)
     params_before = models.count_parameters(model)
     info: dict = {"method": params.method}
 
     sequences: list[list[int]] = []
+    pad_id = 0
     if params.needs_calibration:
         if not ctx.calibration_examples:
             raise ValueError(f"prune: method {params.method!r} (importance {params.importance!r}) needs calibration "
                              "examples, and OperationContext.calibration_examples is empty; check prune.calibration_data")
+        tokenizer = load_tokenizer(src)
+        pad_id = tokenizer.pad_token_id
         sequences = calibration.encode(tokenizer, ctx.calibration_examples, params.calibration_samples,
                                        params.calibration_seq_len, ctx.seed)
         info["calibration"] = {"examples": len(sequences), "tokens": sum(len(s) for s in sequences),
                                "seq_len": params.calibration_seq_len}
-    pad_id = tokenizer.pad_token_id
 
     if params.method in ("width", "mlp_channels"):
         model, details = prune_width(model, params, sequences, pad_id)
@@ -67,6 +68,7 @@ def apply(src: Path, dst: Path, params: PruneParams, ctx: OperationContext) -> d
     info.update({
         "shape_before": shape_before,
         "shape_after": model_shape(model.config),
+        "intermediate_size_after": model.config.intermediate_size,
         "parameters_before": params_before,
         "parameters": models.count_parameters(model),
         "nonzero_parameters": sum(int((p != 0).sum()) for p in model.parameters()),
@@ -75,20 +77,20 @@ def apply(src: Path, dst: Path, params: PruneParams, ctx: OperationContext) -> d
         "dequantized_first": source["quantization"] is not None,
         "adapter_merged": source["adapter_merged"],
     })
-    info.update(_save(model, tokenizer, dst, params, source["quantization"], ctx))
+    info.update(_save(model, src, dst, params, source["quantization"], ctx))
     return info
 
 
-def _save(model, tokenizer, dst: Path, params: PruneParams, quant: dict | None, ctx: OperationContext) -> dict:
+def _save(model, src: Path, dst: Path, params: PruneParams, quant: dict | None, ctx: OperationContext) -> dict:
     unstructured = params.method in ("magnitude", "wanda", "2:4")
     if quant is not None:
-        requantize_like(model, tokenizer, quant, dst, ctx)
+        requantize_like(model, quant, dst, ctx, tokenizer_from=src)
         out = {"storage": "quantized", "requantized_as": quantization_name(quant)}
         if params.storage == "sparse":
             out["storage_note"] = ("prune.storage 'sparse' does not apply to a quantized model: bitsandbytes packs "
                                    "every weight, zeros included, so the zeros do not make it smaller")
         return out
-    storage.save(model, tokenizer, dst, sparse=params.storage == "sparse")
+    storage.save(model, dst, tokenizer_from=src, sparse=params.storage == "sparse")
     out = {"storage": params.storage}
     if unstructured and params.storage == "dense":
         out["storage_note"] = ("dense storage: a zero takes as many bytes as any weight, so this checkpoint is as "
@@ -212,9 +214,12 @@ def _take(state: dict, module: str, rows: torch.Tensor | None = None, cols: torc
 def rebuild(model, config, state: dict):
     """Return a fresh model of ``config``'s (smaller) shape holding ``state``: a standard model again."""
     from transformers import AutoModelForCausalLM
+    from transformers.initialization import no_init_weights
 
-    new = AutoModelForCausalLM.from_config(config, dtype=model.dtype)
+    with no_init_weights():  # every weight is overwritten just below
+        new = AutoModelForCausalLM.from_config(config, dtype=model.dtype)
     new.load_state_dict(state, strict=True)
+    new.tie_weights()
     new.generation_config = model.generation_config
     new.to(model.device)
     new.eval()

@@ -55,7 +55,7 @@ def quantize_model(src: Path, params: QuantizeParams, ctx: OperationContext):
     # bitsandbytes quantizes while loading: a sparse checkpoint goes through a dense copy.
     dense, _ = storage.load_dense(src, ctx.dtype, ctx.device)
     with tempfile.TemporaryDirectory(prefix="orderstudy-dense-") as tmp:
-        models.save_model(dense, models.load_tokenizer(src), Path(tmp))
+        dense.save_pretrained(tmp, safe_serialization=True)
         del dense
         return AutoModelForCausalLM.from_pretrained(tmp, **load)
 
@@ -65,7 +65,8 @@ def apply(src: Path, dst: Path, params: QuantizeParams, ctx: OperationContext) -
     import bitsandbytes as bnb
 
     model = quantize_model(src, params, ctx)
-    models.save_model(model, models.load_tokenizer(src), dst)
+    model.save_pretrained(dst, safe_serialization=True)
+    storage.copy_tokenizer(src, dst)
     quantized = [n for n, m in model.named_modules() if isinstance(m, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt))]
     return {
         "method": params.method,

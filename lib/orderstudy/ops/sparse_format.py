@@ -77,8 +77,8 @@ def sparse_bytes(numel: int, nonzero: int, element_bytes: int) -> int:
     return nonzero * element_bytes + (numel + 7) // 8
 
 
-def save_sparse(model, tokenizer, out_dir: Path) -> dict:
-    """Save ``model`` (and ``tokenizer``) in the sparse format in ``out_dir``; return what was stored.
+def save_sparse(model, out_dir: Path, tokenizer=None) -> dict:
+    """Save ``model`` (and ``tokenizer``, if given) in the sparse format in ``out_dir``; return what was stored.
 
     Every 2-D weight of a decoder layer is stored sparse when that is smaller than dense. Tied
     weights are stored once (the output head tied to the embedding is restored by ``load_sparse``).
@@ -106,7 +106,8 @@ def save_sparse(model, tokenizer, out_dir: Path) -> dict:
     model.config.save_pretrained(out_dir)
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out_dir)
     (out_dir / MARKER).write_text(json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION,
                                               "weights": WEIGHTS_FILE, "sparse_tensors": len(shapes)}, indent=1))
     return {"sparse_tensors": len(shapes), "dense_tensors": len(tensors) - 2 * len(shapes)}
@@ -139,6 +140,7 @@ def load_state_dict(model_dir: Path) -> dict[str, torch.Tensor]:
 def load_sparse(model_dir: Path, dtype: str = "bfloat16", device: str = "cpu"):
     """Return the model stored in the sparse-format ``model_dir``, dense in memory, in eval mode."""
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+    from transformers.initialization import no_init_weights
 
     from ..models import DTYPES
 
@@ -146,7 +148,9 @@ def load_sparse(model_dir: Path, dtype: str = "bfloat16", device: str = "cpu"):
     if not is_sparse_checkpoint(model_dir):
         raise FileNotFoundError(f"{model_dir}: no {MARKER}; not a sparse-format checkpoint")
     config = AutoConfig.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_config(config, dtype=DTYPES[dtype])
+    with no_init_weights():  # every weight is overwritten just below
+        model = AutoModelForCausalLM.from_config(config, dtype=DTYPES[dtype])
+    model.tie_weights()
     state = {k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in load_state_dict(model_dir).items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = set(_tied_names(model))

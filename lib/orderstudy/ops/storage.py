@@ -18,6 +18,7 @@ with any adapter merged in, which is what pruning, merging and quantizing need.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,9 +117,27 @@ def zero_fraction(model) -> float:
     return zeros / max(total, 1)
 
 
-def save(model, tokenizer, dst: Path, sparse: bool = False) -> None:
-    """Save a full-precision ``model`` to ``dst``: standard, or the sparse format if ``sparse``."""
+def save(model, dst: Path, tokenizer_from: Path, sparse: bool = False) -> None:
+    """Save ``model`` to ``dst`` (standard, or the sparse format if ``sparse``) with the tokenizer of ``tokenizer_from``."""
     if sparse:
-        sparse_format.save_sparse(model, tokenizer, dst)
+        sparse_format.save_sparse(model, dst)
     else:
-        models.save_model(model, tokenizer, dst)
+        Path(dst).mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(dst, safe_serialization=True)
+    copy_tokenizer(tokenizer_from, dst)
+
+
+# Files of a checkpoint directory that are not its tokenizer.
+MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors.index.json", ADAPTER_CONFIG,
+               sparse_format.MARKER, "README.md"}
+
+
+def copy_tokenizer(src: Path, dst: Path) -> None:
+    """Copy the tokenizer files of checkpoint ``src`` into ``dst`` byte for byte.
+
+    Cheaper than loading and saving the tokenizer, and exactly the same tokenizer afterwards.
+    """
+    Path(dst).mkdir(parents=True, exist_ok=True)
+    for f in Path(src).iterdir():
+        if f.is_file() and f.name not in MODEL_FILES and f.suffix not in (".safetensors", ".bin", ".pt"):
+            shutil.copy2(f, Path(dst) / f.name)
