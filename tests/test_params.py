@@ -21,7 +21,7 @@ def test_every_shipped_params_file_is_valid(name):
 def test_defaults_run_all_sixteen_orderings(tmp_path):
     params, _ = _load(tmp_path, MINIMAL)
     assert len(params.ordering_list) == 16
-    assert params.prune.sparsity == 0.5 and params.quantize.method == "nf4"
+    assert params.prune.sparsity == 0.3 and params.quantize.method == "nf4"
 
 
 @pytest.mark.parametrize("text,key,expected", [

@@ -87,3 +87,17 @@ def test_missing_benchmark_data_is_reported_before_any_work(tmp_path, tiny_model
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "LawBench task file missing" in proc.stderr and str(tmp_path / "nowhere") in proc.stderr
+
+
+def test_a_corrupt_model_checkpoint_is_reported_before_any_work(tmp_path, tiny_model_dir, outputs_dir, mmlu_dir):
+    import shutil
+
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_model_dir, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    params_file = _write(tmp_path / "corrupt.yaml", f"study: corrupt\nmodel: {{source: {broken}}}\n"
+                         "evaluation: {benchmarks: [mmlu_law], mmlu_items_per_subject: 1}\n")
+    with pytest.raises(Exception, match="truncated safetensors file"):
+        run_study(params_file, log_output=False)
+    assert not (outputs_dir / "corrupt" / "states").exists()

@@ -62,6 +62,43 @@ def read_config(model_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def check_checkpoint(model_dir: Path) -> None:
+    """Raise ``ModelError`` unless ``model_dir`` holds a readable config and all its weight files."""
+    model_dir = Path(model_dir)
+    try:
+        read_config(model_dir)
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{model_dir / 'config.json'}: not valid JSON ({exc}); the checkpoint is corrupt") from None
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        shards = set(json.loads(index.read_text())["weight_map"].values())
+        missing = sorted(s for s in shards if not (model_dir / s).is_file())
+        if missing:
+            raise ModelError(f"{model_dir}: incomplete checkpoint, missing weight shard(s) {missing}")
+    elif not any(model_dir.glob("*.safetensors")) and not any(model_dir.glob("*.bin")):
+        raise ModelError(f"{model_dir}: no weight files (*.safetensors or *.bin); the checkpoint is incomplete")
+    for f in model_dir.glob("*.safetensors"):
+        expected = _safetensors_size(f)
+        if expected != f.stat().st_size:
+            raise ModelError(f"{f}: truncated safetensors file ({f.stat().st_size} bytes, its header says "
+                             f"{expected}); the checkpoint is corrupt or incomplete")
+
+
+def _safetensors_size(path: Path) -> int | None:
+    """Return the file size a safetensors header implies (header + the end of the last tensor)."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)  # a safetensors file starts with its header's length, then the header
+        if len(head) < 8:
+            return None
+        header_len = int.from_bytes(head, "little")
+        try:
+            header = json.loads(fh.read(header_len))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+    ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"]
+    return 8 + header_len + max(ends, default=0)
+
+
 def quantization_config(model_dir: Path) -> dict | None:
     """Return the bitsandbytes quantization config of a checkpoint, ``None`` for a dense one."""
     return read_config(model_dir).get("quantization_config")

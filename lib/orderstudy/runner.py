@@ -149,10 +149,14 @@ def preflight(study) -> None:
     src = paths.resolve(m.source)
     if (m.source.endswith(".gguf") or m.gguf_file) and not (src.is_file() or (src / (m.gguf_file or "")).is_file()):
         raise ParamsError(f"{study.params_file}: key 'model.source': GGUF file {src} not found")
-    if not m.source.endswith(".gguf") and not m.gguf_file and not models._looks_like_hub_id(m.source) \
-            and not (src / "config.json").is_file():
-        raise ParamsError(f"{study.params_file}: key 'model.source': {src} is not a checkpoint directory "
-                          "(no config.json); for the default model run `make model`")
+    if not m.source.endswith(".gguf") and not m.gguf_file and (src.exists() or not models._looks_like_hub_id(m.source)):
+        if not (src / "config.json").is_file():
+            raise ParamsError(f"{study.params_file}: key 'model.source': {src} is not a checkpoint directory "
+                              "(no config.json); for the default model run `make model`")
+        try:
+            models.check_checkpoint(src)
+        except models.ModelError as exc:
+            raise ParamsError(f"{study.params_file}: key 'model.source': {exc}") from None
     study.suite  # samples the benchmarks now: a missing or malformed data file stops the run here
     if "F" in "".join(study.plan.steps):
         study.training_examples

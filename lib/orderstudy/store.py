@@ -165,6 +165,9 @@ class StateStore:
             if state.dir.exists():
                 on_event("discarded", state, {"reason": "incomplete or does not match its manifest"})
                 shutil.rmtree(state.dir)
+            # Leftovers of a build that was killed (no cleanup runs on SIGKILL or power loss).
+            for stale in self.root.glob(f".{state.key}.*.tmp"):
+                shutil.rmtree(stale, ignore_errors=True)
             on_event("building", state, {})
             started = time.perf_counter()
             with atomic.directory(state.dir) as tmp:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import atomic, data, evaluation, models, paths
-from .ops import OPERATIONS, OperationContext
+from .ops import OPERATIONS, OperationContext, storage
 from .params import StudyParams, load_params, stable_hash
 from .plan import BASE, OPERATION_NAMES, last_operation, make_plan, prefixes
 from .store import State, StateStore, versions
@@ -53,9 +53,21 @@ class Study:
             return examples
         return data.jsonl_training(ft.data)
 
+    @cached_property
+    def calibration_examples(self) -> list[dict]:
+        """Pruning's calibration text: the fine-tuning pairs by default, never the evaluation sample."""
+        source = self.params.prune.calibration_data
+        return self.training_examples if source == "finetune" else data.jsonl_training(source)
+
+    def _uses(self, op: str) -> bool:
+        return any(op in s.split(">") for s in self.plan.steps)
+
     def _step_inputs(self, op: str) -> dict:
-        if op == "F" and "F" in {o for s in self.plan.steps for o in s.split(">")}:
+        """Return what identifies the data an operation reads, for its states' keys."""
+        if op == "F" and self._uses("F"):
             return {"training_data": stable_hash(self.training_examples), "examples": len(self.training_examples)}
+        if op == "P" and self._uses("P") and self.params.prune.needs_calibration:
+            return {"calibration_data": stable_hash(self.calibration_examples)}
         return {}
 
     # -- states -------------------------------------------------------------------------------
@@ -65,8 +77,10 @@ class Study:
                                           self.params.model.revision, self.dtype, out_dir)
             return {"source": self.params.model.source, "parameters": n}
         op = last_operation(name)
-        ctx = OperationContext(dtype=self.dtype, device=self.device, seed=self.params.seed,
-                               training_examples=self.training_examples if op == "F" else [])
+        ctx = OperationContext(
+            dtype=self.dtype, device=self.device, seed=self.params.seed,
+            training_examples=self.training_examples if op == "F" else [],
+            calibration_examples=self.calibration_examples if op == "P" and self.params.prune.needs_calibration else [])
         _seed_everything(self.params.seed)
         return OPERATIONS[op](parent_dir, out_dir, self.params.operation_params(op), ctx)
 
@@ -91,7 +105,7 @@ class Study:
         show(f"[{self.params.study}] evaluating {state.name} on {', '.join(self.suite.benchmarks)} ...")
         _seed_everything(self.params.seed)
         started = time.perf_counter()
-        model = models.load_model(state.model_dir, self.dtype, self.device)
+        model = storage.load(state.model_dir, self.dtype, self.device)  # any layout: standard, adapter, sparse
         tokenizer = models.load_tokenizer(state.model_dir)
         scores = evaluation.evaluate(model, tokenizer, self.suite, self.device)
         del model
@@ -204,9 +218,12 @@ def _step_summary(name: str, state: State, record: dict, reused: bool, seconds: 
 
 
 def _seed_everything(seed: int) -> None:
+    """Seed every random source an operation or evaluation may use, and ask for determinism."""
     import numpy as np
     import torch
 
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    # Deterministic kernels where torch has them; warn (not fail) where an op has none.
+    torch.use_deterministic_algorithms(True, warn_only=True)
