@@ -47,13 +47,17 @@ ChERRANT's code as LawBench ships it.
 
 from __future__ import annotations
 
+import bisect
 import math
+import random
 import re
 import string
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import groupby
+from types import MappingProxyType
+from typing import Mapping
 
 from .errors import LawBenchInputError
 
@@ -67,14 +71,16 @@ NOT_ANNOTATABLE = "无法标注"
 TIMED_OUT = "无"
 
 # ChERRANT's punctuation: modules/alignment.py (for substitution costs) and modules/merger.py
-# (for its D-M-I rule); they differ slightly, and membership is tested as a substring.
+# (for its D-M-I rule); they differ slightly, and membership is tested as a substring. Both are
+# copied as LawBench ships them: with an ASCII ' where zhon's list has ’, and without 。 in the
+# alignment's list.
 _CHINESE_PUNCT_ALIGNMENT = (
     "！？｡＂＃＄％＆＇（）＊＋，－／：；＜＝＞＠［＼］＾＿｀｛｜｝～｟｠｢｣､、〃》「」『』【】〔〕〖〗〘〙〚〛〜〝〞〟"
-    "〰〾〿–—‘’‛“”„‟…‧﹏"
+    "〰〾〿–—‘'‛“”„‟…‧﹏"
 )
 _CHINESE_PUNCT_MERGER = (
     "！？｡＂＃＄％＆＇（）＊＋，－／：；＜＝＞＠［＼］＾＿｀｛｜｝～｟｠｢｣､、〃》「」『』【】〔〕〖〗〘〙〚〛〜〝〞〟"
-    "–—‘’‛“”„‟…‧."
+    "–—‘'‛“”„‟…‧."
 )
 PUNCT_ALIGNMENT = _CHINESE_PUNCT_ALIGNMENT + string.punctuation
 PUNCT_MERGER = string.punctuation + _CHINESE_PUNCT_MERGER
@@ -161,7 +167,113 @@ def substitution_cost(a: str, b: str) -> float:
 
 
 def align(src: list[str], tgt: list[str]) -> list[list]:
-    """Return ChERRANT's operation matrix: the cheapest operations (M, S, I, D, Tk) into every cell."""
+    """Return ChERRANT's operation matrix: the cheapest operations (M, S, I, D, Tk) into every cell.
+
+    The same matrix as ``align_reference`` (ChERRANT's loop as written), found faster: ChERRANT
+    searches for a transposition at cell (i, j) by walking back along the diagonal, k = 1, 2, …,
+    while the diagonal's cost keeps changing, until the last k+1 tokens of both sides are the
+    same multiset. Here the walk is replaced by a look-up: on each diagonal, a window is such a
+    multiset exactly when two prefix-sum fingerprints agree, so the nearest candidate start is
+    found directly, checked exactly, and accepted if no unchanged-cost step lies in between.
+    """
+    n, m = len(src), len(tgt)
+    cost = [[0.0] * (m + 1) for _ in range(n + 1)]
+    oper: list[list] = [[None] * (m + 1) for _ in range(n + 1)]
+    for i in range(1, n + 1):
+        cost[i][0] = cost[i - 1][0] + 1
+        oper[i][0] = ["D"]
+    for j in range(1, m + 1):
+        cost[0][j] = cost[0][j - 1] + 1
+        oper[0][j] = ["I"]
+
+    windows = _DiagonalWindows(src, tgt)
+    # last_equal[d]: the largest t whose step (t, t+d) -> (t+1, t+1+d) keeps the cost unchanged;
+    # ChERRANT's backward walk stops there.
+    last_equal: dict[int, int] = {}
+    sub_costs: dict[tuple[str, str], float] = {}
+    for i in range(n):
+        row, next_row, oper_row, s = cost[i], cost[i + 1], oper[i + 1], src[i]
+        for j in range(m):
+            d = j - i
+            if s == tgt[j]:
+                next_row[j + 1] = row[j]
+                oper_row[j + 1] = ["M"]
+                last_equal[d] = i
+                continue
+            del_cost = row[j + 1] + 1
+            ins_cost = next_row[j] + 1
+            pair = (s, tgt[j])
+            sub = sub_costs.get(pair)
+            if sub is None:
+                sub = sub_costs[pair] = substitution_cost(s, tgt[j])
+            sub_cost = row[j] + sub
+            trans_cost, k = math.inf, 0
+            lowest = max(last_equal.get(d, -1) + 1, 0, -d)
+            if lowest < i:  # otherwise ChERRANT's walk stops before its first test
+                x = windows.nearest_start(i, j, lowest)
+                if x is not None:
+                    k = i - x
+                    trans_cost = cost[x][x + d] + k
+            best = min(trans_cost, sub_cost, ins_cost, del_cost)
+            next_row[j + 1] = best
+            ops = []
+            if trans_cost == best:
+                ops.append(f"T{k + 1}")
+            if sub_cost == best:
+                ops.append("S")
+            if ins_cost == best:
+                ops.append("I")
+            if del_cost == best:
+                ops.append("D")
+            oper_row[j + 1] = ops
+            if best == row[j]:
+                last_equal[d] = i
+    return oper
+
+
+class _DiagonalWindows:
+    """Finds, for cell (i, j), the nearest x < i with sorted(src[x:i+1]) == sorted(tgt[x+j-i:j+1])."""
+
+    def __init__(self, src: list[str], tgt: list[str]):
+        self.src, self.tgt = src, tgt
+        rng = random.Random(0)
+        weight: dict[str, int] = {}
+        for token in src + tgt:
+            if token not in weight:
+                weight[token] = rng.getrandbits(62)
+        self.prefix_src = [0]
+        for token in src:
+            self.prefix_src.append(self.prefix_src[-1] + weight[token])
+        self.prefix_tgt = [0]
+        for token in tgt:
+            self.prefix_tgt.append(self.prefix_tgt[-1] + weight[token])
+        self._starts: dict[int, dict[int, list[int]]] = {}
+
+    def _by_fingerprint(self, d: int) -> dict[int, list[int]]:
+        """Return, for diagonal d, fingerprint -> the ascending positions x with that fingerprint."""
+        if d not in self._starts:
+            table: dict[int, list[int]] = {}
+            for x in range(max(0, -d), min(len(self.src), len(self.tgt) - d) + 1):
+                table.setdefault(self.prefix_src[x] - self.prefix_tgt[x + d], []).append(x)
+            self._starts[d] = table
+        return self._starts[d]
+
+    def nearest_start(self, i: int, j: int, lowest: int) -> int | None:
+        """Return the largest x in [lowest, i-1] whose window ending at (i, j) is one multiset, or None."""
+        d = j - i
+        candidates = self._by_fingerprint(d).get(self.prefix_src[i + 1] - self.prefix_tgt[j + 1], [])
+        position = bisect.bisect_right(candidates, i - 1) - 1
+        while position >= 0 and candidates[position] >= lowest:
+            x = candidates[position]
+            # Fingerprints can collide; the multisets are compared exactly.
+            if sorted(self.src[x: i + 1]) == sorted(self.tgt[x + d: j + 1]):
+                return x
+            position -= 1
+        return None
+
+
+def align_reference(src: list[str], tgt: list[str]) -> list[list]:
+    """Return ChERRANT's operation matrix computed by its own loop (slow; kept to check ``align``)."""
     n, m = len(src), len(tgt)
     cost = [[0.0] * (m + 1) for _ in range(n + 1)]
     oper: list[list] = [[None] * (m + 1) for _ in range(n + 1)]
@@ -180,20 +292,10 @@ def align(src: list[str], tgt: list[str]) -> list[list]:
             del_cost = cost[i][j + 1] + 1
             ins_cost = cost[i + 1][j] + 1
             sub_cost = cost[i][j] + substitution_cost(src[i], tgt[j])
-            # A transposition of the last k+1 tokens, searched back while costs keep changing.
-            # ChERRANT compares sorted(src[i-k:i+1]) with sorted(tgt[j-k:j+1]); the same test is
-            # made here on a running multiset difference, which gives the same answer in O(1).
             trans_cost = math.inf
             k = 1
-            diff = Counter({src[i]: 1})
-            diff[tgt[j]] -= 1
-            nonzero = sum(1 for v in diff.values() if v)
             while i - k >= 0 and j - k >= 0 and cost[i - k + 1][j - k + 1] != cost[i - k][j - k]:
-                for token, delta in ((src[i - k], 1), (tgt[j - k], -1)):
-                    before = diff[token]
-                    diff[token] = before + delta
-                    nonzero += (before == 0) - (before + delta == 0)
-                if nonzero == 0:
+                if sorted(src[i - k: i + 1]) == sorted(tgt[j - k: j + 1]):
                     trans_cost = cost[i - k][j - k] + k
                     break
                 k += 1
@@ -420,37 +522,42 @@ def _classify(edit: tuple, tgt: list[str]) -> tuple[tuple, str]:
 
 @dataclass(frozen=True)
 class Annotation:
-    """The edits of one corrected sentence: M2 key -> the types listed for it (one per alignment)."""
+    """The edits of one corrected sentence: M2 key -> the types listed for it (one per alignment).
 
-    edits: dict
+    ``edits`` is read-only (annotations are cached and shared).
+    """
+
+    edits: Mapping[tuple, tuple[str, ...]]
     timed_out: bool = False
 
 
+@lru_cache(maxsize=8192)
 def annotate(source: str, correction: str, max_alignments: int = MAX_ALIGNMENTS) -> Annotation:
     """Return the edits turning ``source`` into ``correction``, as ChERRANT would list them.
 
     ``source`` and ``correction`` are as LawBench writes them to its parallel file; whitespace is
     removed here and the correction is converted to simplified Chinese, as parallel_to_m2 does.
+    Results are cached: the answers' annotations are the same for every system scored.
     """
     src_text = "".join(source.split())
     tgt_text = _t2s().convert("".join(correction.split()))
     if not src_text:
         raise LawBenchInputError("the sentence to correct is empty")
-    if not tgt_text:
-        # ChERRANT has no tokens for an empty sentence: the lookup fails, and the failure is
-        # handled like a timeout.
-        return _annotate(src_text, TIMED_OUT, timed_out=True)
-    annotation = _annotate(src_text, tgt_text, max_alignments=max_alignments)
-    if annotation is None:
-        return _annotate(src_text, TIMED_OUT, timed_out=True)
-    return annotation
+    if tgt_text:
+        edits = _edits(src_text, tgt_text, max_alignments)
+        if edits is not None:
+            return Annotation(edits)
+    # An empty correction has no tokens in ChERRANT, whose lookup then fails; a failure is
+    # handled like a timeout: the sentence is annotated again with "无" as its correction.
+    return Annotation(_edits(src_text, TIMED_OUT, None), timed_out=True)
 
 
-def _annotate(src_text: str, tgt_text: str, timed_out: bool = False, max_alignments: int | None = None):
+def _edits(src_text: str, tgt_text: str, max_alignments: int | None) -> Mapping | None:
+    """Return the M2 edits of the pair, or None when it has more than ``max_alignments`` alignments."""
     if tgt_text == NO_ERROR or src_text == tgt_text:
-        return Annotation({NOOP_KEY: ["noop"]}, timed_out)
+        return MappingProxyType({NOOP_KEY: ("noop",)})
     if tgt_text == NOT_ANNOTATABLE:
-        return Annotation({NOOP_KEY: ["NA"]}, timed_out)
+        return MappingProxyType({NOOP_KEY: ("NA",)})
     src, tgt = tokens(src_text), tokens(tgt_text)
     oper = align(src, tgt)
     first_only = abs(len(src) - len(tgt)) > 10
@@ -467,8 +574,8 @@ def _annotate(src_text: str, tgt_text: str, timed_out: bool = False, max_alignme
     for edits in distinct:
         for edit in edits:
             key, op = _classify(edit, tgt)
-            keys.setdefault(key, []).append(op)
-    return Annotation(keys or {NOOP_KEY: ["noop"]}, timed_out)
+            keys[key] = keys.get(key, ()) + (op,)
+    return MappingProxyType(keys or {NOOP_KEY: ("noop",)})
 
 
 # ---------------------------------------------------------------------------------------------

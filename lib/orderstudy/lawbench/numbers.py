@@ -38,9 +38,9 @@ def to_digits(text: str) -> str:
 # 3-1 法条预测(基于事实): F1 between the article numbers of the answer and those of the prediction.
 
 def answer_articles(answer: str) -> set[int]:
-    """Return the article numbers of a 3-1 answer ``法条:刑法第264条、刑法第67条``."""
+    """Return the article numbers of a 3-1 answer ``法条:刑法第264、67条``."""
     if not (answer.startswith("法条:刑法第") and answer.endswith("条")):
-        raise LawBenchInputError(f"answer {answer!r} is not in LawBench's form '法条:刑法第<n>条、刑法第<n>条'")
+        raise LawBenchInputError(f"answer {answer!r} is not in LawBench's form '法条:刑法第<n>、<n>条'")
     numbers = answer.replace("法条:刑法第", "").replace("条", "").split("、")
     if not all(n.isdigit() for n in numbers):
         raise LawBenchInputError(f"answer {answer!r}: article numbers must be digits")
