@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from orderstudy.params import StudyParams
 from orderstudy.store import StateStore
@@ -38,7 +40,7 @@ def _fake_build(counter: Path, sleep_s: float = 0.0):
     def build(name, out_dir, parent_dir):
         out_dir.mkdir(parents=True)
         (out_dir / "config.json").write_text('{"model_type": "llama"}')
-        (out_dir / "model.safetensors").write_bytes(os.urandom(1000))
+        save_file({"w": torch.randn(16, 16)}, out_dir / "model.safetensors")
         time.sleep(sleep_s)
         with open(counter, "a") as f:
             f.write(name + "\n")
@@ -64,7 +66,7 @@ def test_a_corrupted_state_is_discarded_and_rebuilt(tmp_path):
     state, _ = store.get("Q", _fake_build(counter))
     weights = state.model_dir / "model.safetensors"
     data = bytearray(weights.read_bytes())
-    data[10] ^= 0xFF  # same size, different bytes: only the hash check can see it
+    data[-10] ^= 0xFF  # same size, different bytes in a weight: only the hash check can see it
     weights.write_bytes(bytes(data))
     events = []
     state, reused = store.get("Q", _fake_build(counter), lambda kind, s, r: events.append((kind, s.name)))
