@@ -1,0 +1,32 @@
+"""The operations benchmark runs each method in its own process and prints real figures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from orderstudy import paths
+
+SCRIPT = paths.ROOT / "benchmarks" / "bench_operations.py"
+
+
+def test_quick_benchmark_prints_a_table_of_real_figures(tiny_model):
+    methods = ["Q:nf4", "F:qlora-adapter"]  # two processes: the second trains on the first's output
+    done = subprocess.run([sys.executable, str(SCRIPT), "--model", str(tiny_model), "--quick", "--methods", *methods],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert "3,256,768 parameters" in lines[0]
+    assert lines[1].split() == ["method", "seconds", "peak", "RSS", "MiB", "size", "MiB", "parameters"]
+    rows = {}
+    for line in lines[2:]:
+        name, seconds, rss, size, parameters = line.split()
+        rows[name] = (float(seconds), float(rss), float(size), int(parameters.replace(",", "")))
+    assert list(rows) == methods
+    for name, (seconds, rss, size, parameters) in rows.items():
+        assert 0 < seconds < 120 and 200 < rss < 8000 and 0 < size < 20, (name, seconds, rss, size)
+    # The adapter state holds the base's parameters and the adapter's (rank 4, 7 projections, 3
+    # layers), and weighs the NF4 base plus the adapter.
+    assert rows["Q:nf4"][3] == 3_256_768
+    assert rows["F:qlora-adapter"][3] == 3_256_768 + 12_288
+    assert 0 < rows["F:qlora-adapter"][2] - rows["Q:nf4"][2] < 0.1
