@@ -69,7 +69,7 @@ class PruneParams(_Section):
     method: Literal["width", "mlp_channels", "depth", "magnitude", "wanda", "2:4"] = "width"
     sparsity: Annotated[float, Field(gt=0.0, lt=1.0, description=(
         "fraction removed: of MLP channels (width, mlp_channels), of layers (depth), of the weights of "
-        "every decoder linear layer (magnitude, wanda); 2:4 is always 0.5"))] = 0.5
+        "every decoder linear layer (magnitude, wanda); 2:4 is always 0.5"))] = 0.3
     head_sparsity: Annotated[float, Field(ge=0.0, lt=1.0, description=(
         "width only: fraction of attention heads removed, rounded to whole key/value groups"))] = 0.3
     # How width and 2:4 score what they remove: weight norms, or weights times the size of their

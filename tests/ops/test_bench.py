@@ -5,11 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from orderstudy import paths
 
 SCRIPT = paths.ROOT / "benchmarks" / "bench_operations.py"
 
 
+@pytest.mark.e2e  # two fresh Python processes that import torch: most of a minute
 def test_quick_benchmark_prints_a_table_of_real_figures(tiny_model):
     methods = ["Q:nf4", "F:qlora-adapter"]  # two processes: the second trains on the first's output
     done = subprocess.run([sys.executable, str(SCRIPT), "--model", str(tiny_model), "--quick", "--methods", *methods],

@@ -31,8 +31,6 @@ from . import sparse_format
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-# The files of the quantized base in an adapter-layout directory.
-BASE_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json")
 
 # The linear layers of a decoder layer, by the names Llama-style models give them.
 ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -80,14 +78,14 @@ def load_dense(model_dir: Path, dtype: str, device: str) -> tuple[object, dict]:
 
 @contextmanager
 def base_view(model_dir: Path) -> Iterator[Path]:
-    """Yield a temporary directory of links to the base files of an adapter-layout directory.
+    """Yield a temporary directory of links to every file of an adapter-layout directory but the adapter's.
 
     ``from_pretrained`` on the directory itself would load the adapter too.
     """
     with tempfile.TemporaryDirectory(prefix="orderstudy-base-") as tmp:
-        for name in BASE_FILES:
-            if (Path(model_dir) / name).is_file():
-                os.symlink((Path(model_dir) / name).resolve(), Path(tmp) / name)
+        for f in Path(model_dir).iterdir():
+            if f.is_file() and f.name not in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
+                os.symlink(f.resolve(), Path(tmp) / f.name)
         yield Path(tmp)
 
 
