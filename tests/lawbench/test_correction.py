@@ -144,3 +144,31 @@ def test_substitution_costs():
     # ChERRANT's punctuation list has the half-width ｡ but not 。, which counts as a non-punctuation token.
     assert correction.substitution_cost("A", "。") == pytest.approx(4 / 6 + 0.5 + 0.25)
     assert correction.f_beta(0, 0, 0) == 1.0 and math.isclose(correction.f_beta(1, 1, 1), 0.5)
+
+
+def test_lawbench_published_predictions_excerpt():
+    """Six items of GPT-4's published 2-1 predictions (tests/lawbench/data, from LawBench, Apache-2.0).
+
+    The counts were also produced by a transcription of ChERRANT's own code run with the same
+    substitution costs; they pin the whole pipeline on real model output.
+    """
+    from pathlib import Path
+
+    from orderstudy.lawbench.predictions import read_task_predictions, score_task_file
+
+    path = Path(__file__).parent / "data" / "lawbench_gpt4_zero_shot_2-1_excerpt.json"
+    loaded = read_task_predictions(path, "2-1")
+    counts = [correction.sentence_counts(p, a, o)
+              for p, a, o in zip(loaded.predictions, loaded.answers, loaded.origin_prompts)]
+    assert counts == [(0, 2, 3), (0, 2, 1), (1, 2, 0), (1, 0, 0), (0, 3, 1), (0, 3, 1)]
+    result = score_task_file(path, "2-1")
+    assert result.score == round(f05(2, 12, 6), 4)
+    assert result.item_scores == pytest.approx([f05(*c) for c in counts])
+
+
+def test_alignment_count_matches_enumeration():
+    for source, target in [("甲乙丙丁", "戊己"), ("的丙丙", "了的了丙了"), (SOURCE, ANSWER), ("甲乙丙丁戊己庚辛壬癸子丑", "甲")]:
+        src, tgt = correction.tokens(source), correction.tokens(target)
+        first_only = abs(len(src) - len(tgt)) > 10
+        oper = correction.align(src, tgt)
+        assert len(list(correction.alignments(oper, first_only))) == correction.count_alignments(oper, first_only)

@@ -5,9 +5,24 @@ Public API::
     from orderstudy.lawbench.tasks import TASK_IDS, TASK_NAMES, TASK_METRICS
     from orderstudy.lawbench.scoring import TaskScore, score_task, score_item, lawbench_average
 
-and the command ``python -m orderstudy.lawbench score PREDICTIONS_DIR --out results.csv``.
-Original items for the tasks the packaged data lacks (1-2, 2-8, 3-6) are in ``data/original``
-(see ``original``).
+and the command ``python -m orderstudy.lawbench score PREDICTIONS_DIR --out results.csv``
+(``cli``; scores in percent). Original items for the tasks the packaged data lacks (1-2, 2-8,
+3-6) are in ``data/original`` (``original``); they are not LawBench's.
+
+Fidelity. Every task follows LawBench's ``evaluation/evaluation_functions`` rule for rule,
+quirks included (option counting, substring label matching, cn2an numerals, the order in
+which numbers are read, jieba + rouge-chinese ROUGE-L, CJRC character F1, the skipped 赔偿 /
+死刑 / 无期 items, the normalised log distance), using the same libraries. Two places differ:
+
+* 2-1 (``correction``): ChERRANT's alignment, merging, typing and counting are reproduced
+  exactly, but its substitution costs need a thesaurus, pinyin and a confusion set that are not
+  available offline, so typical values are used; and its 10-second timeout is replaced by a
+  fixed alignment budget. Edit spans, and so the F0.5, can differ where those matter.
+* 2-6: the abstention rate LawBench computes is reported; LawBench's published CSV shows 0
+  because of a misspelt key.
+
+Versions: jieba 0.42.1, rouge-chinese 1.0.3, cn2an 0.5.24 (LawBench lists 0.5.22) and
+opencc-python-reimplemented 0.1.7 (LawBench uses the OpenCC 1.1.6 binding, same t2s tables).
 """
 
 from .errors import LawBenchInputError
