@@ -22,7 +22,8 @@ which numbers are read, jieba + rouge-chinese ROUGE-L, CJRC character F1, the sk
   because of a misspelt key.
 
 Versions: jieba 0.42.1, rouge-chinese 1.0.3, cn2an 0.5.24 (LawBench lists 0.5.22) and
-opencc-python-reimplemented 0.1.7 (LawBench uses the OpenCC 1.1.6 binding, same t2s tables).
+opencc-python-reimplemented 0.1.7 (LawBench uses the OpenCC 1.1.6 binding; the pure-Python port's
+t2s tables may differ from it in rare characters).
 """
 
 from .errors import LawBenchInputError
