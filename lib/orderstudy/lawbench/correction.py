@@ -31,7 +31,7 @@ Where this module differs, and why:
   characters cost 6/6 (unrelated thesaurus classes) + 0.25 + 0.5 (not homophones, not in each
   other's confusion set) = 1.75; a pair involving any other token costs 4/6 (ChERRANT's value
   for words missing from the thesaurus) + 0.5 + (0, 0.25 or 0.499 by punctuation, as in
-  ChERRANT) . Homophones and look-alikes, which ChERRANT makes cheaper (1.25), are priced like
+  ChERRANT). Homophones and look-alikes, which ChERRANT makes cheaper (1.25), are priced like
   any pair, so where ChERRANT's choice between equally long alignments depends on those
   dictionaries, the edit spans found here can differ.
 * The 10-second timeout depends on the machine. It is emulated deterministically: a sentence
@@ -45,7 +45,10 @@ Where this module differs, and why:
 
 Everything else (the alignment with its transposition search and tie handling, the merger's
 rules, the M/R/S/W types, how duplicates are counted, the F0.5 with ChERRANT's conventions) follows
-ChERRANT's code as LawBench ships it.
+ChERRANT's code as LawBench ships it. Run against a line-by-line transcription of that code with
+the same substitution costs, this module gave identical operation matrices on 240 sentence pairs
+from LawBench's 2-1 data (answers, perturbed and unrelated sentences) and identical edits and
+counts on about 20,000 random short pairs.
 """
 
 from __future__ import annotations

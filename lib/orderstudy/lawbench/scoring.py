@@ -8,6 +8,11 @@ that implements each family: ``choice`` (1-2, 2-2, 2-4, 2-8, 3-6), ``labels`` (2
 
 Scores are on LawBench's 0-1 scale; ``lawbench_average`` gives the leaderboard's percent.
 
+Run against a transcription of LawBench's evaluation functions on 1,200 varied predictions per
+task (LawBench's answers with right, partial, noisy, empty and unrelated predictions), every
+task but 2-1 gave the same score and abstention rate to 1e-12; 2-1 is discussed in
+``correction``.
+
 Where ``mean(item_scores) == score`` does not hold:
 
 * 2-1's score is a corpus-level F0.5 (edit counts summed over items, rounded to 4 decimals); an
