@@ -172,3 +172,13 @@ def test_alignment_count_matches_enumeration():
         first_only = abs(len(src) - len(tgt)) > 10
         oper = correction.align(src, tgt)
         assert len(list(correction.alignments(oper, first_only))) == correction.count_alignments(oper, first_only)
+
+
+def test_one_shot_prompt_reads_the_question_not_the_example():
+    # LawBench's one-shot 2-1 prompt: the example has no "句子：" line, so the first one is the question's.
+    prompt = ("纠正下面法律文书句子中字词的拼写、冗余、缺失、乱序错误，尽量减少对原句的修改，保留原句语义。"
+              "只需要给出修改后的句子，请你严格按照这个格式回答。下面是一个例子:\n"
+              "经交通管理部门认定，燕云社负淑故主要这任。\n经交通管理部门认定，燕云社负事故主要责任。\n"
+              "请你回答:\n句子：\n" + SOURCE)
+    assert correction.source_sentence(prompt) == SOURCE
+    assert score_item("2-1", ANSWER, ANSWER, prompt) == (1.0, False)

@@ -100,6 +100,9 @@ _NEWLINE_OR_TAB = re.compile(r"\n|\t")
 def source_sentence(origin_prompt) -> str:
     """Return the sentence to correct: the line after the first "句子：\\n" of the prompt.
 
+    The first one, as LawBench reads it; in LawBench's one-shot prompts the worked example has
+    no such line, so the question's sentence is found in both settings.
+
     ``origin_prompt`` is the prompt text, or LawBench's list form ``[{"role": …, "prompt": …}]``.
     """
     if isinstance(origin_prompt, list):
