@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,20 +140,29 @@ def summarize(outputs: dict, suite: EvalSuite) -> dict:
     """Return benchmark and task scores (percent), per-item scores and LawBench predictions."""
     benchmarks, items, predictions = {}, {}, {}
     for bench, tasks in suite.benchmarks.items():
-        task_scores, bench_items = {}, {}
+        task_scores, bench_items, unscored = {}, {}, {}
         for task, name in tasks.items():
             samples = sorted(outputs["samples"][name], key=lambda s: s["doc_id"])
             ids = [s["doc"]["id"] for s in samples]
             if bench == "lawbench":
                 from .lawbench.scoring import score_task
+                from .tasks.glue import all_left_out
 
                 preds = [s["filtered_resps"][0] for s in samples]
-                scored = score_task(task, preds, [s["doc"]["answer"] for s in samples],
-                                    [s["doc"]["prompt"] for s in samples])
-                task_scores[task] = {"score": round(float(outputs["results"][name]["score,none"]), 6),
-                                     "n": len(samples), "abstention_rate": round(scored.abstention_rate, 6)}
-                bench_items[task] = dict(zip(ids, scored.item_scores))
+                answers = [s["doc"]["answer"] for s in samples]
                 predictions[task] = dict(zip(ids, preds))
+                # LawBench leaves some items out of a task's score (a NaN item score: e.g. 2-2's
+                # compensation items, 3-4/3-5's death and life sentences). Which ones depends on the
+                # answer only, so every model leaves out the same items.
+                if all_left_out(task, answers):  # no score to give: said, and kept out of the average
+                    unscored[task] = f"all {len(samples)} sampled item(s) are ones LawBench leaves out of the score"
+                    continue
+                scored = score_task(task, preds, answers, [s["doc"]["prompt"] for s in samples])
+                kept = {i: s for i, s in zip(ids, scored.item_scores) if not math.isnan(s)}
+                task_scores[task] = {"score": round(float(outputs["results"][name]["score,none"]), 6),
+                                     "n": len(kept), "abstention_rate": round(scored.abstention_rate, 6),
+                                     "excluded_items": len(samples) - len(kept)}
+                bench_items[task] = kept
             else:
                 task_scores[task] = {"score": round(100.0 * float(outputs["results"][name]["acc,none"]), 6),
                                      "n": len(samples)}
@@ -164,5 +174,7 @@ def summarize(outputs: dict, suite: EvalSuite) -> dict:
             "n_items": sum(t["n"] for t in task_scores.values()),
             "tasks": task_scores,
         }
+        if unscored:
+            benchmarks[bench]["unscored_tasks"] = unscored
         items[bench] = bench_items
     return {"benchmarks": benchmarks, "items": items, "lawbench_predictions": predictions}

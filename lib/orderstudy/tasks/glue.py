@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from orderstudy.lawbench.scoring import score_task
+import math
+
+from orderstudy.lawbench.scoring import score_item, score_task
 
 
 def lawbench_process_results(doc: dict, results: list[str]) -> dict:
@@ -13,19 +15,32 @@ def lawbench_process_results(doc: dict, results: list[str]) -> dict:
     return {"score": item, "abstention": item}
 
 
+def all_left_out(task: str, answers: list[str]) -> bool:
+    """Return whether LawBench leaves every one of these items out of the task's score.
+
+    It does so by the answer alone (2-2's compensation items, 3-4/3-5's death and life
+    sentences: their item score is NaN whatever the prediction).
+    """
+    return task != "2-1" and all(math.isnan(score_item(task, "", a)[0]) for a in answers)
+
+
 def _score(items: list[dict]):
-    return score_task(items[0]["task"], [i["prediction"] for i in items], [i["answer"] for i in items],
-                      [i["prompt"] for i in items])
+    task, answers = items[0]["task"], [i["answer"] for i in items]
+    if all_left_out(task, answers):
+        return None
+    return score_task(task, [i["prediction"] for i in items], answers, [i["prompt"] for i in items])
 
 
 def lawbench_aggregate_score(items: list[dict]) -> float:
-    """Return the task's LawBench score in percent."""
-    return 100.0 * _score(items).score
+    """Return the task's LawBench score in percent (NaN when every item is left out)."""
+    scored = _score(items)
+    return math.nan if scored is None else 100.0 * scored.score
 
 
 def lawbench_aggregate_abstention(items: list[dict]) -> float:
-    """Return the task's abstention rate in percent."""
-    return 100.0 * _score(items).abstention_rate
+    """Return the task's abstention rate in percent (NaN when every item is left out)."""
+    scored = _score(items)
+    return math.nan if scored is None else 100.0 * scored.abstention_rate
 
 
 _LETTER = re.compile(r"^\s*[\(\[]?([ABCD])(?:[\s\.\):\]]|$)")

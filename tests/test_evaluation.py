@@ -1,0 +1,45 @@
+"""Turning lm-eval's output into the result's scores, with LawBench's own rules."""
+
+import math
+from pathlib import Path
+
+import pytest
+
+from orderstudy import evaluation
+from orderstudy.tasks.glue import lawbench_aggregate_score
+from orderstudy.params import EvaluationParams
+
+
+def _suite(tasks):
+    names = {t: f"orderstudy_lawbench_{t}" for t in tasks}
+    return evaluation.EvalSuite("k", Path("."), {"lawbench": names}, {}, EvaluationParams(), {})
+
+
+def _outputs(rows):
+    """lm-eval's output for LawBench items: {task: [(id, answer, prediction)]}, scored like glue."""
+    results, samples = {}, {}
+    for task, items in rows.items():
+        name = f"orderstudy_lawbench_{task}"
+        glue_items = [{"task": task, "prediction": p, "answer": a, "prompt": "问题"} for _, a, p in items]
+        results[name] = {"score,none": lawbench_aggregate_score(glue_items)}
+        samples[name] = [{"doc_id": k, "doc": {"id": i, "answer": a, "prompt": "问题"}, "filtered_resps": [p]}
+                         for k, (i, a, p) in enumerate(items)]
+    return {"results": results, "samples": samples}
+
+
+def test_items_lawbench_leaves_out_are_kept_out_of_items_and_averages():
+    rows = {
+        "2-4": [("2-4/0", "婚姻家庭", "[类别]婚姻家庭<eoa>"), ("2-4/1", "劳动纠纷", "我不知道")],
+        "3-4": [("3-4/0", "刑期:死刑", "[刑期]12个月<eoa>"), ("3-4/1", "刑期:12个月", "[刑期]12个月<eoa>")],
+        "3-5": [("3-5/0", "刑期:无期徒刑", "[刑期]6个月<eoa>")],
+    }
+    out = evaluation.summarize(_outputs(rows), _suite(rows))
+    lb = out["benchmarks"]["lawbench"]
+    assert lb["tasks"]["2-4"] == {"score": 50.0, "n": 2, "abstention_rate": 0.5, "excluded_items": 0}
+    assert lb["tasks"]["3-4"]["n"] == 1 and lb["tasks"]["3-4"]["excluded_items"] == 1
+    assert out["items"]["lawbench"]["3-4"] == {"3-4/1": pytest.approx(lb["tasks"]["3-4"]["score"] / 100)}
+    # A task whose every sampled item is left out has no score: said, and not averaged as a zero.
+    assert "3-5" not in lb["tasks"] and "3-5" in lb["unscored_tasks"]
+    assert lb["score"] == pytest.approx((lb["tasks"]["2-4"]["score"] + lb["tasks"]["3-4"]["score"]) / 2)
+    assert not any(math.isnan(v) for task in out["items"]["lawbench"].values() for v in task.values())
+    assert out["lawbench_predictions"]["3-5"] == {"3-5/0": "[刑期]6个月<eoa>"}
