@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +102,46 @@ def test_a_corrupt_model_checkpoint_is_reported_before_any_work(tmp_path, tiny_m
     with pytest.raises(Exception, match="truncated safetensors file"):
         run_study(params_file, log_output=False)
     assert not (outputs_dir / "corrupt" / "states").exists()
+
+
+@pytest.mark.e2e
+def test_a_failed_ordering_is_recorded_the_others_go_on_and_only_it_reruns(tiny_params, outputs_dir):
+    params_file, text = tiny_params
+    # No training pair fits in 16 tokens: every ordering with F fails, the others must not.
+    _write(params_file, text.replace("max_seq_len: 64", "max_seq_len: 16"))
+    first = run_study(params_file, log_output=False)
+    status = {o: r["status"] for o, r in first["orderings"].items()}
+    assert status == {"base": "ok", "F": "failed", "P": "ok", "P>F": "failed"}
+    result = json.loads((outputs_dir / "tinyrun" / "results" / "P-F.json").read_text())
+    assert result["status"] == "failed" and result["error"]["step"] == "P>F"
+    assert "max_seq_len" in result["error"]["message"] and "Traceback" in result["error"]["traceback"]
+    notebook = (outputs_dir / "tinyrun" / "notebooks" / "P-F.ipynb").read_text()
+    assert "max_seq_len" in notebook  # the error is in the executed notebook too
+    main = (outputs_dir / "tinyrun" / "tables" / "main.md").read_text()
+    assert "N/A" in main and "max_seq_len" in main
+
+    _write(params_file, text)  # fixed: only the two failed orderings run again
+    second = run_study(params_file, log_output=False, summary=False)
+    assert {o for o, r in second["orderings"].items() if r["ran"]} == {"F", "P>F"}
+    assert all(r["status"] == "ok" for r in second["orderings"].values())
+
+
+def test_too_little_disk_for_the_planned_checkpoints_stops_before_any_work(tiny_params, outputs_dir, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from orderstudy.params import ParamsError
+    from orderstudy.runner import estimate_disk_bytes
+    from orderstudy.study import Study
+
+    params_file, _ = tiny_params
+    study = Study(params_file)
+    need = estimate_disk_bytes(study)
+    tiny_bytes = sum(f.stat().st_size for f in Path(study.params.model.source).rglob("*") if f.is_file())
+    assert need == tiny_bytes * 4  # base, F, P, P>F: none built yet
+    # A nearly full disk cannot be made here for real; the runner asks shutil how much is free.
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 10**12 - need // 2, need // 2))
+    with pytest.raises(ParamsError, match="the planned checkpoints need about"):
+        run_study(params_file, log_output=False)
+    assert not (outputs_dir / "tinyrun" / "states").exists()
