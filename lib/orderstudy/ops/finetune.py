@@ -233,6 +233,7 @@ def apply(src: Path, dst: Path, params: FinetuneParams, ctx: OperationContext) -
         "result_layout": storage.layout(dst),
         "train_examples": len(train_part),
         "validation_examples": len(val),
+        "examples_too_long": len(ctx.training_examples) - len(encoded),  # no room for the answer: left out
         "steps": steps,
         "epochs": round(steps * params.batch_size / len(train_part), 3),
         "train_losses": losses,
