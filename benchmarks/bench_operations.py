@@ -40,8 +40,8 @@ def operation_params(method: str, quick: bool):
     if op == "Q":
         return "Q", QuantizeParams(method=name)
     merge = name.split("-", 1)[1] if "-" in name else "dequantize"
-    size = {"batch_size": 2, "lora_r": 4} if quick else {}
-    return "F", FinetuneParams(max_steps=1 if quick else 2, merge=merge, validation_fraction=0.25, **size)
+    size = {"batch_size": 2, "lora_r": 4, "validation_fraction": 0.25} if quick else {}
+    return "F", FinetuneParams(max_steps=1 if quick else 2, merge=merge, **size)
 
 
 def examples(count: int) -> list[dict]:

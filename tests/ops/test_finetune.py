@@ -77,6 +77,9 @@ def test_qlora_requantize_stays_small_with_the_source_settings(states):
         describe(states.get("Q:nf4"))["parts"]["layers"]["bytes"], rel=0.01)
     record = states.record("Q:nf4", "F:requantize")
     assert record["merge"] == "requantize" and record["result_quantized"]
+    # Quantizing the merged weights again changes the model a little: measured, not assumed.
+    assert record["validation_loss_result"] == pytest.approx(record["validation_loss_after"], rel=0.05)
+    assert record["validation_loss_result"] != record["validation_loss_after"]
 
 
 def test_qlora_adapter_is_kept_beside_the_quantized_base(states, run_logits):
@@ -95,7 +98,7 @@ def test_qlora_adapter_is_kept_beside_the_quantized_base(states, run_logits):
         by_hand = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32), str(result))
     assert torch.equal(run_logits(alone), run_logits(by_hand))
     assert not torch.equal(run_logits(alone), run_logits(storage.load(source, "float32", "cpu")))
-    assert record["validation_loss_result"] == pytest.approx(record["validation_loss_after"], rel=1e-4)
+    assert record["validation_loss_result"] is None  # the saved state is the trained model itself
 
 
 def test_fine_tuning_lowers_the_validation_loss(tiny_model, ctx, tmp_path):
@@ -103,7 +106,14 @@ def test_fine_tuning_lowers_the_validation_loss(tiny_model, ctx, tmp_path):
                             validation_fraction=0.25, learning_rate=2e-2)
     record = finetune.apply(tiny_model, tmp_path / "f", params, ctx)
     assert record["validation_loss_after"] < record["validation_loss_before"]
-    assert record["validation_loss_result"] == pytest.approx(record["validation_loss_after"], rel=1e-4)
+    # The merged model computes what was trained: its loss is the trained model's.
+    merged = storage.load(tmp_path / "f", "float32", "cpu")
+    tokenizer = models.load_tokenizer(tmp_path / "f")
+    val = [finetune.encode_example(tokenizer, x["prompt"], x["answer"], 96) for x in ctx.training_examples]
+    _, val = finetune.split_examples([e for e in val if e], params.validation_fraction, ctx.seed)
+    assert finetune.mean_loss(merged, val, tokenizer.pad_token_id, 4, "cpu") == pytest.approx(
+        record["validation_loss_after"], rel=1e-4)
+    assert record["validation_loss_result"] is None
     assert record["train_losses"][-1] < record["train_losses"][0]
 
 

@@ -126,7 +126,9 @@ def test_every_merge_policy_after_every_other_operation(states, chain):
     policy = {"F": "dequantize", "F:requantize": "requantize", "F:adapter": "adapter"}[chain[-1]]
     assert record["merge"] == (policy if source_quantized else "merge")
     assert record["steps"] == 1 and len(record["train_losses"]) == 1
-    assert record["validation_loss_before"] > 0 and record["validation_loss_result"] > 0
+    assert record["validation_loss_before"] > 0 and record["validation_loss_after"] > 0
+    assert (record["validation_loss_result"] is not None) == (policy == "requantize" and source_quantized
+                                                              or "sparsity" in record and record["sparsity"]["kept"] is True)
     if source_quantized and policy == "adapter":
         assert info["format"] == "quantized base + adapter"
         assert record["adapter_parameters"] == info["parts"]["adapter"]["parameters"] > 0

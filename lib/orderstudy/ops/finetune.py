@@ -225,6 +225,10 @@ def apply(src: Path, dst: Path, params: FinetuneParams, ctx: OperationContext) -
         else:
             outcome = _merge(src, dst, Path(adapter_dir), kind, quant, policy, params, ctx)
 
+    # The saved result, loaded fresh, where saving changed the trained model (requantizing,
+    # re-zeroing); otherwise it computes what was trained, merged or not, and None is recorded.
+    changed = outcome.pop("changed_by_saving")
+    val_result = validation_loss(dst, val, pad_id, params.batch_size, ctx) if changed else None
     return {
         "method": "qlora" if quant is not None else "lora",
         "base_quantization": quantization_name(quant),
@@ -239,8 +243,7 @@ def apply(src: Path, dst: Path, params: FinetuneParams, ctx: OperationContext) -
         "train_losses": losses,
         "validation_loss_before": val_before,
         "validation_loss_after": val_after,
-        # The saved result, loaded fresh: includes what merging, re-zeroing and requantizing did.
-        "validation_loss_result": validation_loss(dst, val, pad_id, params.batch_size, ctx),
+        "validation_loss_result": val_result,
         "trainable_parameters": trainable_count,
         "train_seconds": round(train_seconds, 2),
         **outcome,
@@ -256,7 +259,7 @@ def _keep_adapter(src: Path, dst: Path, adapter_dir: Path, ctx: OperationContext
     adapter = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
     parameters = models.count_parameters(model)
     del model
-    out = {"parameters": parameters, "adapter_parameters": adapter}
+    out = {"parameters": parameters, "adapter_parameters": adapter, "changed_by_saving": False}
     sparsity = models.read_config(src).get(SPARSITY_CONFIG_KEY)
     if sparsity:
         out["sparsity"] = {"source": sparsity, "kept": "in the base only: the adapter's update is dense"}
@@ -274,7 +277,8 @@ def _merge(src: Path, dst: Path, adapter_dir: Path, kind: str, quant: dict | Non
     before = storage.zero_fraction(base) if sparsity else None
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.to(models.DTYPES[ctx.dtype])
-    out: dict = {"parameters": models.count_parameters(merged)}
+    out: dict = {"parameters": models.count_parameters(merged),
+                 "changed_by_saving": policy == "requantize" or masks is not None}
     if sparsity:
         after_merge = storage.zero_fraction(merged)
         if masks is not None:
