@@ -18,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import os
-import tempfile
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -31,7 +29,7 @@ import seaborn as sns
 from matplotlib import font_manager
 from matplotlib.figure import Figure
 
-from ..atomic import write_text
+from ..atomic import write_bytes
 from ..plan import BASE, OPERATIONS
 from . import labels
 
@@ -219,23 +217,6 @@ def operation_effects_figure(transition_tables: dict[str, pd.DataFrame], benchma
     return fig
 
 
-def _write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and a rename, as ``atomic.write_text`` does for text."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def save_figure(fig: Figure, directory: Path, name: str) -> dict[str, Path]:
     """Save ``fig`` as ``<directory>/<name>.png`` and ``.svg``; return the two paths by format."""
     saved = {}
@@ -244,5 +225,5 @@ def save_figure(fig: Figure, directory: Path, name: str) -> dict[str, Path]:
         # No bbox_inches="tight": the PNG keeps the figure's nominal size, figsize x DPI pixels.
         fig.savefig(buffer, format=fmt, dpi=DPI)
         path = Path(directory) / f"{name}.{fmt}"
-        saved[fmt] = _write_bytes(path, buffer.getvalue()) if fmt == "png" else write_text(path, buffer.getvalue().decode("utf-8"))
+        saved[fmt] = write_bytes(path, buffer.getvalue())
     return saved
