@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import atomic, paths
 from .params import ParamsError
-from .plan import parse_ordering
+from .plan import format_ordering, parse_ordering
 
 
 class StudyLocked(RuntimeError):
@@ -71,8 +71,17 @@ def run_study(params_file: str | Path, orderings: list[str] | None = None, log_o
     from .study import Study
 
     study = Study(params_file)
-    todo = list(study.plan.orderings) if not orderings else [o for o in study.plan.orderings if o in
-                                                              {">".join(parse_ordering(x)) or "base" for x in orderings}]
+    todo = list(study.plan.orderings)
+    if orderings:
+        try:
+            wanted = {format_ordering(parse_ordering(o)) for o in orderings}
+        except ValueError as exc:
+            raise ParamsError(f"--orderings: {exc}") from None
+        unplanned = sorted(wanted - set(todo))
+        if unplanned:
+            raise ParamsError(f"--orderings {', '.join(unplanned)}: not in the study's plan ({study.params_file}: "
+                              f"orderings = {', '.join(todo)})")
+        todo = [o for o in todo if o in wanted]
     report = {"study": study.params.study, "params_file": str(study.params_file), "orderings": {},
               "steps_planned": len(study.plan.steps), "steps_naive": study.plan.naive_step_count}
     started = time.perf_counter()
@@ -143,7 +152,7 @@ def run_summary(params_file: str | Path) -> Path:
 
 def preflight(study) -> None:
     """Check, before any work, what would otherwise fail late: model, data, disk space."""
-    from . import evaluation, models
+    from . import models
 
     m = study.params.model
     src = paths.resolve(m.source)
@@ -158,14 +167,15 @@ def preflight(study) -> None:
         except models.ModelError as exc:
             raise ParamsError(f"{study.params_file}: key 'model.source': {exc}") from None
     study.suite  # samples the benchmarks now: a missing or malformed data file stops the run here
-    if "F" in "".join(study.plan.steps):
-        study.training_examples
+    if study._uses("F"):
+        study.training_examples  # a missing or malformed training file stops it here too
+    if study._uses("P") and study.params.prune.needs_calibration:
+        study.calibration_examples
     need = estimate_disk_bytes(study)
     free = shutil.disk_usage(study.paths.dir).free
     if need > free:
         raise ParamsError(f"{study.params_file}: the planned checkpoints need about {need / 2**30:.1f} GiB "
                           f"but {study.paths.dir} has {free / 2**30:.1f} GiB free; free space or run fewer orderings")
-    _ = evaluation
 
 
 def estimate_disk_bytes(study) -> int:
