@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pins-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help env model tiny data study summary report lab test test-fast bench clean clean-cache
+.PHONY: help env model tiny data study summary report lab test test-fast bench bench-ops clean clean-cache
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ test-fast: model tiny data ## run the fast tier only (seconds to a few minutes)
 
 bench: model data ## run the study in PARAMS and print wall time per step and ordering, peak memory
 	$(PY) benchmarks/bench_study.py $(PARAMS)
+
+bench-ops: model ## time every operation method on the default model: seconds, peak memory, size on disk
+	$(PY) benchmarks/bench_operations.py
 
 clean: ## delete the outputs (results, states, notebooks, tables); keeps the model and data cache
 	find outputs -mindepth 1 -maxdepth 1 ! -name README.md ! -name .gitkeep -exec rm -rf {} +

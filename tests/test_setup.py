@@ -1,0 +1,30 @@
+"""The set-up: one list of pins for the venv and conda, and a Makefile that documents itself."""
+
+import re
+import subprocess
+
+import yaml
+
+from orderstudy import paths
+
+
+def test_environment_yml_installs_the_same_pins_as_the_venv():
+    env = yaml.safe_load((paths.ROOT / "environment.yml").read_text())
+    assert "python=3.11" in env["dependencies"]
+    pip_section = next(d for d in env["dependencies"] if isinstance(d, dict))["pip"]
+    assert "-r requirements.txt" in pip_section and "-e ." in pip_section
+    pins = [line for line in (paths.ROOT / "requirements.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert pins and all(re.fullmatch(r"[A-Za-z0-9_.\-]+==[0-9][\w.]*", p) for p in pins), pins
+    for package in ("torch", "transformers", "peft", "bitsandbytes", "lm_eval", "papermill", "jupyterlab", "seaborn"):
+        assert any(p.lower().startswith(package.lower() + "==") for p in pins), package
+
+
+def test_make_help_lists_every_target_in_one_line():
+    makefile = (paths.ROOT / "Makefile").read_text()
+    targets = re.findall(r"^([a-z][a-z-]*):", makefile, flags=re.M)
+    out = subprocess.run(["make", "-s", "help"], cwd=paths.ROOT, capture_output=True, text=True, check=True).stdout
+    listed = re.findall(r"^  make (\S+)", out, flags=re.M)
+    assert set(listed) == set(targets)
+    for required in ("study", "test", "summary", "report", "lab", "clean", "bench"):
+        assert required in listed
