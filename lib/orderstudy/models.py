@@ -145,9 +145,8 @@ def forget_quantization(model) -> None:
     quantizer = getattr(model, "hf_quantizer", None)
     if quantizer is not None:
         quantizer.remove_quantization_config(model)
-    for attr in ("quantization_config",):
-        if hasattr(model.config, attr):
-            delattr(model.config, attr)
+    if hasattr(model.config, "quantization_config"):
+        delattr(model.config, "quantization_config")
     model.hf_quantizer = None
     for flag in ("is_quantized", "is_loaded_in_4bit", "is_loaded_in_8bit"):
         if getattr(model, flag, False):
