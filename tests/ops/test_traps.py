@@ -48,6 +48,19 @@ def evaluate_once(model_dir) -> object:
     return model
 
 
+
+def with_lora(model, params, seed: int):
+    """Return ``model`` prepared for k-bit training with a seeded, dropout-free LoRA adapter, in train mode."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    torch.manual_seed(seed)
+    model = get_peft_model(model, LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=0.0,
+                                             target_modules=list(params.target_modules), task_type="CAUSAL_LM"))
+    model.train()
+    return model
+
+
 def test_trap1_evaluating_a_4bit_model_first_corrupts_lora_gradients(states, avx512bf16_path, step_params, ctx):
     src = states.get("Q:nf4")
     _, params = step_params["F"]
@@ -56,14 +69,7 @@ def test_trap1_evaluating_a_4bit_model_first_corrupts_lora_gradients(states, avx
 
     evaluated = evaluate_once(src)
     assert finetune.repacked_4bit_modules(evaluated), "bitsandbytes did not repack: the trap cannot show here"
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
-    evaluated = prepare_model_for_kbit_training(evaluated, use_gradient_checkpointing=False)
-    torch.manual_seed(ctx.seed)
-    wrapped = get_peft_model(evaluated, LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=0.0,
-                                                   target_modules=list(params.target_modules), task_type="CAUSAL_LM"))
-    wrapped.train()
-    corrupted = lora_gradients(wrapped, tokenizer, ctx.training_examples)
+    corrupted = lora_gradients(with_lora(evaluated, params, ctx.seed), tokenizer, ctx.training_examples)
     # FACTS.md measured 0.92 on SmolLM2; the gradients are not merely noisy, they are wrong.
     assert relative_error(corrupted, reference) > 0.3
 
@@ -74,16 +80,10 @@ def test_trap1_finetune_gets_the_gradients_of_a_fresh_load(states, avx512bf16_pa
     tokenizer = models.load_tokenizer(src)
     val = [e for e in (finetune.encode_example(tokenizer, x["prompt"], x["answer"], 96) for x in ctx.training_examples[:3]) if e]
 
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
 
     fresh = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, device_map="cpu")
-    fresh = prepare_model_for_kbit_training(fresh, use_gradient_checkpointing=False)
-    torch.manual_seed(ctx.seed)
-    fresh = get_peft_model(fresh, LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=0.0,
-                                             target_modules=list(params.target_modules), task_type="CAUSAL_LM"))
-    fresh.train()
-    reference = lora_gradients(fresh, tokenizer, ctx.training_examples)
+    reference = lora_gradients(with_lora(fresh, params, ctx.seed), tokenizer, ctx.training_examples)
 
     # The operation's own sequence: the validation loss first (an evaluation), then the model to train.
     assert finetune.validation_loss(src, val, tokenizer.pad_token_id, 2, ctx) > 0

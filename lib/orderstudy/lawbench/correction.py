@@ -186,14 +186,7 @@ def align(src: list[str], tgt: list[str]) -> list[list]:
     found directly, checked exactly, and accepted if no unchanged-cost step lies in between.
     """
     n, m = len(src), len(tgt)
-    cost = [[0.0] * (m + 1) for _ in range(n + 1)]
-    oper: list[list] = [[None] * (m + 1) for _ in range(n + 1)]
-    for i in range(1, n + 1):
-        cost[i][0] = cost[i - 1][0] + 1
-        oper[i][0] = ["D"]
-    for j in range(1, m + 1):
-        cost[0][j] = cost[0][j - 1] + 1
-        oper[0][j] = ["I"]
+    cost, oper = _initial_matrices(n, m)
 
     windows = _DiagonalWindows(src, tgt)
     # last_equal[d]: the largest t whose step (t, t+d) -> (t+1, t+1+d) keeps the cost unchanged;
@@ -281,9 +274,9 @@ class _DiagonalWindows:
         return None
 
 
-def align_reference(src: list[str], tgt: list[str]) -> list[list]:
-    """Return ChERRANT's operation matrix computed by its own loop (slow; kept to check ``align``)."""
-    n, m = len(src), len(tgt)
+def _initial_matrices(n: int, m: int) -> tuple[list[list[float]], list[list]]:
+    """Return ChERRANT's cost and operation matrices with their first row and column filled in
+    (deleting every source token down the first column, inserting every target token along the first row)."""
     cost = [[0.0] * (m + 1) for _ in range(n + 1)]
     oper: list[list] = [[None] * (m + 1) for _ in range(n + 1)]
     for i in range(1, n + 1):
@@ -292,6 +285,13 @@ def align_reference(src: list[str], tgt: list[str]) -> list[list]:
     for j in range(1, m + 1):
         cost[0][j] = cost[0][j - 1] + 1
         oper[0][j] = ["I"]
+    return cost, oper
+
+
+def align_reference(src: list[str], tgt: list[str]) -> list[list]:
+    """Return ChERRANT's operation matrix computed by its own loop (slow; kept to check ``align``)."""
+    n, m = len(src), len(tgt)
+    cost, oper = _initial_matrices(n, m)
     for i in range(n):
         for j in range(m):
             if src[i] == tgt[j]:
