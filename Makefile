@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pins-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help env model tiny data study summary report lab test test-fast bench bench-ops clean clean-cache
+.PHONY: help env model tiny data study summary report lab test test-fast bench bench-ops device-kit device-check clean clean-cache
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,12 @@ bench: model data ## run the study in PARAMS and print wall time per step and or
 
 bench-ops: model ## time every operation method on the default model: seconds, peak memory, size on disk
 	$(PY) benchmarks/bench_operations.py
+
+device-kit: model data ## pack what the GPU machine lacks (wheels for its Python 3.12, data, tokenizer) into .device/kit
+	$(PY) scripts/device_kit.py build
+
+device-check: model data ## run the device check here on the CPU, in this environment (on the GPU machine: scripts/device_check.sh)
+	DEVICE_CHECK_ALLOW_CPU=1 DEVICE_CHECK_PYTHON=$(PY) bash scripts/device_check.sh --env --orderings "base Q"
 
 clean: ## delete the outputs (results, states, notebooks, tables); keeps the model and data cache
 	find outputs -mindepth 1 -maxdepth 1 ! -name README.md ! -name .gitkeep -exec rm -rf {} +
