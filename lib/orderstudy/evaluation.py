@@ -145,7 +145,7 @@ def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, mode
         seconds = time.perf_counter() - started
         outputs["results"].update(out["results"])
         outputs["samples"].update(out["samples"])
-        stats = {"requests": sum(len(out["samples"][t]) for t in tasks), "longest_prompt_tokens": longest,
+        stats = {"items": sum(len(out["samples"][t]) for t in tasks), "longest_prompt_tokens": longest,
                  "batch_size": batch_size if backend.name == "hf" else "vllm scheduler", "seconds": round(seconds, 3)}
         if phase == "generation":
             new_tokens = sum(len(tokenizer(s["resps"][0][0], add_special_tokens=False)["input_ids"])
