@@ -242,7 +242,8 @@ def test_lawbench_published_predictions_excerpt():
     """Six items of GPT-4's published 2-1 predictions (tests/lawbench/data, from LawBench, Apache-2.0).
 
     The counts were also produced by a transcription of ChERRANT's own code run with the same
-    substitution costs; they pin the whole pipeline on real model output.
+    substitution costs (the earlier flat ones; the thesaurus and pinyin costs leave them as they
+    were); they pin the whole pipeline on real model output.
     """
     from pathlib import Path
 
