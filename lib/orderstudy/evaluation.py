@@ -44,6 +44,16 @@ def lawbench_task_ids(params: EvaluationParams) -> tuple[str, ...]:
     return TASK_IDS if params.lawbench_tasks == "all" else tuple(params.lawbench_tasks)
 
 
+def _require_thesaurus() -> None:
+    """Stop before any model work when 2-1's scorer would miss its thesaurus after generation."""
+    from .lawbench.correction import ThesaurusMissingError, thesaurus
+
+    try:
+        thesaurus()
+    except ThesaurusMissingError as exc:
+        raise data.DataError(str(exc)) from None
+
+
 def build_suite(params: EvaluationParams, seed: int, work_dir: Path) -> EvalSuite:
     """Return the study's evaluation suite, sampling the items and writing the task YAMLs."""
     samples: dict[str, dict[str, list[dict]]] = {}
@@ -53,6 +63,8 @@ def build_suite(params: EvaluationParams, seed: int, work_dir: Path) -> EvalSuit
         samples["lawbench"] = data.lawbench_sample(lb_dir, params.lawbench_setting, lawbench_task_ids(params),
                                                    params.lawbench_items_per_task, seed)
         sources = data.lawbench_sources(lb_dir)
+        if "2-1" in lawbench_task_ids(params):
+            _require_thesaurus()
     for group in ("stem", "mmlu_law"):
         if group in params.benchmarks:
             samples[group] = data.mmlu_sample(paths.resolve(params.mmlu_data), data.MMLU_GROUPS[group],
