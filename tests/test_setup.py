@@ -28,3 +28,16 @@ def test_make_help_lists_every_target_in_one_line():
     assert set(listed) == set(targets)
     for required in ("study", "test", "summary", "report", "lab", "clean", "bench"):
         assert required in listed
+
+
+def _pins(name: str) -> dict[str, str]:
+    lines = (paths.ROOT / name).read_text().splitlines()
+    return dict(line.split("==") for line in lines if line.strip() and not line.startswith("#"))
+
+
+def test_the_vllm_extra_differs_from_the_main_pins_only_where_vllm_demands():
+    main, extra = _pins("requirements.txt"), _pins("requirements-vllm.txt")
+    assert extra.pop("vllm") == "0.33.0"
+    # vllm 0.33.0 requires torch==2.14.0 and transformers>=5.16.1,<5.21.0 (its wheel's metadata).
+    assert extra.pop("torch") == "2.14.0" and extra.pop("transformers") == "5.20.2"
+    assert extra == {k: v for k, v in main.items() if k not in ("torch", "transformers")}

@@ -93,7 +93,11 @@ def test_a_failure_is_recorded_with_its_step_and_reason(tiny_study, tmp_path):
 def test_mmlu_generative_scoring_extracts_the_letter(tiny_model_dir, mmlu_dir, tmp_path):
     params = EvaluationParams(benchmarks=("mmlu_law",), mmlu_items_per_subject=2, mmlu_scoring="generative", max_new_tokens=4)
     suite = evaluation.build_suite(params, 0, tmp_path)
-    model = models.load_model(tiny_model_dir, "float32")
-    out = evaluation.evaluate(model, models.load_tokenizer(tiny_model_dir), suite, "cpu")
+    out = evaluation.evaluate(suite, model_dir=tiny_model_dir, device="cpu", dtype="float32")
+    runtime = out["runtime"]
+    assert runtime["backend"] == "hf" and "CUDA only" in runtime["backend_reason"]
+    gen = runtime["generation"]
+    assert gen["items"] == 6 and gen["batch_size"] == 8   # batch_size auto: the CPU cap
+    assert gen["new_tokens"] > 0 and gen["new_tokens_per_s"] == pytest.approx(gen["new_tokens"] / gen["seconds"], rel=0.01)
     assert out["benchmarks"]["mmlu_law"]["scoring"] == "MMLU generative"
     assert out["benchmarks"]["mmlu_law"]["n_items"] == 6

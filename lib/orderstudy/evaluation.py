@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import logging
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,16 @@ def lawbench_task_ids(params: EvaluationParams) -> tuple[str, ...]:
     return TASK_IDS if params.lawbench_tasks == "all" else tuple(params.lawbench_tasks)
 
 
+def _require_thesaurus() -> None:
+    """Stop before any model work when 2-1's scorer would miss its thesaurus after generation."""
+    from .lawbench.correction import ThesaurusMissingError, thesaurus
+
+    try:
+        thesaurus()
+    except ThesaurusMissingError as exc:
+        raise data.DataError(str(exc)) from None
+
+
 def build_suite(params: EvaluationParams, seed: int, work_dir: Path) -> EvalSuite:
     """Return the study's evaluation suite, sampling the items and writing the task YAMLs."""
     samples: dict[str, dict[str, list[dict]]] = {}
@@ -52,6 +63,8 @@ def build_suite(params: EvaluationParams, seed: int, work_dir: Path) -> EvalSuit
         samples["lawbench"] = data.lawbench_sample(lb_dir, params.lawbench_setting, lawbench_task_ids(params),
                                                    params.lawbench_items_per_task, seed)
         sources = data.lawbench_sources(lb_dir)
+        if "2-1" in lawbench_task_ids(params):
+            _require_thesaurus()
     for group in ("stem", "mmlu_law"):
         if group in params.benchmarks:
             samples[group] = data.mmlu_sample(paths.resolve(params.mmlu_data), data.MMLU_GROUPS[group],
@@ -93,14 +106,26 @@ def _write_task(tmp: Path, final_dir: Path, bench: str, task: str, items: list[d
     atomic.write_text(tmp / f"{name}.yaml", json.dumps(spec, ensure_ascii=False, indent=2) + "\n")
 
 
-def evaluate(model, tokenizer, suite: EvalSuite, device: str) -> dict:
-    """Return the model's scores: ``{"benchmarks": {...}, "items": {...}}`` (see results schema)."""
+def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, model=None, tokenizer=None,
+             backend: "backends.Backend | None" = None) -> dict:
+    """Return the scores of the model in ``model_dir``: ``{"benchmarks", "items", "runtime", ...}``.
+
+    The backend is chosen for the state unless given (``backends.choose_backend``); for
+    transformers the model is loaded here unless given. ``runtime`` says which backend ran, with
+    which batch sizes, and how fast it generated.
+    """
     from lm_eval import simple_evaluate
-    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
+    from . import backends, models
+    from .ops import storage
+
     params = suite.params
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=params.batch_size, device=device)
+    backend = backend or backends.choose_backend(params.backend, device, model_dir)
+    tokenizer = tokenizer or models.load_tokenizer(model_dir)
+    if backend.name == "hf" and model is None:
+        model = storage.load(model_dir, dtype, device)  # any layout: standard, adapter, sparse
+    config = models.read_config(model_dir)
     manager = TaskManager(include_path=str(suite.tasks_dir), include_defaults=False)
     # Log-likelihood MMLU is scored on the raw prompt, as lm-eval does; generation goes through the
     # chat template of an instruct model (without it, it rarely answers in the expected form).
@@ -108,16 +133,64 @@ def evaluate(model, tokenizer, suite: EvalSuite, device: str) -> dict:
         if params.mmlu_scoring == "loglikelihood" else []
     generative = [t for b in suite.benchmarks for t in suite.lm_eval_tasks(b) if t not in loglik]
     outputs: dict = {"results": {}, "samples": {}}
-    for tasks, chat in ((loglik, False), (generative, params.chat_template)):
+    runtime: dict = {"backend": backend.name, "backend_reason": backend.reason,
+                     "cache_implementation": backends.cache_implementation(params, device) if backend.name == "hf" else None}
+    lm = None
+    for phase, tasks, chat in (("loglikelihood", loglik, False), ("generation", generative, params.chat_template)):
         if not tasks:
             continue
+        longest = longest_prompt_tokens(suite, tasks, tokenizer, chat)
+        if params.batch_size != "auto":
+            batch_size = params.batch_size
+        else:
+            batch_size = backends.choose_batch_size(
+                config, dtype, device, backends.free_memory_bytes(device), longest, params.max_new_tokens,
+                loglikelihood=phase == "loglikelihood")
+        if lm is None or backend.name == "hf":   # one vLLM engine serves both phases
+            lm = backends.make_lm(backend, model_dir=model_dir, model=model, tokenizer=tokenizer, device=device,
+                                  dtype=dtype, batch_size=batch_size, seed=0, params=params)
+        started = time.perf_counter()
         with _without_env_report():
             out = simple_evaluate(model=lm, tasks=tasks, task_manager=manager, apply_chat_template=chat,
                                   log_samples=True, random_seed=0, numpy_random_seed=0, torch_random_seed=0,
                                   fewshot_random_seed=0, bootstrap_iters=0)
+        seconds = time.perf_counter() - started
         outputs["results"].update(out["results"])
         outputs["samples"].update(out["samples"])
-    return summarize(outputs, suite)
+        stats = {"items": sum(len(out["samples"][t]) for t in tasks), "longest_prompt_tokens": longest,
+                 "batch_size": batch_size if backend.name == "hf" else "vllm scheduler", "seconds": round(seconds, 3)}
+        if phase == "generation":
+            new_tokens = sum(len(tokenizer(s["resps"][0][0], add_special_tokens=False)["input_ids"])
+                             for t in tasks for s in out["samples"][t])
+            stats.update(new_tokens=new_tokens, new_tokens_per_s=round(new_tokens / seconds, 2) if seconds else None)
+        runtime[phase] = stats
+    backends.release(lm)
+    scores = summarize(outputs, suite)
+    scores["runtime"] = runtime
+    return scores
+
+
+def longest_prompt_tokens(suite: EvalSuite, tasks: list[str], tokenizer, chat: bool) -> int:
+    """Return the token count of the longest prompt among ``tasks``' sampled items (chat template included)."""
+    longest = 0
+    for name in tasks:
+        for line in (suite.tasks_dir / "data" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
+            item = json.loads(line)
+            text = item.get("prompt") or _mmlu_prompt(item)
+            if chat and getattr(tokenizer, "chat_template", None):
+                ids = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=True,
+                                                    add_generation_prompt=True)
+                n = len(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+            else:
+                n = len(tokenizer(text)["input_ids"])
+            longest = max(longest, n)
+    return longest
+
+
+def _mmlu_prompt(item: dict) -> str:
+    # The few-shot-free MMLU prompt: description, question, lettered choices, "Answer:".
+    choices = "".join(f"\n{letter}. {c}" for letter, c in zip("ABCD", item.get("choices", [])))
+    return f"The following are multiple choice questions (with answers).\n\n{item.get('question', '')}{choices}\nAnswer:"
 
 
 @contextlib.contextmanager

@@ -151,6 +151,20 @@ def forget_quantization(model) -> None:
     for flag in ("is_quantized", "is_loaded_in_4bit", "is_loaded_in_8bit"):
         if getattr(model, flag, False):
             setattr(model, flag, False)
+    # transformers up to 5.20 (the vLLM extra's) remembers the quantizer's deserializer among the
+    # weight conversions of from_pretrained and fails to save when it tries to reverse it; the
+    # weights are dense now, so there is nothing of it left to reverse.
+    conversions = getattr(model, "_weight_conversions", None)
+    if conversions:
+        model._weight_conversions = [c for c in conversions if _reversible(c)]
+
+
+def _reversible(conversion) -> bool:
+    try:
+        conversion.reverse_transform()
+    except NotImplementedError:
+        return False
+    return True
 
 
 def save_model(model, tokenizer, out_dir: Path) -> Path:

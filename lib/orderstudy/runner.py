@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import atomic, paths
+from .backends import BackendError
 from .params import ParamsError
 from .plan import format_ordering, parse_ordering
 
@@ -207,6 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     p_plan.add_argument("params")
     p_check = sub.add_parser("check", help="validate a params file and its inputs, doing no work")
     p_check.add_argument("params")
+    p_est = sub.add_parser("estimate", help="print the study's size and its time estimated from a short measurement")
+    p_est.add_argument("params")
+    p_est.add_argument("--items", type=int, default=16, help="prompts in the measured sample (default 16)")
+    p_est.add_argument("--json", help="also write the figures to this JSON file")
+    p_cmp = sub.add_parser("backends", help="check that the evaluation backends give the same greedy answers")
+    p_cmp.add_argument("params")
+    p_cmp.add_argument("--items", type=int, default=16, help="prompts in the sample (default 16)")
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
@@ -221,7 +229,24 @@ def main(argv: list[str] | None = None) -> int:
             study = Study(args.params)
             preflight(study)
             print(f"{study.params_file}: OK ({len(study.plan.orderings)} orderings, {len(study.plan.steps)} steps)")
-    except (ParamsError, StudyLocked) as exc:
+        elif args.command == "estimate":
+            from . import throughput
+            from .study import Study
+
+            study = Study(args.params)
+            preflight(study)
+            result = throughput.estimate(study, args.items)
+            print(throughput.format_estimate(study, result))
+            if args.json:
+                atomic.write_json(Path(args.json), result)
+        elif args.command == "backends":
+            from . import throughput
+            from .study import Study
+
+            study = Study(args.params)
+            preflight(study)
+            print(throughput.format_comparison(throughput.compare_backends(study, args.items)))
+    except (ParamsError, StudyLocked, BackendError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:

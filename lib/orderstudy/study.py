@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import atomic, data, evaluation, models, paths
-from .ops import OPERATIONS, OperationContext, storage
+from .ops import OPERATIONS, OperationContext
 from .params import StudyParams, load_params, stable_hash
 from .plan import BASE, OPERATION_NAMES, last_operation, make_plan, prefixes
 from .store import State, StateStore, versions
@@ -105,10 +105,7 @@ class Study:
         show(f"[{self.params.study}] evaluating {state.name} on {', '.join(self.suite.benchmarks)} ...")
         _seed_everything(self.params.seed)
         started = time.perf_counter()
-        model = storage.load(state.model_dir, self.dtype, self.device)  # any layout: standard, adapter, sparse
-        tokenizer = models.load_tokenizer(state.model_dir)
-        scores = evaluation.evaluate(model, tokenizer, self.suite, self.device)
-        del model
+        scores = evaluation.evaluate(self.suite, model_dir=state.model_dir, device=self.device, dtype=self.dtype)
         stored = {"suite": self.suite.key, "state": state.key, "seconds": round(time.perf_counter() - started, 2), **scores}
         atomic.write_json(path, stored)
         stored["reused"] = False
@@ -171,7 +168,8 @@ class Study:
             "quantized": final["quantized"],
             "benchmarks": scores["benchmarks"],
             "items_file": items_rel,
-            "evaluation": {"reused": scores["reused"], "seconds": scores["seconds"], "suite": self.suite.key},
+            "evaluation": {"reused": scores["reused"], "seconds": scores["seconds"], "suite": self.suite.key,
+                           "runtime": scores.get("runtime")},
         })
         atomic.write_json(self.paths.result(ordering), result)
         return result

