@@ -89,7 +89,8 @@ stage() {
 finish() {
   local code=$1
   if [ -n "${OUT:-}" ]; then
-    cp -f "$WORK/env.txt" "$WORK/machine.json" "$WORK/orderings.json" "$WORK/bench.json" "$OUT/" 2>/dev/null
+    cp -f "$WORK/env.txt" "$WORK/machine.json" "$WORK/estimate.json" "$WORK/orderings.json" "$WORK/bench.json" \
+      "$OUT/" 2>/dev/null
     cp -f "$STUDY_DIR/last_run.json" "$STUDY_DIR/tables/main.md" "$OUT/" 2>/dev/null
   fi
   echo "== summary (mode $MODE, work dir $WORK${OUT:+, files in $OUT})"
@@ -103,6 +104,8 @@ finish() {
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg JUPYTER_PLATFORM_DIRS=1 TOKENIZERS_PARALLELISM=false
 # No network on the device: never wait for the model hub. Fresh caches inside the work dir.
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HOME=$WORK/hf
+# Kernels' connection files, IPython's profile and matplotlib's cache: not in a home that may not be writable.
+export JUPYTER_RUNTIME_DIR=$WORK/jupyter IPYTHONDIR=$WORK/ipython MPLCONFIGDIR=$WORK/matplotlib
 export ORDERSTUDY_OUTPUTS=$WORK/outputs
 
 echo "device check: mode $MODE, budget ${BUDGET_S} s, work dir $WORK, $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
@@ -140,6 +143,8 @@ for archive, dest in zip(sys.argv[1::2], sys.argv[2::2]):
     print(f"{archive} -> {dest}")
 ' "$KIT/site.tar.xz" "$SITE" "$KIT/inputs.tar.xz" "$INPUTS" || finish 1
   export PYTHONPATH=$ROOT/lib:$SITE${PYTHONPATH:+:$PYTHONPATH}
+  # The kit's data/ stands for the repository's cache/data (LawBench 2-1's thesaurus is read from there).
+  export ORDERSTUDY_CACHE=$INPUTS
   DATA=$INPUTS/data
   TOKENIZER=$INPUTS/tokenizer
   stage kit "$(min 60 "$(left)")" "$PY" "$KIT/device_kit.py" verify "$SITE" \
@@ -170,7 +175,7 @@ stage prepare "$(min 120 "$(left)")" bash -c '
   "$1" scripts/device_check.py params "$4" --out "$5" --model "$3/models/tiny-llama" --data "$6" --device "$7"
 ' prepare "$PY" "$TOKENIZER" "$WORK" "$STUDY_PARAMS" "$PARAMS" "$DATA" "$DEVICE" || finish 1
 
-stage estimate "$(min 60 "$(left)")" "$PY" -m orderstudy estimate "$PARAMS"
+stage estimate "$(min 60 "$(left)")" "$PY" -m orderstudy estimate "$PARAMS" --json "$WORK/estimate.json"
 
 # What the smoke study leaves to the stages after it: the summary (if the study is cut short),
 # its report, the benchmark and the copies; a third of the budget, 150 s at most.
@@ -188,7 +193,7 @@ stage results "$(min 30 "$(left)")" "$PY" scripts/device_check.py results "$STUD
 # ---- the generation benchmark
 if [ -f benchmarks/bench_generation.py ]; then
   stage bench "$(min 120 $(($(left) - 10)))" "$PY" benchmarks/bench_generation.py "$PARAMS" \
-    --items "$ITEMS" --backends hf --json "$WORK/bench.json"
+    --items "$ITEMS" --backends hf --batch-sizes 1,auto --json "$WORK/bench.json"
 else
   echo "== bench: benchmarks/bench_generation.py is not in this tree"
   STAGES+=("bench      FAILED (no benchmarks/bench_generation.py)")

@@ -85,6 +85,9 @@ TRIMS = [
 ]
 KEEP_LIBS = {"libbitsandbytes_cpu.so", f"libbitsandbytes_cuda{DEVICE_CUDA}.so"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+# What the device check reads from the prepared cache (`make model data` makes it).
+REQUIRED_INPUTS = ["data/lawbench/sources.json", "data/mmlu/subjects.json", "data/cilin/cilin_ex.txt"] + \
+                  [f"models/SmolLM2-135M-Instruct/{f}" for f in TOKENIZER_FILES]
 UPPER_BOUNDING = {"<", "<=", "==", "===", "~="}
 
 
@@ -188,7 +191,8 @@ def _satisfies(spec: SpecifierSet, version: str) -> bool:
 # ---- build (here) ---------------------------------------------------------------------------------
 
 # The Python whose pip builds the kit (`--pip`). pip 23.2 downloads whole wheels to read their
-# dependencies (530 MB for torch alone); newer ones read the index's metadata files (26.3: 3 s).
+# dependencies (530 MB for torch alone); newer ones read the index's metadata files (26.3: 3 s),
+# so an older pip is replaced by one in a small venv (ensure_pip).
 PIP_PYTHON = sys.executable
 MIN_PIP = (25, 0)
 
@@ -366,6 +370,13 @@ def _add_sorted(tar: tarfile.TarFile, members: list[tuple[Path, str]], clean) ->
             tar.add(path, arcname, filter=clean)
 
 
+def check_inputs(cache: Path) -> None:
+    """Raise unless ``cache`` holds what the device check reads (prepared data, SmolLM2's tokenizer)."""
+    missing = [rel for rel in REQUIRED_INPUTS if not (cache / rel).is_file()]
+    if missing:
+        raise KitError(f"{cache} lacks {', '.join(missing)}: run `make model data` first")
+
+
 def tree_bytes() -> int:
     """Return the bytes of the working tree that the device tool sends (tracked and untracked-not-ignored)."""
     out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
@@ -381,21 +392,35 @@ def _digest(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
-def check_pip() -> str:
-    """Return the version of the pip that builds the kit, or raise if it is too old to resolve quickly."""
+def ensure_pip(kit_root: Path) -> str:
+    """Make PIP_PYTHON a Python whose pip resolves from metadata; return that pip's version.
+
+    An older pip is left alone: a small venv under ``kit_root/tools`` gets the newest pip instead.
+    """
+    global PIP_PYTHON
     version = _pip("--version").stdout.split()[1]
-    if tuple(int(x) for x in re.findall(r"\d+", version)[:2]) < MIN_PIP:
-        raise KitError(f"pip {version} ({PIP_PYTHON}) downloads every wheel whole to resolve (torch: 530 MB); "
-                       f"use pip >= {'.'.join(map(str, MIN_PIP))}: `{PIP_PYTHON} -m pip install --upgrade pip`, "
-                       "or --pip PYTHON naming an interpreter that has it")
-    return version
+    if _version_tuple(version) >= MIN_PIP:
+        return version
+    tools = kit_root / "tools"
+    python = tools / "bin" / "python"
+    if not python.exists():
+        print(f"pip {version} downloads whole wheels to resolve: making {tools} with a newer pip", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(tools)], check=True)
+    PIP_PYTHON = str(python)
+    if _version_tuple(_pip("--version").stdout.split()[1]) < MIN_PIP:
+        _pip("install", "--quiet", "--upgrade", "pip")
+    return _pip("--version").stdout.split()[1]
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", version)[:2])
 
 
 def build(kit_root: Path, python_version: str, cache: Path, device_packages: Path = DEVICE_PACKAGES,
           limit_bytes: int = LIMIT_BYTES) -> dict:
     """Build the kit under ``kit_root`` (``wheels/``, ``build/site``, ``kit/``); return its manifest."""
     t0 = time.perf_counter()
-    check_pip()
+    ensure_pip(kit_root)
     device = read_package_list(device_packages)
     pins = read_pins()
     needs = {n: v for n, v in pins.items() if n not in NOT_CARRIED}
@@ -422,11 +447,11 @@ def build(kit_root: Path, python_version: str, cache: Path, device_packages: Pat
                 "device_assumed": {d["name"]: d["version"] for d in resolved if d["name"] not in carry},
                 "trimmed": removed, "tokenizer_files": list(TOKENIZER_FILES)}
     site_key = hashlib.sha256(json.dumps([python_version, DEVICE_CUDA, carry, removed]).encode()).hexdigest()
-    inputs = [(cache / "data" / "lawbench", "data/lawbench"), (cache / "data" / "mmlu", "data/mmlu")] + \
+    # All of data/ (LawBench, MMLU, LawBench 2-1's thesaurus): the study reads it through
+    # ORDERSTUDY_CACHE there, as here. The tokenizer makes the tiny model there.
+    inputs = [(cache / "data", "data")] + \
              [(cache / "models" / "SmolLM2-135M-Instruct" / f, f"tokenizer/{f}") for f in TOKENIZER_FILES]
-    for path, _ in inputs:
-        if not path.exists():
-            raise KitError(f"{path} is missing: run `make model data` first")
+    check_inputs(cache)
     inputs_key = _digest([p for p, _ in inputs])
     previous = _read_json(kit / "manifest.json")
     kit.mkdir(parents=True, exist_ok=True)
@@ -434,7 +459,7 @@ def build(kit_root: Path, python_version: str, cache: Path, device_packages: Pat
         print("packing site.tar.xz (xz -6; a few minutes on 2 cores) ...", flush=True)
         pack(site, [(site / p.name, p.name) for p in sorted(site.iterdir())], kit / "site.tar.xz")
     if previous.get("inputs_key") != inputs_key or not (kit / "inputs.tar.xz").exists():
-        print("packing inputs.tar.xz (LawBench, MMLU, tokenizer) ...", flush=True)
+        print("packing inputs.tar.xz (the prepared data, the tokenizer) ...", flush=True)
         pack(cache, inputs, kit / "inputs.tar.xz")
     manifest.update(site_key=site_key, inputs_key=inputs_key)
     (kit / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
@@ -504,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--python-version", default=DEVICE_PYTHON, help="the device's Python (another one: to test the kit here)")
     b.add_argument("--device-packages", type=Path, default=DEVICE_PACKAGES, help="what the machine has (another list: to test the kit here)")
     b.add_argument("--pip", default=sys.executable, metavar="PYTHON",
-                   help=f"the Python whose pip downloads and installs (pip >= {'.'.join(map(str, MIN_PIP))}; default: this one)")
+                   help="the Python whose pip downloads and installs (default: this one; an old pip is replaced in .device/tools)")
     b.add_argument("--cache", type=Path, default=Path(os.environ.get("ORDERSTUDY_CACHE", ROOT / "cache")),
                    help="the prepared cache holding data/ and models/SmolLM2-135M-Instruct")
     c = sub.add_parser("check", help="check a built site directory against scripts/device_packages.txt")

@@ -66,12 +66,18 @@ def test_device_check_runs_every_stage_and_prints_the_figures(tmp_path, lawbench
     rows = {m.group(1): m.group(2) for m in re.finditer(r"^(base|Q) +(\w+) +cpu ", stdout, re.M)}
     assert rows == {"base": "ok", "Q": "ok"}, stdout[-4000:]
     assert "| base model" in stdout and "| quantize" in stdout
+    if "bench" not in missing:  # the benchmark's table: one row per batch size, new tokens per second
+        bench = json.loads((out / "bench.json").read_text())
+        assert [r["batch_size"] for r in bench["rows"]][0] == 1 and len(bench["rows"]) == 2
+        assert all(r["backend"] == "hf" and r["new_tokens"] > 0 and r["new_tokens_per_s"] > 0 for r in bench["rows"])
+        assert re.search(r"^hf +1 +dynamic +4 ", stdout, re.M), stdout[-3000:]
     # What comes back from the device: flat files with plain names, at most 8.
     files = sorted(p.name for p in out.iterdir())
     assert all(p.is_file() for p in out.iterdir()) and len(files) <= 8
     assert all(re.fullmatch(r"[A-Za-z0-9._-]+", f) for f in files)
     expected = {"device_check.log", "env.txt", "machine.json", "last_run.json", "main.md", "orderings.json"}
-    assert expected | ({"bench.json"} if "bench" not in missing else set()) == set(files)
+    expected |= {f"{stage}.json" for stage in ("bench", "estimate") if stage not in missing}
+    assert expected == set(files)
     orderings = json.loads((out / "orderings.json").read_text())["orderings"]
     assert [(o["ordering"], o["status"], o["device"]) for o in orderings] == [("base", "ok", "cpu"), ("Q", "ok", "cpu")]
     assert json.loads((out / "machine.json").read_text())["packages"]["bitsandbytes"]["version"] == "0.50.2"

@@ -125,6 +125,15 @@ def test_a_malformed_device_list_line_names_the_file_and_line(tmp_path):
         kit.read_package_list(listing)
 
 
+def test_a_cache_without_the_prepared_inputs_is_refused_naming_what_is_missing(tmp_path):
+    for rel in kit.REQUIRED_INPUTS[:2]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("{}")
+    with pytest.raises(kit.KitError, match=r"lacks data/cilin/cilin_ex.txt, models/SmolLM2-135M-Instruct/tokenizer.json"):
+        kit.check_inputs(tmp_path)
+    kit.check_inputs(paths.CACHE_DIR)  # the prepared cache here has them all
+
+
 def test_trimming_keeps_what_the_device_loads(tmp_path):
     site = tmp_path / "site"
     keep = ["bitsandbytes/libbitsandbytes_cuda130.so", "bitsandbytes/libbitsandbytes_cpu.so", "bitsandbytes/__init__.py",
