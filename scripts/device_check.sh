@@ -12,7 +12,7 @@
 # Options:
 #   --env              use the current Python environment and the repository's cache, not the kit
 #   --orderings "A B"  only these orderings of the smoke study (default: all 16)
-#   --items N          prompts for the generation benchmark (default 32)
+#   --items N          prompts that `estimate` and the generation benchmark measure (default 32)
 #   --budget-s S       the whole run's time budget in seconds (default 460)
 # Variables: DEVICE_CHECK_PYTHON (default python3), DEVICE_CHECK_KIT (default .device/kit),
 #   DEVICE_CHECK_ALLOW_CPU=1 (run without CUDA), OUT (where the summary files go), ORDERSTUDY_CACHE.
@@ -180,7 +180,7 @@ stage prepare "$(min 120 "$(left)")" bash -c '
   "$1" scripts/device_check.py params "$4" --out "$5" --model "$3/models/tiny-llama" --data "$6" --device "$7"
 ' prepare "$PY" "$TOKENIZER" "$WORK" "$STUDY_PARAMS" "$PARAMS" "$DATA" "$DEVICE" || finish 1
 
-stage estimate "$(min 60 "$(left)")" "$PY" -m orderstudy estimate "$PARAMS" --json "$WORK/estimate.json"
+stage estimate "$(min 60 "$(left)")" "$PY" -m orderstudy estimate "$PARAMS" --items "$ITEMS" --json "$WORK/estimate.json"
 
 # What the smoke study leaves to the stages after it: the summary (if the study is cut short),
 # its report, the benchmark and the copies; a third of the budget, 120 s at most.

@@ -53,7 +53,7 @@ def _lead_pieces_missing() -> set[str]:
 
 @pytest.mark.e2e
 def test_device_check_runs_every_stage_and_prints_the_figures(tmp_path, lawbench_dir, mmlu_dir, default_model_dir):
-    proc, out, seconds = _run(tmp_path, "--orderings", "base Q", "--items", "4", timeout=600)
+    proc, out, seconds = _run(tmp_path, "--orderings", "base", "--items", "4", timeout=600)
     stdout = proc.stdout
     stages = _stages(stdout)
     missing = _lead_pieces_missing()
@@ -63,9 +63,8 @@ def test_device_check_runs_every_stage_and_prints_the_figures(tmp_path, lawbench
     assert seconds < 460
     # The figures: the machine, each ordering's status and timings, the main table.
     assert "CUDA available: False" in stdout and "bitsandbytes NF4 round trip and matmul on cpu" in stdout
-    rows = {m.group(1): m.group(2) for m in re.finditer(r"^(base|Q) +(\w+) +cpu ", stdout, re.M)}
-    assert rows == {"base": "ok", "Q": "ok"}, stdout[-4000:]
-    assert "| base model" in stdout and "| quantize" in stdout
+    assert re.search(r"^base +ok +cpu +float32 +[\d.]+ +[\d.]+ +[\d.]+  lawbench=", stdout, re.M), stdout[-4000:]
+    assert re.search(r"^\| base model +\| [\d.]+ \[", stdout, re.M) and "| quantize" in stdout  # Q: not run
     if "bench" not in missing:  # the benchmark's table: one row per batch size, new tokens per second
         bench = json.loads((out / "bench.json").read_text())
         assert [r["batch_size"] for r in bench["rows"]][0] == 1 and len(bench["rows"]) == 2
@@ -79,7 +78,7 @@ def test_device_check_runs_every_stage_and_prints_the_figures(tmp_path, lawbench
     expected |= {f"{stage}.json" for stage in ("bench", "estimate") if stage not in missing}
     assert expected == set(files)
     orderings = json.loads((out / "orderings.json").read_text())["orderings"]
-    assert [(o["ordering"], o["status"], o["device"]) for o in orderings] == [("base", "ok", "cpu"), ("Q", "ok", "cpu")]
+    assert [(o["ordering"], o["status"], o["device"]) for o in orderings] == [("base", "ok", "cpu")]
     assert json.loads((out / "machine.json").read_text())["packages"]["bitsandbytes"]["version"] == "0.50.2"
     assert "nvidia-smi" in (out / "env.txt").read_text()
     assert (out / "device_check.log").read_text().rstrip().endswith(stdout.rstrip().splitlines()[-1])
