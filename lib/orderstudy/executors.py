@@ -135,12 +135,7 @@ def run_on_ray(study, orderings: list[str] | tuple[str, ...], log_to_driver: boo
 
     started = time.perf_counter()
     phase_t0 = time.time()
-    init = {"address": settings.address, "runtime_env": runtime_env(study), "log_to_driver": log_to_driver}
-    if settings.address is None:
-        # "local": a new cluster for this run, even where RAY_ADDRESS or an earlier `ray start` is
-        # around (address=None would join those).
-        init.update(address="local", include_dashboard=False)
-    ray.init(**init)
+    _connect(ray, settings.address, runtime_env(study), log_to_driver, show, tag)
     report["init_seconds"] = round(time.perf_counter() - started, 2)
     try:
         report["cluster"] = _check_resources(study, ray.cluster_resources(), len(ray.nodes()))
@@ -188,6 +183,26 @@ def run_on_ray(study, orderings: list[str] | tuple[str, ...], log_to_driver: boo
     show(f"{tag}: {len(report['built'])} states built, {len(report['evaluated'])} evaluations, "
          f"{len(report['failed'])} failed or not run, in {report['seconds']:.1f} s")
     return report
+
+
+def _connect(ray, address: str | None, env: dict, log_to_driver: bool, show: Callable, tag: str,
+             attempts: int = 3) -> None:
+    """Join the cluster at ``address``, or start one on this machine for the run (``None``)."""
+    if address is not None:
+        ray.init(address=address, runtime_env=env, log_to_driver=log_to_driver)
+        return
+    for attempt in range(1, attempts + 1):
+        try:
+            # "local": a new cluster, even where RAY_ADDRESS or an earlier `ray start` is around
+            # (address=None would join those).
+            ray.init(address="local", include_dashboard=False, runtime_env=env, log_to_driver=log_to_driver)
+            return
+        except Exception as exc:
+            # Ray gives its processes a fixed 30 s to come up: a busy machine can miss that.
+            if attempt == attempts or "timed out during startup" not in str(exc):
+                raise
+            ray.shutdown()
+            show(f"{tag}: the local Ray cluster did not start in time ({exc}); trying again ({attempt + 1}/{attempts})")
 
 
 def _check_resources(study, resources: dict, nodes: int) -> dict:
