@@ -24,6 +24,7 @@ def _main_rows(study_dir):
 def test_all_sixteen_orderings_run_through_papermill(smoke):
     d = smoke["dir"]
     run = json.loads((d / "last_run.json").read_text())
+    assert run["executor"] == "local" and "ray" not in run
     assert [o for o in run["orderings"]] == list(REFERENCE_ORDER)
     failed = {o: r["error"] for o, r in run["orderings"].items() if r["status"] != "ok"}
     assert not failed, failed
