@@ -57,6 +57,7 @@ NOT_CARRIED = {
     "nbconvert": "only `make report` (HTML export) uses it",
     "gguf": "only `make model` (the GGUF default model) uses it; the smoke study runs the tiny model",
     "pytest": "the tests do not run there",
+    "ray": "only `executor: ray` imports it; the smoke study runs the local executor (and its wheel is 70 MB)",
 }
 # Packages the device has that we carry anyway, and why (beyond the automatic rules in plan_carry).
 ALSO_CARRIED = {

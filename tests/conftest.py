@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,21 @@ def tiny_model_dir(tmp_path_factory, default_model_dir) -> Path:
     from orderstudy.prepare import prepare_tiny
 
     return prepare_tiny(tmp_path_factory.mktemp("tiny") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory, default_model_dir, lawbench_dir, mmlu_dir):
+    """Run `python -m orderstudy run params/smoke.yaml` once into a scratch outputs directory.
+
+    Session-wide: the end-to-end tests read it, and the Ray test compares its own run against it,
+    so CI runs the in-process smoke study once.
+    """
+    out = tmp_path_factory.mktemp("e2e") / "outputs"
+    env = {**os.environ, "ORDERSTUDY_OUTPUTS": str(out)}
+    proc = subprocess.run([sys.executable, "-m", "orderstudy", "run", "params/smoke.yaml", "--quiet"],
+                          cwd=paths.ROOT, env=env, capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {"dir": out / "smoke", "env": env, "stdout": proc.stdout}
 
 
 @pytest.fixture

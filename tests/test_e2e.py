@@ -1,8 +1,10 @@
-"""End-to-end tier: the smoke study (all 16 orderings, tiny settings) through papermill."""
+"""End-to-end tier: the smoke study (all 16 orderings, tiny settings) through papermill.
+
+The study itself runs once per test session (``smoke`` in conftest.py), shared with test_e2e_ray.py.
+"""
 
 import csv
 import json
-import os
 import subprocess
 import sys
 
@@ -14,17 +16,6 @@ from orderstudy.plan import REFERENCE_ORDER
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory, default_model_dir, lawbench_dir, mmlu_dir):
-    """Run `python -m orderstudy run params/smoke.yaml` once into a scratch outputs directory."""
-    out = tmp_path_factory.mktemp("e2e") / "outputs"
-    env = {**os.environ, "ORDERSTUDY_OUTPUTS": str(out)}
-    proc = subprocess.run([sys.executable, "-m", "orderstudy", "run", "params/smoke.yaml", "--quiet"],
-                          cwd=paths.ROOT, env=env, capture_output=True, text=True, timeout=3600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return {"dir": out / "smoke", "env": env, "stdout": proc.stdout}
-
-
 def _main_rows(study_dir):
     with open(study_dir / "tables" / "main.csv", encoding="utf-8") as f:
         return list(csv.DictReader(f))
@@ -33,6 +24,7 @@ def _main_rows(study_dir):
 def test_all_sixteen_orderings_run_through_papermill(smoke):
     d = smoke["dir"]
     run = json.loads((d / "last_run.json").read_text())
+    assert run["executor"] == "local" and "ray" not in run
     assert [o for o in run["orderings"]] == list(REFERENCE_ORDER)
     failed = {o: r["error"] for o, r in run["orderings"].items() if r["status"] != "ok"}
     assert not failed, failed

@@ -35,6 +35,12 @@ def test_defaults_run_all_sixteen_orderings(tmp_path):
     (MINIMAL + "evaluation: {lawbench_tasks: ['9-9']}\n", "evaluation.lawbench_tasks", "unknown LawBench task '9-9'"),
     ("model: {source: x}\n", "study", "required but missing"),
     (MINIMAL + "device: tpu\n", "device", "'cpu', 'cuda' or 'auto'"),
+    (MINIMAL + "executor: dask\n", "executor", "'local' or 'ray'"),
+    (MINIMAL + "ray: {gpus: 1}\n", "ray.gpus", "unknown key"),
+    (MINIMAL + "ray: {gpus_per_task: 0}\n", "ray.gpus_per_task", "greater than 0"),
+    (MINIMAL + "ray: {cpus_per_task: many}\n", "ray.cpus_per_task", "valid number"),
+    (MINIMAL + "ray: {address: head-node}\n", "ray.address", "'auto' (the cluster started here with `ray start`), "
+                                                            "'ray://host:port' or 'host:port'"),
 ])
 def test_bad_params_name_the_file_the_key_and_what_is_allowed(tmp_path, text, key, expected):
     with pytest.raises(ParamsError) as err:
@@ -57,3 +63,12 @@ def test_hash_changes_with_a_parameter_and_not_with_key_order(tmp_path):
     b, _ = _load(tmp_path, "seed: 1\nprune: {sparsity: 0.3}\n" + MINIMAL)
     c, _ = _load(tmp_path, MINIMAL + "prune: {sparsity: 0.4}\nseed: 1\n")
     assert a.hash() == b.hash() != c.hash()
+
+
+def test_executor_defaults_to_in_process_and_ray_keys_are_read(tmp_path):
+    params, _ = _load(tmp_path, MINIMAL)
+    assert params.executor == "local" and params.ray.address is None and params.ray.gpus_per_task == 1
+    params, _ = _load(tmp_path, MINIMAL + "executor: ray\nray: {address: auto, gpus_per_task: 0.5, cpus_per_task: 8}\n")
+    assert (params.executor, params.ray.address, params.ray.gpus_per_task, params.ray.cpus_per_task) == ("ray", "auto", 0.5, 8)
+    for address in ("ray://10.0.0.1:10001", "head-node:6379"):
+        assert _load(tmp_path, MINIMAL + f"ray: {{address: '{address}'}}\n")[0].ray.address == address

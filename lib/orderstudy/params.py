@@ -151,6 +151,26 @@ class ReportParams(_Section):
     confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
 
 
+class RayParams(_Section):
+    # None: start a Ray cluster on this machine for the run (and stop it after); "auto": join the
+    # cluster already started here with `ray start`; "ray://host:10001" or "host:6379": a remote one.
+    address: str | None = None
+    gpus_per_task: Annotated[float, Field(gt=0.0, description="GPUs each task holds when the device is CUDA")] = 1.0
+    cpus_per_task: Annotated[float, Field(gt=0.0, description="CPUs Ray reserves for each task")] = 1.0
+
+    @field_validator("address")
+    @classmethod
+    def _known_address(cls, value):
+        if value is None or value == "auto" or re.fullmatch(r"(ray://)?[A-Za-z0-9._\[\]:-]+:[0-9]+", value):
+            return value
+        raise ValueError("allowed: null (start a Ray cluster on this machine), 'auto' (the cluster started here "
+                         "with `ray start`), 'ray://host:port' or 'host:port'")
+
+
+# How the steps run; none of it decides a result, so none of it is in a state key or in hash().
+EXECUTION_KEYS = ("executor", "ray")
+
+
 class StudyParams(_Section):
     study: str
     seed: int = 0
@@ -165,6 +185,10 @@ class StudyParams(_Section):
     quantize: QuantizeParams = QuantizeParams()
     evaluation: EvaluationParams = EvaluationParams()
     report: ReportParams = ReportParams()
+    # local: every step in the ordering notebooks, one after another; ray: the steps and
+    # evaluations on a Ray cluster first (independent branches at once), then the notebooks.
+    executor: Literal["local", "ray"] = "local"
+    ray: RayParams = RayParams()
 
     @field_validator("study")
     @classmethod
@@ -188,8 +212,8 @@ class StudyParams(_Section):
         return REFERENCE_ORDER if self.orderings == "all" else self.orderings
 
     def hash(self) -> str:
-        """Return a short stable hash of the validated parameters."""
-        return stable_hash(self.model_dump(mode="json"))
+        """Return a short stable hash of the parameters that decide the results (not the executor)."""
+        return stable_hash(self.model_dump(mode="json", exclude=set(EXECUTION_KEYS)))
 
     def operation_params(self, op: str) -> BaseModel:
         return {"F": self.finetune, "P": self.prune, "Q": self.quantize}[op]

@@ -5,11 +5,15 @@ not run again, so a rerun with nothing changed does no model work and starts no 
 failed ordering is rerun. Each executed notebook is written to a temporary path and renamed to
 ``outputs/<study>/notebooks/<ordering>.ipynb``. A failed ordering is recorded and the others go
 on. Two runs of the same study at once: the second stops with a message (a study lock).
+
+With ``executor: ray`` the missing states and evaluations are made on a Ray cluster first
+(``executors.run_on_ray``), then the same notebooks run and find them stored.
 """
 
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import os
 import shutil
 import sys
@@ -83,14 +87,21 @@ def run_study(params_file: str | Path, orderings: list[str] | None = None, log_o
             raise ParamsError(f"--orderings {', '.join(unplanned)}: not in the study's plan ({study.params_file}: "
                               f"orderings = {', '.join(todo)})")
         todo = [o for o in todo if o in wanted]
-    report = {"study": study.params.study, "params_file": str(study.params_file), "orderings": {},
-              "steps_planned": len(study.plan.steps), "steps_naive": study.plan.naive_step_count}
+    report = {"study": study.params.study, "params_file": str(study.params_file), "executor": study.params.executor,
+              "orderings": {}, "steps_planned": len(study.plan.steps), "steps_naive": study.plan.naive_step_count}
     started = time.perf_counter()
     with study_lock(study.paths.dir):
         preflight(study)
         print(f"[{study.params.study}] {len(todo)} orderings, {len(study.plan.steps)} operation steps "
               f"(instead of {study.plan.naive_step_count} without sharing); device {study.device}, dtype {study.dtype}",
               flush=True)
+        if study.params.executor == "ray":
+            from .executors import run_on_ray
+
+            # Every missing state and evaluation first, independent branches at once; the notebooks
+            # below then find them stored. A step that failed there fails again in its notebook,
+            # which records it as the local executor would.
+            report["ray"] = run_on_ray(study, todo, log_to_driver=log_output, show=lambda line: print(line, flush=True))
         for i, ordering in enumerate(todo, start=1):
             t0 = time.perf_counter()
             if study.is_up_to_date(ordering):
@@ -114,7 +125,7 @@ def run_study(params_file: str | Path, orderings: list[str] | None = None, log_o
                   + (f" — {error}" if error else ""), flush=True)
         report["seconds"] = round(time.perf_counter() - started, 2)
         report["steps_built"] = sorted({s["state"] for o in report["orderings"].values() for s in o.get("steps", [])
-                                        if not s.get("reused")})
+                                        if not s.get("reused")} | set(report.get("ray", {}).get("built", [])))
         atomic.write_json(study.paths.dir / "last_run.json", report)
         if summary:
             try:
@@ -167,6 +178,9 @@ def preflight(study) -> None:
             models.check_checkpoint(src)
         except models.ModelError as exc:
             raise ParamsError(f"{study.params_file}: key 'model.source': {exc}") from None
+    if study.params.executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise ParamsError(f"{study.params_file}: key 'executor': 'ray' needs the ray package, which is not installed "
+                          "here (it is pinned in requirements.txt: pip install -r requirements.txt)")
     study.suite  # samples the benchmarks now: a missing or malformed data file stops the run here
     if study._uses("F"):
         study.training_examples  # a missing or malformed training file stops it here too

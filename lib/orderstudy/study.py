@@ -94,14 +94,22 @@ class Study:
                 show(f"[{self.params.study}] discarding {state.name}: {record['reason']}")
         return self.store.get(name, self._build, event)
 
-    def evaluate_state(self, state: State, show: Callable = print) -> dict:
-        """Return the state's scores on the study's suite, evaluating once and storing the result."""
+    def stored_evaluation(self, state: State) -> dict | None:
+        """Return the state's stored scores on the study's suite, ``None`` if not evaluated yet."""
         path = state.dir / "evals" / f"{self.suite.key}.json"
         if path.is_file():
             stored = atomic.read_json(path)
             if stored.get("suite") == self.suite.key and stored.get("state") == state.key:
-                stored["reused"] = True
                 return stored
+        return None
+
+    def evaluate_state(self, state: State, show: Callable = print) -> dict:
+        """Return the state's scores on the study's suite, evaluating once and storing the result."""
+        stored = self.stored_evaluation(state)
+        if stored is not None:
+            stored["reused"] = True
+            return stored
+        path = state.dir / "evals" / f"{self.suite.key}.json"
         show(f"[{self.params.study}] evaluating {state.name} on {', '.join(self.suite.benchmarks)} ...")
         _seed_everything(self.params.seed)
         started = time.perf_counter()

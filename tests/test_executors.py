@@ -1,0 +1,126 @@
+"""The Ray executor's plan and guards, without a cluster: which tasks, waiting for which."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from orderstudy import atomic
+from orderstudy.executors import ExecutorError, _check_resources, build_state, dependents, plan_tasks, worker_spec
+from orderstudy.params import ParamsError
+from orderstudy.plan import REFERENCE_ORDER, parent
+from orderstudy.study import Study
+
+
+def _params(tmp_path, model_dir, extra="", name="graph.yaml"):
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"instruction": "回答：", "question": f"问题{i}", "answer": "答案。"},
+                                        ensure_ascii=False) + "\n" for i in range(4)), encoding="utf-8")
+    path = tmp_path / name
+    path.write_text(f"study: graph\ndtype: float32\nmodel: {{source: {model_dir}}}\nfinetune: {{data: {train}}}\n"
+                    f"evaluation: {{benchmarks: [mmlu_law], mmlu_items_per_subject: 1}}\n{extra}", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def study(tmp_path, tiny_model_dir, outputs_dir, mmlu_dir):
+    return Study(_params(tmp_path, tiny_model_dir, "executor: ray\n"))
+
+
+def _fake_build(name, out_dir, parent_dir):
+    out_dir.mkdir(parents=True)
+    (out_dir / "config.json").write_text('{"model_type": "llama"}')
+    save_file({"w": torch.zeros(4)}, out_dir / "model.safetensors")
+    return {"parameters": 4}
+
+
+def _ids(tasks):
+    return [t.id for t in tasks]
+
+
+def test_nothing_built_gives_one_build_per_state_after_its_parent_and_one_evaluation_per_ordering(study):
+    tasks = plan_tasks(study, REFERENCE_ORDER)
+    builds = [t for t in tasks if t.kind == "build"]
+    evaluations = [t for t in tasks if t.kind == "evaluate"]
+    assert [t.name for t in builds] == study.plan.states and len(builds) == 16
+    assert [t.name for t in evaluations] == list(REFERENCE_ORDER)
+    for t in builds:
+        assert t.depends_on == ((f"build {parent(t.name)}",) if parent(t.name) else ())
+        assert t.key == study.store.key(t.name)
+    for t in evaluations:
+        assert t.depends_on == (f"build {t.name}",)
+    # Submitted in this order, every task comes after those it waits for.
+    position = {t.id: i for i, t in enumerate(tasks)}
+    assert all(position[d] < position[t.id] for t in tasks for d in t.depends_on)
+    # Independent branches: after the base, F, P and Q wait for nothing but it.
+    assert {t.name for t in builds if t.depends_on == ("build base",)} == {"F", "P", "Q"}
+
+
+def test_stored_states_evaluations_and_results_are_not_tasks(study):
+    for name in ("F>P", "Q"):
+        study.store.get(name, _fake_build)  # builds base and F too
+    f = study.store.state("F")
+    atomic.write_json(f.dir / "evals" / f"{study.suite.key}.json", {"suite": study.suite.key, "state": f.key})
+    atomic.write_json(study.paths.result("Q"), study._result("Q", [], status="ok", error=None))
+    tasks = {t.id: t for t in plan_tasks(study, REFERENCE_ORDER)}
+    assert {t.name for t in tasks.values() if t.kind == "build"} == set(study.plan.states) - {"base", "F", "F>P", "Q"}
+    assert {t.name for t in tasks.values() if t.kind == "evaluate"} == set(REFERENCE_ORDER) - {"F", "Q"}
+    assert tasks["build F>P>Q"].depends_on == ()   # its parent is stored
+    assert tasks["build F>Q"].depends_on == ()
+    assert tasks["build P>F"].depends_on == ("build P",)
+    assert tasks["evaluate F>P"].depends_on == () and tasks["evaluate base"].depends_on == ()
+    assert tasks["evaluate Q>F>P"].depends_on == ("build Q>F>P",)
+    # A subset of orderings asks only for what those orderings need.
+    assert _ids(plan_tasks(study, ["base", "F>P"])) == ["evaluate base", "evaluate F>P"]
+    assert plan_tasks(study, ["Q"]) == []
+
+
+def test_a_missing_state_before_a_stored_one_is_waited_for(study):
+    study.store.get("F>P", _fake_build)
+    shutil.rmtree(study.store.state("base").dir)  # getting F>P will rebuild the base first
+    tasks = {t.id: t for t in plan_tasks(study, ["F>P", "F>P>Q"])}
+    assert list(tasks) == ["build base", "build F>P>Q", "evaluate F>P", "evaluate F>P>Q"]
+    assert tasks["build F>P>Q"].depends_on == ("build base",)
+    assert tasks["evaluate F>P"].depends_on == ("build base",)
+    assert tasks["evaluate F>P>Q"].depends_on == ("build F>P>Q",)
+
+
+def test_a_failed_task_stops_exactly_what_waits_for_it(study):
+    tasks = plan_tasks(study, REFERENCE_ORDER)
+    assert dependents(tasks, "build F>P") == {"build F>P>Q", "evaluate F>P", "evaluate F>P>Q"}
+    after_f = dependents(tasks, "build F")
+    assert {t.name for t in tasks if t.id in after_f and t.kind == "build"} == {"F>P", "F>Q", "F>P>Q", "F>Q>P"}
+    assert "build P>F" not in after_f and "evaluate base" not in after_f
+    assert dependents(tasks, "evaluate F") == set()
+
+
+def test_executor_settings_change_no_key(tmp_path, tiny_model_dir, outputs_dir, mmlu_dir):
+    local = Study(_params(tmp_path, tiny_model_dir, name="local.yaml"))
+    on_ray = Study(_params(tmp_path, tiny_model_dir, name="ray.yaml", extra=(
+        "executor: ray\nray: {address: 'ray://head:10001', gpus_per_task: 0.5, cpus_per_task: 4}\n")))
+    assert (local.params.executor, on_ray.params.executor) == ("local", "ray")
+    assert [local.store.key(s) for s in local.plan.states] == [on_ray.store.key(s) for s in on_ray.plan.states]
+    assert local.suite.key == on_ray.suite.key
+    assert [local.result_key(o) for o in REFERENCE_ORDER] == [on_ray.result_key(o) for o in REFERENCE_ORDER]
+    assert local.params.hash() == on_ray.params.hash()
+
+
+def test_a_worker_that_would_make_other_states_refuses(study):
+    spec = worker_spec(study)
+    assert spec.torch_threads == torch.get_num_threads() and spec.device == "cpu"
+    with pytest.raises(ExecutorError, match="computes key .* for F, the driver 0000"):
+        build_state(spec, "F", "0000")
+    with pytest.raises(ExecutorError, match="resolves .*'dtype': 'float32'.*the driver .*'dtype': 'bfloat16'"):
+        build_state(spec.__class__(**{**spec.__dict__, "dtype": "bfloat16"}), "base", study.store.key("base"))
+    assert not study.paths.states.exists()  # refused before any work
+
+
+def test_a_task_the_cluster_cannot_hold_is_an_error_naming_the_key(study):
+    assert _check_resources(study, {"CPU": 2.0}, 1) == {"nodes": 1, "CPU": 2.0, "GPU": 0.0}
+    tight = Study(study.params_file, params=study.params.model_copy(
+        update={"ray": study.params.ray.model_copy(update={"cpus_per_task": 4.0})}))
+    with pytest.raises(ParamsError, match=r"key 'ray.cpus_per_task': each task asks for 4 CPUs but the Ray cluster on "
+                                          r"this machine has 2"):
+        _check_resources(tight, {"CPU": 2.0}, 1)
