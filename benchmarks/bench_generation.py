@@ -37,10 +37,10 @@ def main(argv=None) -> int:
     study = Study(args.params)
     preflight(study)
     params = study.suite.params
-    model_dir = throughput._tokenizer_dir(study)
+    model_dir = throughput.base_model_dir(study)
     tokenizer = models.load_tokenizer(model_dir)
     config = models.read_config(model_dir)
-    generation, _ = throughput._requests(study.suite)
+    generation, _ = throughput.workload(study.suite)
     if not generation:
         print(f"{study.params_file}: the study has no generation requests to time", file=sys.stderr)
         return 2
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
             parser.error(f"--backends: unknown backend {name!r}; use hf and/or vllm")
         model = model or models.load_model(model_dir, study.dtype, study.device)
         for batch_text in args.batch_sizes.split(","):
-            batch = (throughput._batch_size(params, config, study, tokenizer, prompts, params.chat_template, False)
+            batch = (throughput.batch_size_for(params, config, study, tokenizer, prompts, params.chat_template, False)
                      if batch_text.strip() == "auto" else int(batch_text))
             for cache in [c.strip() for c in args.cache.split(",")]:
                 run_params = params.model_copy(update={"cache_implementation": cache})

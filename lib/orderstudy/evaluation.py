@@ -172,19 +172,21 @@ def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, mode
 
 def longest_prompt_tokens(suite: EvalSuite, tasks: list[str], tokenizer, chat: bool) -> int:
     """Return the token count of the longest prompt among ``tasks``' sampled items (chat template included)."""
-    longest = 0
-    for name in tasks:
-        for line in (suite.tasks_dir / "data" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
-            item = json.loads(line)
-            text = item.get("prompt") or _mmlu_prompt(item)
-            if chat and getattr(tokenizer, "chat_template", None):
-                ids = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=True,
-                                                    add_generation_prompt=True)
-                n = len(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
-            else:
-                n = len(tokenizer(text)["input_ids"])
-            longest = max(longest, n)
-    return longest
+    return max((prompt_tokens(tokenizer, text, chat) for name in tasks for text in task_prompts(suite, name)), default=0)
+
+
+def task_prompts(suite: EvalSuite, name: str) -> list[str]:
+    """Return the prompt of every sampled item of lm-eval task ``name``, in the suite's order."""
+    lines = (suite.tasks_dir / "data" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+    return [item.get("prompt") or _mmlu_prompt(item) for item in map(json.loads, lines)]
+
+
+def prompt_tokens(tokenizer, text: str, chat: bool) -> int:
+    """Return the tokens of ``text`` as the model sees it: through its chat template when ``chat``."""
+    if chat and getattr(tokenizer, "chat_template", None):
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=True, add_generation_prompt=True)
+        return len(ids["input_ids"] if hasattr(ids, "keys") else ids)
+    return len(tokenizer(text)["input_ids"])
 
 
 def _mmlu_prompt(item: dict) -> str:

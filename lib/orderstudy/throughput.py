@@ -15,7 +15,6 @@ figure, said to be one.
 
 from __future__ import annotations
 
-import json
 import random
 import tempfile
 import time
@@ -33,11 +32,11 @@ def study_size(study) -> dict:
     """Return what the study asks for: steps, evaluations, requests and tokens (no model is run)."""
     suite = study.suite
     params = suite.params
-    tokenizer = models.load_tokenizer(_tokenizer_dir(study))
+    tokenizer = models.load_tokenizer(base_model_dir(study))
     steps = Counter(last_operation(s) for s in study.plan.steps)
-    generation, loglik = _requests(suite)
-    gen_prompt_tokens = sum(_prompt_tokens(tokenizer, p, params.chat_template) for p in generation)
-    loglik_prompt_tokens = sum(_prompt_tokens(tokenizer, p, False) for p in loglik)
+    generation, loglik = workload(suite)
+    gen_prompt_tokens = sum(evaluation.prompt_tokens(tokenizer, p, params.chat_template) for p in generation)
+    loglik_prompt_tokens = sum(evaluation.prompt_tokens(tokenizer, p, False) for p in loglik)
     evaluations = len(study.plan.orderings)
     return {
         "orderings": evaluations,
@@ -54,7 +53,7 @@ def study_size(study) -> dict:
     }
 
 
-def _tokenizer_dir(study) -> Path:
+def base_model_dir(study) -> Path:
     """Return the base state's checkpoint directory, preparing the base state if needed (the study's first step)."""
     base = study.store.state("base")
     if study.store.is_complete(base, verify_hashes=False):
@@ -62,7 +61,7 @@ def _tokenizer_dir(study) -> Path:
     return study.get_state("base", show=lambda *a: None)[0].model_dir
 
 
-def _requests(suite) -> tuple[list[str], list[str]]:
+def workload(suite) -> tuple[list[str], list[str]]:
     """Return the suite's generation prompts and log-likelihood contexts, task by task."""
     loglik_tasks = set()
     if suite.params.mmlu_scoring == "loglikelihood":
@@ -70,18 +69,8 @@ def _requests(suite) -> tuple[list[str], list[str]]:
     generation, loglik = [], []
     for bench in suite.benchmarks:
         for name in suite.lm_eval_tasks(bench):
-            for line in (suite.tasks_dir / "data" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
-                item = json.loads(line)
-                text = item.get("prompt") or evaluation._mmlu_prompt(item)
-                (loglik if name in loglik_tasks else generation).append(text)
+            (loglik if name in loglik_tasks else generation).extend(evaluation.task_prompts(suite, name))
     return generation, loglik
-
-
-def _prompt_tokens(tokenizer, text: str, chat: bool) -> int:
-    if chat and getattr(tokenizer, "chat_template", None):
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=True, add_generation_prompt=True)
-        return len(ids["input_ids"] if hasattr(ids, "keys") else ids)
-    return len(tokenizer(text)["input_ids"])
 
 
 def sample(prompts: list[str], n: int, seed: int) -> list[str]:
@@ -110,7 +99,7 @@ def measure_generation(lm, tokenizer, prompts: list[str], max_new_tokens: int, c
     seconds = time.perf_counter() - started
     new_tokens = sum(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers)
     return {"answers": answers, "prompts": len(prompts),
-            "prompt_tokens": sum(_prompt_tokens(tokenizer, p, chat) for p in prompts),
+            "prompt_tokens": sum(evaluation.prompt_tokens(tokenizer, p, chat) for p in prompts),
             "new_tokens": new_tokens, "seconds": round(seconds, 3),
             "new_tokens_per_s": round(new_tokens / seconds, 2) if seconds else None}
 
@@ -162,16 +151,18 @@ def measure(study, items: int = 16) -> dict:
     """Return throughput figures of the study's base model on a sample of its own workload."""
     suite = study.suite
     params = suite.params
-    model_dir = _tokenizer_dir(study)
+    model_dir = base_model_dir(study)
     tokenizer = models.load_tokenizer(model_dir)
     backend = backends.choose_backend(params.backend, study.device, model_dir)
+    # The transformers model: evaluated with when the backend is hf, and always timed for training
+    # and checkpoint I/O; loaded once.
     model = models.load_model(model_dir, study.dtype, study.device) if backend.name == "hf" else None
     config = models.read_config(model_dir)
-    generation, loglik = _requests(suite)
+    generation, loglik = workload(suite)
     out: dict = {"backend": backend.name, "backend_reason": backend.reason, "device": study.device, "dtype": study.dtype}
     if generation:
         prompts = sample(generation, items, study.params.seed)
-        batch = _batch_size(params, config, study, tokenizer, prompts, params.chat_template, loglikelihood=False)
+        batch = batch_size_for(params, config, study, tokenizer, prompts, params.chat_template, loglikelihood=False)
         lm = backends.make_lm(backend, model_dir=model_dir, model=model, tokenizer=tokenizer, device=study.device,
                               dtype=study.dtype, batch_size=batch, seed=0, params=params)
         run = measure_generation(lm, tokenizer, prompts, params.max_new_tokens, params.chat_template)
@@ -182,24 +173,24 @@ def measure(study, items: int = 16) -> dict:
             backends.release(lm)
     if loglik:
         contexts = sample(loglik, items, study.params.seed)
-        hf_model = model if model is not None else models.load_model(model_dir, study.dtype, study.device)
-        batch = _batch_size(params, config, study, tokenizer, contexts, False, loglikelihood=True)
-        lm = backends.make_lm(backends.Backend("hf", "log-likelihood sample"), model_dir=model_dir, model=hf_model,
+        model = model if model is not None else models.load_model(model_dir, study.dtype, study.device)
+        batch = batch_size_for(params, config, study, tokenizer, contexts, False, loglikelihood=True)
+        lm = backends.make_lm(backends.Backend("hf", "log-likelihood sample"), model_dir=model_dir, model=model,
                               tokenizer=tokenizer, device=study.device, dtype=study.dtype, batch_size=batch, seed=0,
                               params=params)
         out["loglikelihood"] = dict(measure_loglikelihood(lm, contexts), batch_size=batch)
-    dense = model if model is not None else models.load_model(model_dir, study.dtype, study.device)
+    model = model if model is not None else models.load_model(model_dir, study.dtype, study.device)
     if study._uses("F"):
         ft = study.params.finetune
-        out["train_step_s"] = round(measure_train_step(dense, ft.batch_size, ft.max_seq_len, study.device), 3)
-    out["checkpoint_io_s"] = round(measure_checkpoint_io(dense, tokenizer, study.dtype, study.device), 3)
+        out["train_step_s"] = round(measure_train_step(model, ft.batch_size, ft.max_seq_len, study.device), 3)
+    out["checkpoint_io_s"] = round(measure_checkpoint_io(model, tokenizer, study.dtype, study.device), 3)
     return out
 
 
-def _batch_size(params, config, study, tokenizer, prompts, chat, loglikelihood) -> int:
+def batch_size_for(params, config, study, tokenizer, prompts, chat, loglikelihood) -> int:
     if params.batch_size != "auto":
         return params.batch_size
-    longest = max(_prompt_tokens(tokenizer, p, chat) for p in prompts)
+    longest = max(evaluation.prompt_tokens(tokenizer, p, chat) for p in prompts)
     return backends.choose_batch_size(config, study.dtype, study.device, backends.free_memory_bytes(study.device),
                                       longest, params.max_new_tokens, loglikelihood)
 
@@ -291,9 +282,9 @@ def compare_backends(study, items: int = 16) -> dict:
     """
     suite = study.suite
     params = suite.params
-    model_dir = _tokenizer_dir(study)
+    model_dir = base_model_dir(study)
     tokenizer = models.load_tokenizer(model_dir)
-    generation, _ = _requests(suite)
+    generation, _ = workload(suite)
     prompts = sample(generation, items, study.params.seed)
     model = models.load_model(model_dir, study.dtype, study.device)
     config = models.read_config(model_dir)
@@ -308,7 +299,7 @@ def compare_backends(study, items: int = 16) -> dict:
             backends.release(lm)
 
     run("hf, batch 1", hf, 1)
-    batch = _batch_size(params, config, study, tokenizer, prompts, params.chat_template, loglikelihood=False)
+    batch = batch_size_for(params, config, study, tokenizer, prompts, params.chat_template, loglikelihood=False)
     run(f"hf, batch {batch}", hf, batch)
     vllm_choice = None
     if study.device == "cuda" and backends.vllm_available():
