@@ -161,7 +161,7 @@ def measure(study, items: int = 16) -> dict:
     generation, loglik = workload(suite)
     out: dict = {"backend": backend.name, "backend_reason": backend.reason, "device": study.device, "dtype": study.dtype}
     if generation:
-        prompts = sample(generation, items, study.params.seed)
+        prompts = sample(generation, items, study.params.sample_seed)
         batch = batch_size_for(params, config, study, tokenizer, prompts, params.chat_template, loglikelihood=False)
         lm = backends.make_lm(backend, model_dir=model_dir, model=model, tokenizer=tokenizer, device=study.device,
                               dtype=study.dtype, batch_size=batch, seed=0, params=params)
@@ -172,7 +172,7 @@ def measure(study, items: int = 16) -> dict:
         if backend.name == "vllm":
             backends.release(lm)
     if loglik:
-        contexts = sample(loglik, items, study.params.seed)
+        contexts = sample(loglik, items, study.params.sample_seed)
         model = model if model is not None else models.load_model(model_dir, study.dtype, study.device)
         batch = batch_size_for(params, config, study, tokenizer, contexts, False, loglikelihood=True)
         lm = backends.make_lm(backends.Backend("hf", "log-likelihood sample"), model_dir=model_dir, model=model,
@@ -285,7 +285,7 @@ def compare_backends(study, items: int = 16) -> dict:
     model_dir = base_model_dir(study)
     tokenizer = models.load_tokenizer(model_dir)
     generation, _ = workload(suite)
-    prompts = sample(generation, items, study.params.seed)
+    prompts = sample(generation, items, study.params.sample_seed)
     model = models.load_model(model_dir, study.dtype, study.device)
     config = models.read_config(model_dir)
     hf = backends.Backend("hf", "reference")
