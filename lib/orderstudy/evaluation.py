@@ -71,7 +71,9 @@ def build_suite(params: EvaluationParams, seed: int, work_dir: Path) -> EvalSuit
                                               params.mmlu_items_per_subject, seed)
     sample_ids = {b: {t: [i["id"] for i in items] for t, items in tasks.items()} for b, tasks in samples.items()}
     content = {b: {t: items for t, items in tasks.items()} for b, tasks in samples.items()}
-    key = stable_hash({"params": params.model_dump(mode="json"), "seed": seed, "items": content, "format": 1})
+    # The sample seed is in the key as "seed"; how benchmark scores are aggregated decides no item's score.
+    decides = params.model_dump(mode="json", exclude={"sample_seed", "mmlu_weight_by_size"})
+    key = stable_hash({"params": decides, "seed": seed, "items": content, "format": 1})
     tasks_dir = Path(work_dir) / f"eval-{key}"
     benchmarks: dict[str, dict[str, str]] = {}
     if not (tasks_dir / "suite.json").exists():
