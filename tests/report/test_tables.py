@@ -1,5 +1,6 @@
 """Tables: change rates against hand-computed values, N/A rows with reasons, CSV columns, labels."""
 
+import json
 import math
 import re
 
@@ -89,6 +90,15 @@ def test_main_csv_columns_are_the_contract(finished_study):
     significant = ok["stem_change_significant"].astype(bool)
     excludes = (ok["stem_change_ci_low"] > 0) | (ok["stem_change_ci_high"] < 0)
     assert (significant == excludes)[ok.ordering != "base"].all()
+    # Sizes as the field reports them: the weight files beside the directory, and the ratio
+    # against what the base weighs in bf16 (the base's own row: its fp32 or bf16 weights over that).
+    by = ok.set_index("ordering")
+    assert (by["weights_bytes"] < by["size_bytes"]).all()
+    result = json.loads((finished_study.paths.results / "P-Q.json").read_text())
+    assert by.at["P>Q", "compression_ratio"] == pytest.approx(result["base_bf16_weights_bytes"] / result["weights_bytes"])
+    assert set(by["compression_basis"]) == {"weights vs base in bf16"}
+    md = (finished_study.paths.tables / "main.md").read_text()
+    assert "| Weights " in md and "| Directory " in md and "what the base model's weights weigh in bf16" in md
 
 
 def test_failed_and_missing_orderings(finished_study):

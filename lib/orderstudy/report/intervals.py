@@ -344,6 +344,17 @@ def pair_noise(design: Design, a: Arm, b: Arm) -> PairNoise:
                      var.df(contrast))
 
 
+def seeds_needed(noise: PairNoise, seeds: int, target_points: float, confidence: float, power: float) -> int:
+    """Return how many seeds the seeds' part alone allows ``target_points`` with (items then have to grow too).
+
+    >>> seeds_needed(PairNoise(item=0.0, seed=4.0, df=10), seeds=3, target_points=5.0, confidence=0.95, power=0.8)
+    4
+    """
+    z = float(stats.norm.ppf(0.5 + confidence / 2) + stats.norm.ppf(power))
+    allowed = (target_points / z) ** 2
+    return int(math.floor(seeds * noise.seed / allowed)) + 1
+
+
 def items_needed(design: Design, noise: PairNoise, target_points: float, confidence: float, power: float) -> float:
     """Return how many items per task (the same in every task) would detect ``target_points`` at ``power``; inf if seeds forbid.
 

@@ -58,7 +58,8 @@ _WORDS = {
             "score; for a change in points the paired MOVER interval (Newcombe's hybrid score method, for 0/1 "
             "items the interval counterpart of McNemar's test); Fieller's interval for a change rate. Items "
             "vary within their task (pooled over tasks); with several seeds the seed-to-seed variance is added; "
-            "± after a score is its standard deviation over seeds."
+            "± after a score is its standard deviation over seeds (±0.00: a state no stochastic step decided, "
+            "the same for every seed)."
         ),
         "no_interval": "{benchmark}: {reason}.",
         "no_interval_short": "no interval",
@@ -87,7 +88,7 @@ _WORDS = {
         "se_col": "SE of a paired difference (points)",
         "mde_col": "Minimum detectable change (points, {power:.0%} power, {confidence:.0%})",
         "needed_col": "Items per task to detect {target:g} points",
-        "more_seeds": "more seeds (seed noise alone exceeds it)",
+        "more_seeds": "none: seed noise alone exceeds it; at least {seeds} seeds, then more items",
         "power_legend": (
             "A true change smaller than the minimum detectable change is found less often than {power:.0%} of "
             "the time at {confidence:.0%} confidence: an order effect below it is not resolved by this study, "
@@ -142,7 +143,7 @@ _WORDS = {
             "括号内为基于逐题得分的 {confidence:.0%} 区间，两个顺序比较时为配对区间（同一组题目、同一组种子）："
             "单个得分用按有效样本量计算的 Wilson 区间；点数变化用配对 MOVER 区间（Newcombe 混合得分法，"
             "对 0/1 题目即 McNemar 检验对应的区间）；变化率用 Fieller 区间。题目在各自任务内波动（跨任务合并估计）；"
-            "多个种子时加入种子间方差；得分后的 ± 为各种子得分的标准差。"
+            "多个种子时加入种子间方差；得分后的 ± 为各种子得分的标准差（±0.00：未经随机步骤的状态，各种子相同）。"
         ),
         "no_interval": "{benchmark}：{reason}。",
         "no_interval_short": "无区间",
@@ -162,7 +163,7 @@ _WORDS = {
         "se_col": "配对差值的标准误（点）",
         "mde_col": "最小可检测变化（点，检验力 {power:.0%}，{confidence:.0%}）",
         "needed_col": "检测 {target:g} 点所需每任务题目数",
-        "more_seeds": "需要更多种子（仅种子噪声已超过）",
+        "more_seeds": "无论多少题目都不够：仅种子噪声已超过；至少需要 {seeds} 个种子，再增加题目",
         "power_legend": (
             "小于最小可检测变化的真实变化，在 {confidence:.0%} 置信水平下被检出的概率低于 {power:.0%}："
             "低于该值的顺序效应本研究无法分辨，无论其方向。标准误：在本研究的顺序效应配对（或与原始模型的比较）上的均方根，"

@@ -75,6 +75,8 @@ def benchmark_power(est: Estimates, benchmark: str) -> dict:
         "mde_points": math.nan if reason else intervals.detectable_difference(se, df, params.confidence, params.power),
         "target_points": params.target_change_points,
         "items_per_task_needed": needed,
+        "seeds_needed": intervals.seeds_needed(noise, len(est.study.seeds), params.target_change_points,
+                                               params.confidence, params.power) if math.isinf(needed) else math.nan,
         "note": reason,
     }
     return row
@@ -84,7 +86,7 @@ def power_table(est: Estimates) -> pd.DataFrame:
     """Return one row per benchmark: items, seeds, typical standard error, minimum detectable change, items needed."""
     columns = ["benchmark", "tasks", "items", "items_per_task", "effective_items", "seeds", "intervals", "comparisons",
                "basis", "item_diff_sd_points", "se_points", "seed_share", "mde_points", "target_points",
-               "items_per_task_needed", "note"]
+               "items_per_task_needed", "seeds_needed", "note"]
     return pd.DataFrame([benchmark_power(est, b) for b in est.study.benchmarks], columns=columns)
 
 
@@ -110,7 +112,7 @@ def power_markdown(frame: pd.DataFrame, language: str = "en", confidence: float 
         if _missing(needed):
             needed_text = ""
         elif math.isinf(needed):
-            needed_text = labels.word("more_seeds", language)
+            needed_text = labels.word("more_seeds", language).format(seeds=int(row["seeds_needed"]))
         else:
             needed_text = f"{int(needed)}"
         rows.append([labels.benchmark_name(row["benchmark"]), items, str(int(row["seeds"])), se, mde, needed_text])
