@@ -33,15 +33,21 @@ def study_size(study) -> dict:
     suite = study.suite
     params = suite.params
     tokenizer = models.load_tokenizer(base_model_dir(study))
-    steps = Counter(last_operation(s) for s in study.plan.steps)
+    # With several seeds each seed has its own states where a stochastic step decided them; a state
+    # every seed shares is built and evaluated once.
+    seeded = [study.for_seed(seed) for seed in study.params.seeds]
+    made = {s.store.key(name): name for s in seeded for name in s.plan.steps}
+    steps = Counter(last_operation(name) for name in made.values())
     generation, loglik = workload(suite)
     gen_prompt_tokens = sum(evaluation.prompt_tokens(tokenizer, p, params.chat_template) for p in generation)
     loglik_prompt_tokens = sum(evaluation.prompt_tokens(tokenizer, p, False) for p in loglik)
-    evaluations = len(study.plan.orderings)
+    evaluations = len({s.store.key(o) for s in seeded for o in s.plan.orderings})
     return {
-        "orderings": evaluations,
+        "orderings": len(study.plan.orderings),
+        "seeds": len(seeded),
+        "evaluations": evaluations,
         "steps": {"F": steps.get("F", 0), "P": steps.get("P", 0), "Q": steps.get("Q", 0),
-                  "total": len(study.plan.steps), "without_sharing": study.plan.naive_step_count},
+                  "total": len(made), "without_sharing": study.plan.naive_step_count * len(seeded)},
         "items": {bench: sum(len(ids) for ids in tasks.values()) for bench, tasks in suite.sample_ids.items()},
         "per_model": {"generation_requests": len(generation), "generation_prompt_tokens": gen_prompt_tokens,
                       "max_new_tokens": len(generation) * params.max_new_tokens,
@@ -209,7 +215,7 @@ def estimate(study, items: int = 16) -> dict:
     loglik_s = 0.0
     if "loglikelihood" in figures and figures["loglikelihood"]["requests_per_s"]:
         loglik_s = per_model["loglikelihood_requests"] / figures["loglikelihood"]["requests_per_s"]
-    evaluations_s = (generation_s + loglik_s) * size["orderings"]
+    evaluations_s = (generation_s + loglik_s) * size["evaluations"]
     finetune_s = size["steps"]["F"] * study.params.finetune.max_steps * figures.get("train_step_s", 0.0) \
         if study.params.finetune.epochs is None else None
     io_s = (size["steps"]["P"] + size["steps"]["Q"] + size["steps"]["F"] + 1) * figures["checkpoint_io_s"]
@@ -228,7 +234,8 @@ def format_estimate(study, result: dict) -> str:
         f"study {study.params.study} ({study.params_file}) on {m['device']} ({m['dtype']}), backend {m['backend']}",
         "",
         "size",
-        f"  orderings (evaluations)        {size['orderings']:>12,}",
+        f"  orderings, seeds               {size['orderings']:>12,}   ({size['seeds']} seed(s))",
+        f"  evaluations (distinct states)  {size['evaluations']:>12,}",
         f"  operation steps                {size['steps']['total']:>12,}   (F {size['steps']['F']}, P {size['steps']['P']}, "
         f"Q {size['steps']['Q']}; {size['steps']['without_sharing']} without sharing)",
     ]
