@@ -91,15 +91,16 @@ def run_study(params_file: str | Path, orderings: list[str] | None = None, log_o
             raise ParamsError(f"--orderings {', '.join(unplanned)}: not in the study's plan ({study.params_file}: "
                               f"orderings = {', '.join(todo)})")
         todo = [o for o in todo if o in wanted]
-    planned = planned_states(studies)
     # "orderings": one entry per run, keyed by the run's name (F>P>Q, or F>P>Q.seed1 with several seeds).
     report = {"study": study.params.study, "params_file": str(study.params_file), "executor": study.params.executor,
               "seeds": list(study.params.seeds), "orderings": {},
-              "steps_planned": len(study.plan.steps), "steps_naive": study.plan.naive_step_count,
-              "states_planned": len(planned), "states_shared": sorted(label for label, shared in planned.items() if shared)}
+              "steps_planned": len(study.plan.steps), "steps_naive": study.plan.naive_step_count}
     started = time.perf_counter()
     with study_lock(study.paths.dir):
         preflight(study)
+        planned = planned_states(studies)  # after the checks: a state's key reads its data
+        report |= {"states_planned": len(planned),
+                   "states_shared": sorted(label for label, shared in planned.items() if shared)}
         print(f"[{study.params.study}] {len(todo)} orderings, {len(study.plan.steps)} operation steps "
               f"(instead of {study.plan.naive_step_count} without sharing); device {study.device}, dtype {study.dtype}",
               flush=True)

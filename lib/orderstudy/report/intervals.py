@@ -20,11 +20,10 @@ size for the MMLU groups; ``aggregation.py``), so it is a stratified mean, the t
   decided** (``pooled_seed_variance``: with 2-3 seeds one ordering's own estimate has 1-2
   degrees of freedom, and Welch-Satterthwaite intervals built on it under-cover). The items'
   part is taken from the seed-averaged item scores, less the item-by-seed noise it also holds
-  (estimated from the residuals). States that no stochastic step decided are the same for every
-  seed and have no seeds' part. Degrees of freedom combine by Welch-Satterthwaite.
-  The model is the two-way one, ``y = truth + item + seed + item×seed noise``: the estimate's
-  variance is ``σ²_item/n + σ²_seed/S + σ²_noise/(nS)``. States that no stochastic step decided
-  are the same for every seed and add nothing.
+  (estimated from the residuals). The model is the two-way one, ``y = truth + item + seed +
+  item×seed noise``: the estimate's variance is ``σ²_item/n + σ²_seed/S + σ²_noise/(nS)``.
+  States that no stochastic step decided are the same for every seed and have no seeds' part.
+  Degrees of freedom combine by Welch-Satterthwaite.
 
 **The intervals.**
 
@@ -36,8 +35,9 @@ size for the MMLU groups; ``aggregation.py``), so it is a stratified mean, the t
 - A paired difference ``B - A`` (two orderings on the same items and seeds, or two averages of
   orderings): MOVER (Zou & Donner 2008) from the two Wilson intervals and the correlation of the
   two scores (pooled within-task covariance, plus the seeds' covariance). For one task of 0/1
-  items this is Newcombe's (1998) hybrid score interval for paired proportions, the interval
-  counterpart of McNemar's test. **The significance mark is this interval excluding zero.**
+  items this is Newcombe's (1998) hybrid score interval for paired proportions (with the t
+  quantile and n - 1 items where Newcombe has z and n: slightly wider), the interval counterpart
+  of McNemar's test. **The significance mark is this interval excluding zero.**
 - A change rate ``(B - A) / A``: Fieller's interval for the ratio of two paired means; left out
   (unbounded) when A's own interval reaches zero, where no ratio is estimable.
 - Power: the smallest difference detectable at power ``1 - β`` and the report's confidence is
