@@ -100,6 +100,9 @@ def result_document(study: str, ordering: str, items: dict, seed: int = 0) -> di
             entry["weight"] = sizes[task] / sum(sizes.values())
         benchmarks[benchmark] = {
             "score": float(sum(t["weight"] * t["score"] for t in task_scores.values())),
+            "aggregation": ("weighted by subject size (questions in the full data), as lm-eval's MMLU groups"
+                            if benchmark == "mmlu_law" else "unweighted mean of the tasks, as LawBench's leaderboard"
+                            if benchmark == "lawbench" else "unweighted mean of the subjects"),
             "scoring": "loglikelihood" if benchmark != "lawbench" else "lawbench zero_shot, generative",
             "n_items": sum(t["n"] for t in task_scores.values()),
             "tasks": task_scores,

@@ -83,6 +83,7 @@ def test_claims_of_your_own_and_in_chinese(finished_study, tmp_path, study_write
     assert "先量化最差。 (my notes)" in md and "先剪枝（稀疏化）后量化优于先量化后剪枝。" in md
     assert any(word in md for word in ("支持", "反驳", "在此样本量下无法判定"))
     assert "最小可检测变化" in report.markdown["power"]
+    assert "得分汇总方式：" in report.markdown["main"] and "按科目题目数（完整数据）加权" in report.markdown["main"]
 
 
 @pytest.mark.parametrize("text,expected", [

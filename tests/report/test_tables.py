@@ -99,6 +99,9 @@ def test_main_csv_columns_are_the_contract(finished_study):
     assert set(by["compression_basis"]) == {"weights vs base in bf16"}
     md = (finished_study.paths.tables / "main.md").read_text()
     assert "| Weights " in md and "| Directory " in md and "what the base model's weights weigh in bf16" in md
+    # Which aggregation each score is, as the result files say.
+    assert "Scores: LawBench unweighted mean of the tasks, as LawBench's leaderboard; stem unweighted mean of the " \
+           "subjects; mmlu_law weighted by subject size (questions in the full data), as lm-eval's MMLU groups." in md
 
 
 def test_failed_and_missing_orderings(finished_study):

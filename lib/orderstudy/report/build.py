@@ -101,7 +101,9 @@ def make_report(source: StudySource, language: str | None = None) -> Report:
     power = power_table(est)
     claims = claims_table(est, load_claims(source.params.claims_file), language)
     notes = est.interval_notes()
-    texts = {"main": markdown.main_markdown(main, study.benchmarks, language, source.params, notes)}
+    aggregations = {b: next((r.benchmarks[b].aggregation for r in study.results.values() if r.ok and b in r.benchmarks), "")
+                    for b in study.benchmarks}
+    texts = {"main": markdown.main_markdown(main, study.benchmarks, language, source.params, notes, aggregations)}
     for op, table in transitions.items():
         texts[op] = markdown.transition_markdown(table, op, study.benchmarks, language, source.params, notes)
     texts["order_effects"] = markdown.order_effect_markdown(order_effects, study.benchmarks, language, source.params,

@@ -62,6 +62,7 @@ _WORDS = {
             "the same for every seed)."
         ),
         "no_interval": "{benchmark}: {reason}.",
+        "aggregation_note": "Scores: {parts}.",
         "no_interval_short": "no interval",
         "compression_old": (
             "ratio of whole directories against the base as stored: these result files predate the weight "
@@ -146,6 +147,7 @@ _WORDS = {
             "多个种子时加入种子间方差；得分后的 ± 为各种子得分的标准差（±0.00：未经随机步骤的状态，各种子相同）。"
         ),
         "no_interval": "{benchmark}：{reason}。",
+        "aggregation_note": "得分汇总方式：{parts}。",
         "no_interval_short": "无区间",
         "compression_old": "整个目录相对原始存储格式的比值：这些结果文件早于权重大小字段；重新运行后得到相对 bf16 原始模型的压缩比",
         "size_note": (
@@ -187,6 +189,20 @@ _WORDS = {
         "undefined_note": "{benchmark}：变化率无定义：{reason}",
     },
 }
+
+
+# How a benchmark's score was aggregated, as result files say it (aggregation.describe), in Chinese.
+_AGGREGATION_ZH = {
+    "weighted by subject size (questions in the full data), as lm-eval's MMLU groups":
+        "按科目题目数（完整数据）加权，同 lm-eval 的 MMLU 分组",
+    "unweighted mean of the subjects": "各科目不加权平均",
+    "unweighted mean of the tasks, as LawBench's leaderboard": "各任务不加权平均，同 LawBench 排行榜",
+}
+
+
+def aggregation(text: str, language: str) -> str:
+    """Return how a score was aggregated (a result file's ``aggregation``) in ``language``."""
+    return _AGGREGATION_ZH.get(text, text) if check_language(language) == "zh" else text
 
 
 def check_language(language: str) -> str:

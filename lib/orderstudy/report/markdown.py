@@ -118,10 +118,11 @@ def _failure_text(row, language: str) -> str:
 
 
 def main_markdown(main: pd.DataFrame, benchmarks, language: str = "en", params: ReportParams | None = None,
-                  interval_notes: dict[str, str] | None = None) -> str:
+                  interval_notes: dict[str, str] | None = None, aggregations: dict[str, str] | None = None) -> str:
     """Return the main table as Markdown: scores, change rates against the base, sizes, compression.
 
-    ``interval_notes``: benchmark -> why it has no intervals (``Estimates.interval_notes``).
+    ``interval_notes``: benchmark -> why it has no intervals (``Estimates.interval_notes``);
+    ``aggregations``: benchmark -> how its score aggregates its tasks (the result files say it).
     """
     params = params or ReportParams()
     na, notes = labels.word("not_applicable", language), _Footnotes()
@@ -162,7 +163,10 @@ def main_markdown(main: pd.DataFrame, benchmarks, language: str = "en", params: 
             shown += notes.mark(labels.word("compression_old", language))
         rows.append([label] + scores + changes
                     + [format_size(row.get("weights_bytes")), format_size(row["size_bytes"]), shown])
-    return (pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params)
+    parts = "; ".join(f"{labels.benchmark_name(b)} {labels.aggregation(how, language)}"
+                      for b, how in (aggregations or {}).items() if how)
+    aggregated = labels.word("aggregation_note", language).format(parts=parts) + "\n" if parts else ""
+    return (pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params) + aggregated
             + labels.word("size_note", language) + "\n")
 
 
