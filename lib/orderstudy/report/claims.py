@@ -237,9 +237,14 @@ def claims_table(est: Estimates, claims: list[Claim], language: str = "en") -> p
             row |= {f"{b}_tested": _describe_sides(f, language), f"{b}_diff": c.diff if c else math.nan,
                     f"{b}_diff_ci_low": c.diff_ci[0] if c else math.nan, f"{b}_diff_ci_high": c.diff_ci[1] if c else math.nan,
                     f"{b}_seeds": c.seeds if c else 0, f"{b}_verdict": f.verdict,
-                    f"{b}_note": "; ".join(x for x in (f.why, c.note if c else "") if x)}
+                    f"{b}_note": "; ".join(x for x in (f.why, *_notes_on_differences(c)) if x)}
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _notes_on_differences(c: Comparison | None) -> list[str]:
+    """Return a comparison's notes that concern its difference (a claim shows no change rate)."""
+    return [n for n in (c.note.split("; ") if c and c.note else []) if "change rate" not in n and "change-rate" not in n]
 
 
 def _describe_sides(f: Finding, language: str) -> str:
