@@ -195,3 +195,22 @@ def test_pooled_seed_variance_and_what_more_items_can_and_cannot_buy():
     seed_bound = type(noise)(noise.item, (5.0 / z) ** 2 * 1.01, noise.df)
     assert items_needed(design, seed_bound, 5.0, 0.95, 0.8) == math.inf  # seed noise alone is too much
     assert detectable_difference(2.0, 1e6, 0.95, 0.8) == pytest.approx(2.0 * z, rel=1e-4)
+
+
+def test_every_interval_holds_its_estimate_exactly():
+    # A score of 100: Wilson's upper end is 1 up to rounding, and a figure's error bar must not go negative.
+    rng = np.random.default_rng(5)
+    for counts in ([3, 3, 3], [2] * 19, [10, 10, 10]):
+        design = _design(counts, MMLU_LAW_WEIGHTS if len(counts) == 3 and counts[0] == 10 else None)
+        for p in (0.0, 0.03, 0.5, 0.97, 1.0):
+            a = _arm((rng.random(sum(counts)) < p).astype(float), design)
+            b = _arm((rng.random(sum(counts)) < 1 - p).astype(float), design)
+            s = score_interval(design, a, 0.95)
+            assert s.low <= s.value <= s.high
+            d = difference(design, a, b, 0.95)
+            assert d.low <= d.value <= d.high
+            r = change_rate(design, a, b, 0.95)
+            assert not r.has_interval or r.low <= r.value <= r.high
+    full = _design([4, 4])
+    s = score_interval(full, _arm([1.0] * 8, full), 0.95)
+    assert s.value == 100.0 and s.high == 100.0

@@ -92,7 +92,8 @@ class Estimates:
             return Estimate(self.score(ordering, benchmark))
         found = intervals.score_interval(self.items[benchmark].design, arm, self.confidence)
         # The reported score (LawBench 2-1 is a corpus-level metric, not an item mean) with the items' interval.
-        return Estimate(self.score(ordering, benchmark), found.low, found.high, found.se, found.df)
+        score = self.score(ordering, benchmark)
+        return Estimate(score, min(found.low, score), max(found.high, score), found.se, found.df)
 
     def score_ci(self, ordering: str, benchmark: str) -> tuple[float, float]:
         estimate = self.score_estimate(ordering, benchmark)

@@ -256,7 +256,8 @@ def score_interval(design: Design, arm: Arm, confidence: float) -> Estimate:
     var = _variance(design, arm, arm)
     df = var.df(np.array([1.0, 0.0]))
     low, high = wilson(min(max(p, 0.0), 1.0), float(var.total[0, 0]), _quantile(confidence, df), design.effective_items)
-    return Estimate(100 * p, 100 * low, 100 * high, 100 * math.sqrt(var.total[0, 0]), df)
+    # The Wilson interval holds p; min/max keep rounding from putting p a hair outside it.
+    return Estimate(100 * p, min(100 * low, 100 * p), max(100 * high, 100 * p), 100 * math.sqrt(var.total[0, 0]), df)
 
 
 def difference(design: Design, a: Arm, b: Arm, confidence: float) -> Estimate:
@@ -301,7 +302,7 @@ def change_rate(design: Design, a: Arm, b: Arm, confidence: float) -> Estimate:
     if qa <= 0 or disc < 0:
         return Estimate(value, df=df)  # A is not distinguishable from 0: the ratio has no bounded interval
     roots = sorted(((-qb - math.sqrt(disc)) / (2 * qa), (-qb + math.sqrt(disc)) / (2 * qa)))
-    low, high = 100 * (roots[0] - 1), 100 * (roots[1] - 1)
+    low, high = min(100 * (roots[0] - 1), value), max(100 * (roots[1] - 1), value)  # Fieller's holds B/A
     se = 100 / pa * math.sqrt(max(float(np.array([-ratio, 1.0]) @ v @ np.array([-ratio, 1.0])), 0.0))
     return Estimate(value, low, high, se, df, bool(low > 0 or high < 0))
 
