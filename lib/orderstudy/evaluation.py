@@ -16,10 +16,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import atomic, data, paths
+from . import atomic, backends, data, paths
 from .params import EvaluationParams, stable_hash
 
 TASKS_DIR = Path(__file__).parent / "tasks"
+# lm-eval's MMLU scores four continuations (" A" ... " D") per question.
+MMLU_CHOICES = 4
 log = logging.getLogger(__name__)
 
 
@@ -33,6 +35,7 @@ class EvalSuite:
     sample_ids: dict[str, dict[str, list[str]]]
     params: EvaluationParams
     lawbench_sources: dict
+    engine: "backends.Engine | None" = None   # the one engine that scores every state (in the key)
 
     def lm_eval_tasks(self, benchmark: str) -> list[str]:
         return list(self.benchmarks[benchmark].values())
@@ -54,8 +57,13 @@ def _require_thesaurus() -> None:
         raise data.DataError(str(exc)) from None
 
 
-def build_suite(params: EvaluationParams, seed: int, work_dir: Path) -> EvalSuite:
-    """Return the study's evaluation suite, sampling the items and writing the task YAMLs."""
+def build_suite(params: EvaluationParams, seed: int, work_dir: Path, engine: "backends.Engine | None" = None) -> EvalSuite:
+    """Return the study's evaluation suite, sampling the items and writing the task YAMLs.
+
+    ``engine`` (``backends.choose_engine``, once per study) is part of the key: a change of engine
+    evaluates every state again. Without one, the suite is transformers'.
+    """
+    engine = engine or backends.Engine("hf", "no engine given", {"generation": "hf", "loglikelihood": "hf"})
     samples: dict[str, dict[str, list[dict]]] = {}
     sources = {}
     if "lawbench" in params.benchmarks:
@@ -71,7 +79,8 @@ def build_suite(params: EvaluationParams, seed: int, work_dir: Path) -> EvalSuit
                                               params.mmlu_items_per_subject, seed)
     sample_ids = {b: {t: [i["id"] for i in items] for t, items in tasks.items()} for b, tasks in samples.items()}
     content = {b: {t: items for t, items in tasks.items()} for b, tasks in samples.items()}
-    key = stable_hash({"params": params.model_dump(mode="json"), "seed": seed, "items": content, "format": 1})
+    key = stable_hash({"params": params.model_dump(mode="json"), "seed": seed, "items": content, "format": 1,
+                       "engine": engine.key()})
     tasks_dir = Path(work_dir) / f"eval-{key}"
     benchmarks: dict[str, dict[str, str]] = {}
     if not (tasks_dir / "suite.json").exists():
@@ -82,7 +91,7 @@ def build_suite(params: EvaluationParams, seed: int, work_dir: Path) -> EvalSuit
             atomic.write_json(tmp / "suite.json", {"key": key, "sample_ids": sample_ids})
     for bench, tasks in samples.items():
         benchmarks[bench] = {task: _task_name(bench, task) for task in tasks}
-    return EvalSuite(key, tasks_dir, benchmarks, sample_ids, params, sources)
+    return EvalSuite(key, tasks_dir, benchmarks, sample_ids, params, sources, engine)
 
 
 def _task_name(bench: str, task: str) -> str:
@@ -106,68 +115,133 @@ def _write_task(tmp: Path, final_dir: Path, bench: str, task: str, items: list[d
     atomic.write_text(tmp / f"{name}.yaml", json.dumps(spec, ensure_ascii=False, indent=2) + "\n")
 
 
-def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, model=None, tokenizer=None,
-             backend: "backends.Backend | None" = None) -> dict:
+def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, state=None, model=None, tokenizer=None,
+             engines: "backends.VllmEngines | None" = None) -> dict:
     """Return the scores of the model in ``model_dir``: ``{"benchmarks", "items", "runtime", ...}``.
 
-    The backend is chosen for the state unless given (``backends.choose_backend``); for
-    transformers the model is loaded here unless given. ``runtime`` says which backend ran, with
-    which batch sizes, and how fast it generated.
+    The suite's engine scores every request type it is chosen for. vLLM evaluates the checkpoint
+    itself or, for a layout it cannot read, the state's evaluation-equivalent copy
+    (``equivalent.evaluation_dir``; needs ``state``), through ``engines`` when given (an engine
+    kept across states) or an engine started for this call. transformers evaluates the model
+    given, or loads it. ``runtime`` says which engine scored what, with which batch sizes, how
+    many tokens it processed and how fast.
     """
     from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
 
-    from . import backends, models
-    from .ops import storage
+    from . import models
 
     params = suite.params
-    backend = backend or backends.choose_backend(params.backend, device, model_dir)
+    engine = suite.engine or backends.Engine("hf", "no engine given", {"generation": "hf", "loglikelihood": "hf"})
+    started_all = time.perf_counter()
     tokenizer = tokenizer or models.load_tokenizer(model_dir)
-    if backend.name == "hf" and model is None:
-        model = storage.load(model_dir, dtype, device)  # any layout: standard, adapter, sparse
-    config = models.read_config(model_dir)
-    manager = TaskManager(include_path=str(suite.tasks_dir), include_defaults=False)
     # Log-likelihood MMLU is scored on the raw prompt, as lm-eval does; generation goes through the
     # chat template of an instruct model (without it, it rarely answers in the expected form).
     loglik = [t for b in ("stem", "mmlu_law") if b in suite.benchmarks for t in suite.lm_eval_tasks(b)] \
         if params.mmlu_scoring == "loglikelihood" else []
     generative = [t for b in suite.benchmarks for t in suite.lm_eval_tasks(b) if t not in loglik]
+    phases = [(phase, tasks, chat) for phase, tasks, chat in
+              (("loglikelihood", loglik, False), ("generation", generative, params.chat_template)) if tasks]
+    used = {engine.for_request(phase) for phase, _, _ in phases}
+    runtime: dict = {"engine": engine.key(), "engine_reason": engine.reason, "backend": engine.name,
+                     "equivalent_copy": None}
+    timings: dict = {}
+    vllm_dir = model_dir
+    if "vllm" in used:
+        t0 = time.perf_counter()
+        if state is not None:
+            from . import equivalent
+
+            vllm_dir, copy_record = equivalent.evaluation_dir(state, dtype, device, agreement_sequences(suite, tokenizer))
+            if copy_record is not None:
+                runtime["equivalent_copy"] = {k: copy_record[k] for k in ("copy_of", "agreement_with_state", "dtype")}
+        timings["equivalent_copy_s"] = round(time.perf_counter() - t0, 3)
+    if "hf" in used and model is None:
+        from .ops import storage
+
+        t0 = time.perf_counter()
+        model = storage.load(model_dir, dtype, device)  # any layout: standard, adapter, sparse
+        timings["model_load_s"] = round(time.perf_counter() - t0, 3)
+    own_engines = engines is None and "vllm" in used
+    if own_engines:
+        engines = backends.VllmEngines(dtype, device, params)
+    config = models.read_config(model_dir)
+    manager = task_manager(suite)
     outputs: dict = {"results": {}, "samples": {}}
-    runtime: dict = {"backend": backend.name, "backend_reason": backend.reason,
-                     "cache_implementation": backends.cache_implementation(params, device) if backend.name == "hf" else None}
-    lm = None
-    for phase, tasks, chat in (("loglikelihood", loglik, False), ("generation", generative, params.chat_template)):
-        if not tasks:
-            continue
-        longest = longest_prompt_tokens(suite, tasks, tokenizer, chat)
-        if params.batch_size != "auto":
-            batch_size = params.batch_size
-        else:
-            batch_size = backends.choose_batch_size(
-                config, dtype, device, backends.free_memory_bytes(device), longest, params.max_new_tokens,
-                loglikelihood=phase == "loglikelihood")
-        if lm is None or backend.name == "hf":   # one vLLM engine serves both phases
-            lm = backends.make_lm(backend, model_dir=model_dir, model=model, tokenizer=tokenizer, device=device,
-                                  dtype=dtype, batch_size=batch_size, seed=0, params=params)
-        started = time.perf_counter()
-        with _without_env_report():
-            out = simple_evaluate(model=lm, tasks=tasks, task_manager=manager, apply_chat_template=chat,
-                                  log_samples=True, random_seed=0, numpy_random_seed=0, torch_random_seed=0,
-                                  fewshot_random_seed=0, bootstrap_iters=0)
-        seconds = time.perf_counter() - started
-        outputs["results"].update(out["results"])
-        outputs["samples"].update(out["samples"])
-        stats = {"items": sum(len(out["samples"][t]) for t in tasks), "longest_prompt_tokens": longest,
-                 "batch_size": batch_size if backend.name == "hf" else "vllm scheduler", "seconds": round(seconds, 3)}
-        if phase == "generation":
-            new_tokens = sum(len(tokenizer(s["resps"][0][0], add_special_tokens=False)["input_ids"])
-                             for t in tasks for s in out["samples"][t])
-            stats.update(new_tokens=new_tokens, new_tokens_per_s=round(new_tokens / seconds, 2) if seconds else None)
-        runtime[phase] = stats
-    backends.release(lm)
+    try:
+        for phase, tasks, chat in phases:
+            which = engine.for_request(phase)
+            prompts = [prompt_tokens(tokenizer, text, chat) for name in tasks for text in task_prompts(suite, name)]
+            longest = max(prompts, default=0)
+            t0 = time.perf_counter()
+            if which == "vllm":
+                lm = engines.lm_for(vllm_dir)
+                batch_size = "vllm scheduler"
+            else:
+                batch_size = params.batch_size if params.batch_size != "auto" else backends.choose_batch_size(
+                    config, dtype, device, backends.free_memory_bytes(device), longest, params.max_new_tokens,
+                    loglikelihood=phase == "loglikelihood")
+                lm = backends.make_hf_lm(model=model, tokenizer=tokenizer, device=device, batch_size=batch_size,
+                                         params=params)
+            ready_s = time.perf_counter() - t0
+            started = time.perf_counter()
+            with _without_env_report():
+                out = simple_evaluate(model=lm, tasks=tasks, task_manager=manager, apply_chat_template=chat,
+                                      log_samples=True, random_seed=0, numpy_random_seed=0, torch_random_seed=0,
+                                      fewshot_random_seed=0, bootstrap_iters=0)
+            seconds = time.perf_counter() - started
+            outputs["results"].update(out["results"])
+            outputs["samples"].update(out["samples"])
+            stats = {"engine": which, "items": sum(len(out["samples"][t]) for t in tasks), "longest_prompt_tokens": longest,
+                     "batch_size": batch_size, "engine_ready_s": round(ready_s, 3), "seconds": round(seconds, 3)}
+            if phase == "generation":
+                new_tokens = sum(len(tokenizer(s["resps"][0][0], add_special_tokens=False)["input_ids"])
+                                 for t in tasks for s in out["samples"][t])
+                stats.update(prompt_tokens=sum(prompts), new_tokens=new_tokens,
+                             new_tokens_per_s=round(new_tokens / seconds, 2) if seconds else None)
+            else:
+                # Each of the four letters is scored on its context: the context's tokens, once per choice.
+                stats.update(prompt_tokens=sum(prompts) * MMLU_CHOICES)
+            stats["tokens_per_s"] = round((stats["prompt_tokens"] + stats.get("new_tokens", 0)) / seconds, 1) if seconds else None
+            if which == "hf":
+                stats["cache_implementation"] = backends.cache_implementation(params, device)
+            runtime[phase] = stats
+    finally:
+        if own_engines:
+            engines.close()
+    if engines is not None and "vllm" in used:
+        runtime["vllm_engines"] = engines.stats()
+    timings["total_s"] = round(time.perf_counter() - started_all, 3)
+    runtime["timings"] = timings
     scores = summarize(outputs, suite)
     scores["runtime"] = runtime
     return scores
+
+
+def task_manager(suite: EvalSuite):
+    """Return lm-eval's task index over the suite's task files (indexed once per suite and process)."""
+    if suite.tasks_dir not in _MANAGERS:
+        from lm_eval.tasks import TaskManager
+
+        _MANAGERS[suite.tasks_dir] = TaskManager(include_path=str(suite.tasks_dir), include_defaults=False)
+    return _MANAGERS[suite.tasks_dir]
+
+
+_MANAGERS: dict = {}
+
+
+def agreement_sequences(suite: EvalSuite, tokenizer, count: int = 4, max_tokens: int = 96) -> list[list[int]]:
+    """Return the fixed token sequences a quantized state's numerics are checked on.
+
+    The first sampled prompt of each of the suite's first ``count`` tasks (in sorted task order),
+    cut to its first ``max_tokens`` tokens: real prompts of the study, the same for every state.
+    """
+    names = sorted(name for tasks in suite.benchmarks.values() for name in tasks.values())[:count]
+    sequences = []
+    for name in names:
+        prompts = task_prompts(suite, name)
+        if prompts:
+            sequences.append(tokenizer(prompts[0], add_special_tokens=False)["input_ids"][:max_tokens])
+    return sequences
 
 
 def longest_prompt_tokens(suite: EvalSuite, tasks: list[str], tokenizer, chat: bool) -> int:
