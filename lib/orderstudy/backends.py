@@ -46,14 +46,15 @@ MEMORY_FRACTION = 0.8
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 
 # Which engine scores each request type when the study's engine is vLLM. Measured on 2 CPU cores
-# (AMD EPYC, AVX512-BF16; README, "Measured"): vLLM generates 5x faster than transformers, and
-# scores log-likelihood requests at about transformers' speed (0.8-0.9x: vLLM computes a log-softmax
-# over the vocabulary at every prompt position, `prompt_logprobs`), so both go through the one
-# engine there and no transformers model is loaded. On CUDA nothing was measured here (lm-eval's
-# issue 2418 reports vLLM's log-likelihood 8x slower than transformers' on a GPU): vLLM too, until
-# measured.
-REQUEST_ENGINE = {"cpu": {"generation": "vllm", "loglikelihood": "vllm"},
-                  "cuda": {"generation": "vllm", "loglikelihood": "vllm"}}
+# (AMD EPYC with AVX512-BF16, SmolLM2-135M, the demo's prompts; README, "Measured"): vLLM
+# generates several times faster than transformers, while transformers scores MMLU's
+# log-likelihood requests faster than vLLM (lm-eval's HFLM runs each context once for its four
+# one-token answers; its vllm type runs the context four times, each with a log-softmax over the
+# vocabulary at every prompt position). On CUDA nothing was measured here; lm-eval's issue 2418
+# reports vLLM's log-likelihood 8x slower than transformers' on a GPU, for the same reason:
+# transformers there too, until measured.
+REQUEST_ENGINE = {"cpu": {"generation": "vllm", "loglikelihood": "hf"},
+                  "cuda": {"generation": "vllm", "loglikelihood": "hf"}}
 
 
 class BackendError(RuntimeError):

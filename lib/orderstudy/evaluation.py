@@ -159,7 +159,9 @@ def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, stat
         from .ops import storage
 
         t0 = time.perf_counter()
-        model = storage.load(model_dir, dtype, device)  # any layout: standard, adapter, sparse
+        # Any layout (standard, adapter, sparse). Beside vLLM, transformers scores the same checkpoint
+        # vLLM does (a state's equivalent copy where it has one): one function per state.
+        model = storage.load(vllm_dir, dtype, device)
         timings["model_load_s"] = round(time.perf_counter() - t0, 3)
     own_engines = engines is None and "vllm" in used
     if own_engines:
@@ -199,8 +201,9 @@ def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, stat
                 stats.update(prompt_tokens=sum(prompts), new_tokens=new_tokens,
                              new_tokens_per_s=round(new_tokens / seconds, 2) if seconds else None)
             else:
-                # Each of the four letters is scored on its context: the context's tokens, once per choice.
-                stats.update(prompt_tokens=sum(prompts) * MMLU_CHOICES)
+                # The work the scores need: each context once (its four one-letter answers share it,
+                # as transformers computes them; lm-eval's vllm type runs it once per letter).
+                stats.update(prompt_tokens=sum(prompts))
             stats["tokens_per_s"] = round((stats["prompt_tokens"] + stats.get("new_tokens", 0)) / seconds, 1) if seconds else None
             if which == "hf":
                 stats["cache_implementation"] = backends.cache_implementation(params, device)
