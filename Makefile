@@ -76,7 +76,7 @@ test-fast: model tiny data ## run the fast tier only (seconds to a few minutes)
 	$(PY) -m pytest -q -m "not e2e"
 
 bench: model data ## run the study in PARAMS and print wall time per step and ordering, peak memory
-	$(PY) benchmarks/bench_study.py $(PARAMS)
+	$(PY) benchmarks/bench_study.py $(PARAMS) --busy
 
 bench-ops: model ## time every operation method on the default model: seconds, peak memory, size on disk
 	$(PY) benchmarks/bench_operations.py
