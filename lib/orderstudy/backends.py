@@ -331,15 +331,16 @@ def shape_of(model_dir: Path) -> str:
 
 
 def swap_weights(worker, model_dir: str) -> int:
-    """Load the dense checkpoint in ``model_dir`` into the vLLM CPU worker's model; return its parameter count.
+    """Load the dense checkpoint in ``model_dir`` into the vLLM worker's model; return its parameter count.
 
-    Runs on the worker (``LLM.collective_rpc``), on vLLM's CPU backend. It takes the path vLLM's own first load takes:
-    make the linear layers' weight parameters again as their constructors do (vLLM's CPU backend
-    packs each weight for its GEMM kernel and drops the parameter), read the checkpoint through
-    the engine's model loader (``load_weights``: the checkpoint's names, stacked q/k/v and
-    gate/up, tied embeddings), then process the weights for the kernels again
-    (``process_weights_after_loading``). vLLM 0.32's own ``reload_weights`` left the CPU-packed
-    layers on the old weights (measured: neither the old nor the new model's answers).
+    Runs on the worker (``LLM.collective_rpc``). It is the path RL trainers take to sync weights
+    (the model's ``load_weights`` with the checkpoint's names: stacked q/k/v and gate/up, tied
+    embeddings; then ``process_weights_after_loading``), with one addition for vLLM's CPU backend:
+    it packs each linear weight for its GEMM kernel and drops the parameter, so those parameters
+    are made again first, as the layers' constructors make them. On CUDA nothing is dropped: the
+    weights are copied in place, into the tensors the CUDA graphs captured. vLLM 0.32's own
+    ``reload_weights`` left the CPU-packed layers on the old weights (measured: neither the old
+    nor the new model's answers).
     """
     import torch
     from vllm.config import set_current_vllm_config
@@ -351,7 +352,8 @@ def swap_weights(worker, model_dir: str) -> int:
     model = worker.model_runner.get_model()
     with set_current_vllm_config(config), torch.no_grad():
         for layer in model.modules():
-            if isinstance(layer, LinearBase) and isinstance(layer.quant_method, UnquantizedLinearMethod):
+            if (isinstance(layer, LinearBase) and isinstance(layer.quant_method, UnquantizedLinearMethod)
+                    and layer.weight.numel() == 0):
                 v2 = type(layer.quant_method).__name__ in WEIGHT_LOADER_V2_SUPPORTED and hasattr(layer, "weight_loader_v2")
                 layer.quant_method.create_weights(
                     layer=layer, input_size_per_partition=layer.input_size_per_partition,
@@ -395,11 +397,7 @@ class VllmEngines:
         if self.lm is not None and shape == self.shape:
             if model_dir != self.weights:
                 started = time.perf_counter()
-                if self.device == "cpu":
-                    self.lm.model.collective_rpc(swap_weights, args=(model_dir,))
-                else:
-                    # vLLM's own in-place reload: it copies into the tensors the CUDA graphs captured.
-                    self.lm.model.collective_rpc("reload_weights", kwargs={"weights_path": model_dir})
+                self.lm.model.collective_rpc(swap_weights, args=(model_dir,))
                 self.lm.model.reset_prefix_cache()
                 self.swap_seconds += time.perf_counter() - started
                 self.swaps += 1
