@@ -67,7 +67,7 @@ report: env ## export the executed summary notebook to outputs/<study>/report.ht
 	$(PY) -m orderstudy.report html $(PARAMS)
 
 lab: env ## open JupyterLab on the notebooks
-	$(VENV)/bin/jupyter lab notebooks/
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(VENV)/bin/jupyter lab notebooks/
 
 test: model tiny data env-vllm ## run every test: the fast tier and the end-to-end smoke study (also on vLLM)
 	$(PY) -m pytest -q
@@ -85,7 +85,7 @@ bench-quant: model ## a 4-bit model on this CPU: bitsandbytes' reference and rep
 	$(PY) benchmarks/bench_quantized_cpu.py
 
 bench-gen: model tiny data env-vllm ## transformers and vLLM new tokens/s on the study's prompts, their ratio, the evaluation's efficiency
-	.venv-vllm/bin/python benchmarks/bench_generation.py $(PARAMS) --batch-sizes 1,auto
+	.venv-vllm/bin/python benchmarks/bench_generation.py $(PARAMS) --batch-sizes 1,auto --efficiency
 
 device-kit: model data ## pack what the GPU machine lacks (wheels for its Python 3.12, data, tokenizer) into .device/kit
 	$(PY) scripts/device_kit.py build

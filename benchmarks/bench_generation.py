@@ -10,7 +10,7 @@ tokens, new tokens, seconds and new tokens per second; then vLLM's new tokens/s 
 transformers' (at the evaluation's batch size). An engine that cannot run here gets a row saying
 why (``make bench-gen`` runs in the vLLM environment, which has both).
 
-Then the **evaluation efficiency**: the base state evaluated as a study evaluates it (its engine,
+With --efficiency (``make bench-gen`` passes it), the **evaluation efficiency**: the base state evaluated as a study evaluates it (its engine,
 every benchmark; the engine already started, as for every state after the first of its shape),
 tokens processed (prompt and generated) per second, over the tokens per second of one plain
 batched forward pass of the same model in the same process (transformers, batch 8 x 256 tokens):
@@ -25,9 +25,13 @@ import json
 import sys
 from pathlib import Path
 
-from orderstudy import atomic, backends, models, throughput
-from orderstudy.runner import preflight
-from orderstudy.study import Study
+from orderstudy.runner import quiet_threads
+
+quiet_threads()   # as `make study` does, before torch (imported by orderstudy.study) loads OpenMP
+
+from orderstudy import atomic, backends, models, throughput  # noqa: E402
+from orderstudy.runner import preflight  # noqa: E402
+from orderstudy.study import Study  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -37,6 +41,8 @@ def main(argv=None) -> int:
     parser.add_argument("--backends", default="hf,vllm", help="comma-separated: hf, vllm (default both)")
     parser.add_argument("--batch-sizes", default="auto", help="comma-separated batch sizes for hf; auto = the evaluation's")
     parser.add_argument("--cache", default="dynamic", help="comma-separated KV caches for hf: dynamic, static")
+    parser.add_argument("--efficiency", action="store_true",
+                        help="also evaluate the base state as the study does and print the evaluation efficiency")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
 
@@ -93,12 +99,13 @@ def main(argv=None) -> int:
     if ratio is not None:
         print(f"\nvLLM / transformers (batch {ratio['hf_batch']}), new tokens/s: {ratio['ratio']:.2f}")
 
-    efficiency = evaluation_efficiency(study, model_dir, tokenizer, engines)
+    efficiency = evaluation_efficiency(study, model_dir, tokenizer, engines) if args.efficiency else None
     engines.close()
-    print(f"\nevaluation efficiency ({efficiency['engine']}): {efficiency['tokens']:,} tokens in "
-          f"{efficiency['seconds']:.1f} s = {efficiency['tokens_per_s']:,.0f} tokens/s during the base state's "
-          f"evaluation; plain forward (transformers, batch {FORWARD_SHAPE[0]} x {FORWARD_SHAPE[1]}) "
-          f"{efficiency['forward_tokens_per_s']:,.0f} tokens/s; efficiency {efficiency['efficiency']:.2f}")
+    if efficiency:
+        print(f"\nevaluation efficiency ({efficiency['engine']}): {efficiency['tokens']:,} tokens in "
+              f"{efficiency['seconds']:.1f} s = {efficiency['tokens_per_s']:,.0f} tokens/s during the base state's "
+              f"evaluation; plain forward (transformers, batch {FORWARD_SHAPE[0]} x {FORWARD_SHAPE[1]}) "
+              f"{efficiency['forward_tokens_per_s']:,.0f} tokens/s; efficiency {efficiency['efficiency']:.2f}")
 
     study_time = _study_time(study)
     print(f"\nwhole study: {study_time['text']}")

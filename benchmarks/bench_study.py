@@ -27,9 +27,13 @@ import subprocess
 import sys
 import time
 
-from orderstudy import atomic
-from orderstudy.runner import run_study
-from orderstudy.study import Study
+from orderstudy.runner import quiet_threads
+
+quiet_threads()   # as `make study` does, before torch (imported by orderstudy.study) loads OpenMP
+
+from orderstudy import atomic  # noqa: E402
+from orderstudy.runner import run_study  # noqa: E402
+from orderstudy.study import Study  # noqa: E402
 
 
 def _peak_rss_mib() -> tuple[float, float]:
