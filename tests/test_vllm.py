@@ -111,6 +111,22 @@ def test_an_ordering_evaluated_alone_scores_as_the_shared_engine_did(vllm_smoke,
     assert json.loads((d / after["items_file"]).read_text()) == items_before
 
 
+def test_bench_gen_prints_both_engines_their_ratio_and_the_efficiency(vllm_python, tmp_path):
+    env = {**os.environ, "ORDERSTUDY_OUTPUTS": str(tmp_path / "outputs")}
+    proc = subprocess.run([vllm_python, "benchmarks/bench_generation.py", "params/smoke.yaml", "--items", "4",
+                           "--batch-sizes", "auto", "--efficiency", "--json", str(tmp_path / "bench.json")],
+                          cwd=paths.ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    rows = {r["backend"]: r for r in bench["rows"]}
+    assert set(rows) == {"hf", "vllm"} and all(r["new_tokens"] > 0 for r in rows.values())
+    assert bench["ratio"]["ratio"] == pytest.approx(rows["vllm"]["new_tokens_per_s"] / rows["hf"]["new_tokens_per_s"], rel=1e-2)
+    eff = bench["efficiency"]
+    assert eff["engine"].startswith("vllm") and eff["tokens"] > 0 and 0 < eff["efficiency"] < 2
+    assert eff["phases"]["generation"]["engine"] == "vllm" and eff["phases"]["loglikelihood"]["engine"] == "hf"
+    assert "vLLM / transformers (batch 8), new tokens/s:" in proc.stdout and "evaluation efficiency" in proc.stdout
+
+
 # The parts of our code that run in the vLLM environment (state building, the equivalent copy,
 # evaluation's scoring) under its transformers (5.19 there, 5.24 here).
 UNDER_VLLM_ENV = ["tests/ops/test_quantize.py", "tests/ops/test_backend_choice.py", "tests/test_evaluation.py",
