@@ -94,9 +94,15 @@ def make_copy(state, copy: Path, kind: str, dtype: str, device: str, sequences: 
 
     started = time.perf_counter()
     dense, facts = storage.load_dense(state.model_dir, dtype, device)
-    own = storage.load(state.model_dir, dtype, device)   # the state as transformers runs it (4-bit: bitsandbytes)
     with atomic.directory(copy) as tmp:
         storage.save(dense, tmp / "model", tokenizer_from=state.model_dir)
+        del dense
+        # Measured on the copy as the engines read it, from disk: the model load_dense returns in
+        # memory has had every buffer cast to the dtype (its rotary frequencies too, which a loaded
+        # checkpoint keeps in float32), and on the demo's pruned NF4 states that alone moved the
+        # logits by up to 47 (the copy reloaded: 0.0 from bitsandbytes' model).
+        reloaded = models.load_model(tmp / "model", dtype, device)
+        own = storage.load(state.model_dir, dtype, device)   # the state as transformers runs it (4-bit: bitsandbytes)
         record = {
             "record_version": RECORD_VERSION,
             "state": state.name,
@@ -107,7 +113,7 @@ def make_copy(state, copy: Path, kind: str, dtype: str, device: str, sequences: 
             "dtype": dtype,
             "device": device,
             # Measured, not assumed: the copy's logits against the state's own model on fixed prompts.
-            "agreement_with_state": numerics.agreement(dense, own, sequences),
+            "agreement_with_state": numerics.agreement(reloaded, own, sequences),
             "size_bytes_not_counted": models.dir_size_bytes(tmp / "model"),
             "seconds": round(time.perf_counter() - started, 3),
         }
