@@ -7,6 +7,7 @@ tests/test_vllm.py, in the vLLM environment.
 from __future__ import annotations
 
 import pytest
+import torch
 
 from orderstudy import backends, equivalent
 
@@ -22,6 +23,22 @@ from orderstudy import backends, equivalent
 def test_what_vllm_reads_and_what_it_reads_through_an_equivalent_copy(states, steps, kind):
     found = equivalent.copy_kind(states.get(*steps))
     assert (found is None) if kind is None else found.startswith(kind), found
+
+
+def test_a_dequantized_model_computes_as_its_saved_copy_does(states, run_logits, tmp_path):
+    """The in-memory dense model (load_dense) and the copy vLLM reads (saved, reloaded) are one function.
+
+    Casting the whole model to bf16 used to cast its rotary frequencies too, which a loaded
+    checkpoint keeps in float32.
+    """
+    from orderstudy import models
+    from orderstudy.ops import storage
+
+    dense, _ = storage.load_dense(states.get("Q:nf4"), "bfloat16", "cpu")
+    assert dense.model.rotary_emb.inv_freq.dtype == torch.float32
+    storage.save(dense, tmp_path / "copy", tokenizer_from=states.get("Q:nf4"))
+    reloaded = models.load_model(tmp_path / "copy", "bfloat16", "cpu")
+    assert torch.equal(run_logits(dense), run_logits(reloaded))
 
 
 @pytest.mark.parametrize("steps", [("Q:int8",), ("Q:nf4", "F:adapter")])
