@@ -38,6 +38,14 @@ def mmlu_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def smollm2_tokenizer(default_model_dir):
+    """SmolLM2-135M-Instruct's real tokenizer (chat template included), which budgets are counted in."""
+    from orderstudy.models import load_tokenizer
+
+    return load_tokenizer(default_model_dir)
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, default_model_dir) -> Path:
     """A 4-layer Llama with random weights and SmolLM2's real tokenizer (chat template included)."""
     from orderstudy.prepare import prepare_tiny
