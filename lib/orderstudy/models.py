@@ -262,8 +262,13 @@ def tokenizer_and_context(location: str | Path, **kwargs) -> tuple[object, int]:
 
     from .budgets import context_tokens
 
-    tokenizer = load_tokenizer(location, **kwargs)
-    return tokenizer, context_tokens(AutoConfig.from_pretrained(location, **kwargs), tokenizer)
+    try:
+        tokenizer = load_tokenizer(location, **kwargs)
+        config = AutoConfig.from_pretrained(location, **kwargs)
+    except OSError as exc:
+        raise ModelError(f"model.source: cannot load the tokenizer and config of {str(location)!r}, which the "
+                         f"evaluation counts generation budgets and prompt lengths in: {exc}") from exc
+    return tokenizer, context_tokens(config, tokenizer)
 
 
 def _looks_like_hub_id(source: str) -> bool:
