@@ -45,11 +45,11 @@ class Study:
     @cached_property
     def base_tokenizer(self) -> tuple[object, int]:
         """The base model's tokenizer and context length: every state has them (budgets are counted in them)."""
-        base = self.store.state(BASE)
-        if self.store.is_complete(base, verify_hashes=False):
-            return models.tokenizer_and_context(base.model_dir)
         m = self.params.model
         location, kwargs = models.locate_source(m.source, m.gguf_file, m.revision)
+        base = self.store.state(BASE)
+        if (kwargs or not isinstance(location, Path)) and self.store.is_complete(base, verify_hashes=False):
+            location, kwargs = base.model_dir, {}   # the base made from a GGUF or hub source: read it, not the source
         return models.tokenizer_and_context(location, **kwargs)
 
     @cached_property
