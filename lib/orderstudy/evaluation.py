@@ -427,7 +427,7 @@ def summarize(outputs: dict, suite: EvalSuite) -> dict:
             benchmarks[bench]["generation"] = {"max_new_tokens_cap": suite.params.max_new_tokens,
                                                "context_tokens": suite.context_tokens, "stop": list(suite.stop),
                                                "tasks": generation}
-            capped = sorted(t for t, g in generation.items() if g.get("capped"))
+            capped = [t for t, g in generation.items() if g.get("capped")]
             if capped:
                 benchmarks[bench]["capped_tasks"] = capped
         if bench == "lawbench" and suite.cherrant is not None:
