@@ -323,11 +323,6 @@ def current_tables() -> CostTables:
     return _active[-1] if _active else packaged_tables()
 
 
-def _semantic_class(token: str, tables: CostTables) -> tuple[str, str, str] | None:
-    code = tables.thesaurus.get(token)
-    return None if code is None else (code[0], code[1], code[2:4])
-
-
 def semantic_cost(a: str, b: str, tables: CostTables | None = None) -> int:
     """Return ChERRANT's thesaurus cost (0-6) of substituting a by b; it is divided by 6 in the total.
 
@@ -336,13 +331,14 @@ def semantic_cost(a: str, b: str, tables: CostTables | None = None) -> int:
     that differs. The levels are compared position by position, as in ChERRANT, so "Aa01" and
     "Ba01" share two of them.
     """
-    tables = tables or current_tables()
-    a_class, b_class = _semantic_class(a, tables), _semantic_class(b, tables)
-    if a_class is None or b_class is None:
+    thesaurus_of = (tables or current_tables()).thesaurus
+    a_code, b_code = thesaurus_of.get(a), thesaurus_of.get(b)
+    if a_code is None or b_code is None:
         return 4
+    a_class, b_class = (a_code[0], a_code[1], a_code[2:4]), (b_code[0], b_code[1], b_code[2:4])
     if a_class == b_class:
         return 0
-    return 2 * (3 - sum(x == y for x, y in zip(a_class, b_class)))
+    return 2 * (3 - ((a_class[0] == b_class[0]) + (a_class[1] == b_class[1]) + (a_class[2] == b_class[2])))
 
 
 @lru_cache(maxsize=65536)
@@ -368,9 +364,12 @@ def spelling_cost(a: str, b: str, tables: CostTables | None = None) -> float:
     """
     if not (_all_chinese(a) and _all_chinese(b)):
         return 0.5
+    confusion = (tables or current_tables()).confusion
+    if len(a) == 1 and len(b) == 1:  # every token but "[缺失成分]": the loop below, unrolled
+        match = a == b or readings(a) & readings(b) or a in confusion.get(b, ()) or b in confusion.get(a, ())
+        return 0.0 if match else 0.5
     if len(a) > len(b):
         a, b = b, a
-    confusion = (tables or current_tables()).confusion
     same_reading = bool(readings(a) & readings(b))
     count = 0
     for ca in a:
