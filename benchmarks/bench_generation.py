@@ -58,7 +58,7 @@ def main(argv=None) -> int:
         return 2
     prompts = throughput.sample(generation, args.items, study.params.seed)
     print(f"study {study.params.study}: {len(prompts)} of {len(generation)} generation prompts per model, "
-          f"max_new_tokens {params.max_new_tokens}, device {study.device}, dtype {study.dtype}", flush=True)
+          f"max_new_tokens {throughput.typical_budget(study.suite)} (mean task budget), device {study.device}, dtype {study.dtype}", flush=True)
 
     rows, model = [], None
     engines = backends.VllmEngines(study.dtype, study.device, params)
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
                                                           "(make bench-gen runs in .venv-vllm; make env-vllm)"})
                 continue
             lm = engines.lm_for(model_dir)
-            run = throughput.measure_generation(lm, tokenizer, prompts, params.max_new_tokens, params.chat_template)
+            run = throughput.measure_generation(lm, tokenizer, prompts, throughput.typical_budget(study.suite), params.chat_template)
             rows.append(_row("vllm", "scheduler", "paged", run))
             continue
         if name != "hf":
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
                 model.generation_config.cache_implementation = None
                 lm = backends.make_hf_lm(model=model, tokenizer=tokenizer, device=study.device, batch_size=batch,
                                          params=run_params)
-                run = throughput.measure_generation(lm, tokenizer, prompts, params.max_new_tokens, params.chat_template)
+                run = throughput.measure_generation(lm, tokenizer, prompts, throughput.typical_budget(study.suite), params.chat_template)
                 rows.append(_row("hf", batch, cache, run))
 
     print(f"\n{'backend':8s} {'batch':>9s} {'cache':>8s} {'prompts':>8s} {'prompt_tok':>11s} {'new_tok':>8s} "
