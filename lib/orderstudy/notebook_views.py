@@ -70,10 +70,15 @@ def result_overview(result: dict) -> pd.Series:
     overview = {k: result.get(k) for k in keys}
     runtime = (result.get("evaluation") or {}).get("runtime") or {}
     if runtime:
-        overview["evaluation_backend"] = f"{runtime['backend']} ({runtime['backend_reason']})"
+        overview["evaluation_engine"] = f"{runtime['backend']} ({runtime.get('engine_reason', '')})"
         for phase in ("generation", "loglikelihood"):
             if phase in runtime:
+                overview[f"{phase}_engine"] = runtime[phase].get("engine", runtime["backend"])
                 overview[f"{phase}_batch_size"] = runtime[phase]["batch_size"]
+        if runtime.get("equivalent_copy"):
+            copy = runtime["equivalent_copy"]
+            overview["evaluated_as"] = f"evaluation-equivalent dense copy ({copy['copy_of']})"
+            overview["copy_agreement"] = copy["agreement_with_state"]
         if "generation" in runtime:
             overview["new_tokens_per_s"] = runtime["generation"].get("new_tokens_per_s")
     return pd.Series(overview)

@@ -108,6 +108,10 @@ def make_report(source: StudySource, language: str | None = None) -> Report:
         texts[op] = markdown.transition_markdown(table, op, study.benchmarks, language, source.params, notes)
     texts["order_effects"] = markdown.order_effect_markdown(order_effects, study.benchmarks, language, source.params,
                                                             notes, len(study.seeds))
+    # Scores of capped tasks are bounded by their ceiling: every table says so, and main.csv lists them.
+    capped = study.capped_tasks()
+    texts = {name: text + markdown.capped_note(capped, language) for name, text in texts.items()}
+    main["capped_tasks"] = "; ".join(f"{b}:{t}" for b, tasks in capped.items() for t in tasks)
     texts["power"] = power_markdown(power, language, source.params.confidence, source.params.power)
     texts["claims"] = claims_markdown(claims, study.benchmarks, language, source.params.confidence)
     return Report(study, est, language, main, transitions, order_effects, power, claims, texts)

@@ -39,6 +39,11 @@ class TaskScore:
     n: int
     abstention_rate: float | None = None
     weight: float | None = None  # the task's weight in its benchmark's score; None: equal weights
+    # A task whose answers need more tokens than evaluation.max_new_tokens allowed: its score is
+    # bounded by ceiling_pct (its gold answers cut at max_new_tokens).
+    capped: bool = False
+    max_new_tokens: int | None = None
+    ceiling_pct: float | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,20 @@ class Study:
         """Return the ordering's score on a benchmark for each finished seed, in percent (empty when none)."""
         values = [r.score(benchmark) for s, r in sorted(self.runs.get(ordering, {}).items()) if r.ok]
         return np.array([v for v in values if not math.isnan(v)])
+
+    def capped_tasks(self) -> dict[str, dict[str, TaskScore]]:
+        """Return, per benchmark, the tasks whose generation budget was capped below their answers' length.
+
+        Every ordering of a study shares one evaluation suite, so a task capped in one result is
+        capped in all; the first finished result that lists it is shown.
+        """
+        capped: dict[str, dict[str, TaskScore]] = {}
+        for result in self.results.values():
+            for benchmark, entry in (result.benchmarks if result.ok else {}).items():
+                for task, score in entry.tasks.items():
+                    if score.capped:
+                        capped.setdefault(benchmark, {}).setdefault(task, score)
+        return capped
 
     def score(self, ordering: str, benchmark: str) -> float:
         """Return a score in percent (the mean over finished seeds), NaN for an ordering that failed, did not run, or lacks the benchmark.
@@ -280,8 +299,13 @@ def parse_result(data: Any, path: Path, *, study: str | None = None, ordering: s
             weight = check.get(task_entry, "weight", task_where, _NUMBER, "the task's weight (0-1)", required=False, nullable=True)
             if weight is not None and not 0.0 <= weight <= 1.0:
                 raise check.fail(f"{task_where}.weight", "the task's weight (0-1)", weight)
-            tasks[task] = TaskScore(task_score, check.get(task_entry, "n", task_where, int, "the number of items"), abstention,
-                                    None if weight is None else float(weight))
+            tasks[task] = TaskScore(
+                task_score, check.get(task_entry, "n", task_where, int, "the number of items"), abstention,
+                weight=None if weight is None else float(weight),
+                capped=bool(check.get(task_entry, "capped", task_where, bool, "true or false", required=False)),
+                max_new_tokens=check.get(task_entry, "max_new_tokens", task_where, int, "a number of tokens", required=False),
+                ceiling_pct=check.get(task_entry, "ceiling_pct", task_where, _NUMBER, "a score in percent or null",
+                                      required=False, nullable=True))
         benchmarks[name] = BenchmarkScore(
             score=score,
             scoring=check.get(entry, "scoring", where, str, "how it was scored", required=False) or "",

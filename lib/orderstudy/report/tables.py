@@ -5,7 +5,8 @@
   size_bytes (the whole checkpoint directory), ``<b>_ci_low``/``_ci_high``,
   ``<b>_change_ci_low``/``_ci_high``, ``<b>_change_significant``, compression_ratio, error; and
   seeds (how many finished), ``<b>_seed_sd`` (the score's spread over them), weights_bytes (the
-  weight files alone), compression_basis (what the ratio divides).
+  weight files alone), compression_basis (what the ratio divides); ``build`` adds capped_tasks
+  (``benchmark:task`` of the tasks whose generation budget was capped below their answers' length).
 - ``transition_table``: the effect of one operation on each state it was applied to (the
   reference study's per-operation tables): ``<b>_diff`` (points) and ``<b>_change_pct`` with
   intervals.
