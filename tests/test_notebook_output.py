@@ -69,3 +69,26 @@ def test_library_noise_is_hidden_and_other_messages_are_not(caplog):
         warnings.warn("`is_gradient_checkpointing` is deprecated and will be removed in v6.", FutureWarning)
         warnings.warn("a deprecation the study cares about", FutureWarning)
     assert [str(w.message) for w in caught] == ["a deprecation the study cares about"]
+
+
+def test_the_studys_own_kernel_override_warning_is_hidden():
+    import subprocess
+    import sys
+
+    # torch warns once per process: each case runs in a process of its own.
+    code = ("from orderstudy import notebook_output, numerics\n"
+            "{hide}numerics.fix_bnb_cpu_dequantize()\n")
+    shown = subprocess.run([sys.executable, "-c", code.format(hide="")], capture_output=True, text=True, timeout=300)
+    hidden = subprocess.run([sys.executable, "-c", code.format(hide="notebook_output.hide_library_noise()\n")],
+                            capture_output=True, text=True, timeout=300)
+    assert shown.returncode == hidden.returncode == 0, shown.stderr + hidden.stderr
+    assert "Overriding a previously registered kernel" in shown.stderr
+    assert "Overriding a previously registered kernel" not in hidden.stderr
+
+
+def test_the_dequantized_scoring_message_is_hidden(caplog):
+    notebook_output.hide_library_noise()
+    logger = logging.getLogger("transformers.integrations.bitsandbytes")
+    with caplog.at_level(logging.WARNING):
+        logger.warning("The modules are dequantized in torch.bfloat16 and casted to torch.float32.")
+    assert not caplog.records

@@ -51,6 +51,12 @@ HIDDEN = (
            "the same: one process evaluates the model the study loaded"),
     Hidden("FutureWarning", r"`is_gradient_checkpointing` is deprecated",
            "peft reads a transformers attribute that transformers renames in version 6; nothing changes for the study"),
+    Hidden("UserWarning", r"Overriding a previously registered kernel for the same operator",
+           "torch says the study replaced bitsandbytes' CPU dequantize kernel, on purpose: bitsandbytes' own is wrong "
+           "for rows shorter than its block (numerics.fix_bnb_cpu_dequantize)"),
+    Hidden("transformers.integrations.bitsandbytes", r"The modules are dequantized in",
+           "a 4-bit state is scored on a CPU as its dequantized dense model, on purpose (numerics.evaluation_model); "
+           "every result records how it was scored and how far that is from bitsandbytes' own model"),
     Hidden("TqdmWarning", r"IProgress not found",
            "without ipywidgets tqdm draws text bars; the pins include ipywidgets, and under papermill bars are lines"),
 )
@@ -110,7 +116,7 @@ def hide_library_noise() -> None:
     for hidden in HIDDEN:
         if hidden.source in categories or hidden.source.endswith("Warning"):
             category = categories.get(hidden.source) or _tqdm_warning()
-            warnings.filterwarnings("ignore", message=f".*{hidden.message}", category=category)
+            warnings.filterwarnings("ignore", message=f"(?s).*{hidden.message}", category=category)
             continue
         logger = logging.getLogger(hidden.source)
         if not any(isinstance(f, _MessageFilter) and f.pattern.pattern == hidden.message for f in logger.filters):
