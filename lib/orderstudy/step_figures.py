@@ -239,7 +239,7 @@ def parts_figure(parts: pd.DataFrame, before_name: str, after_name: str) -> Figu
 def task_scores_figure(tasks: pd.DataFrame, confidence: float) -> Figure:
     """Return each task's score with its interval, one panel per benchmark, the benchmark's score dashed."""
     benchmarks = list(dict.fromkeys(tasks["benchmark"]))
-    heights = [max(1, (tasks["benchmark"] == b).sum()) for b in benchmarks]
+    heights = [max(3, (tasks["benchmark"] == b).sum()) for b in benchmarks]
     fig = Figure(figsize=(8.0, 1.2 + 0.22 * sum(heights) + 0.5 * len(benchmarks)), dpi=DPI, layout="constrained")
     axes = fig.subplots(len(benchmarks), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
     for ax, bench in zip(axes, benchmarks):
