@@ -101,11 +101,13 @@ def test_a_failure_is_recorded_with_its_step_and_reason(tiny_study, tmp_path):
 
 def test_mmlu_generative_scoring_extracts_the_letter(tiny_model_dir, mmlu_dir, tmp_path):
     params = EvaluationParams(benchmarks=("mmlu_law",), mmlu_items_per_subject=2, mmlu_scoring="generative", max_new_tokens=4)
-    suite = evaluation.build_suite(params, 0, tmp_path)
+    suite = evaluation.build_suite(params, 0, tmp_path, *models.tokenizer_and_context(tiny_model_dir))
     out = evaluation.evaluate(suite, model_dir=tiny_model_dir, device="cpu", dtype="float32")
     runtime = out["runtime"]
-    assert runtime["backend"] == "hf" and "CUDA only" in runtime["backend_reason"]
+    # A suite built without an engine is transformers' (a study passes the one it chose).
+    assert runtime["backend"] == "hf" and runtime["engine"]["name"] == "hf" and runtime["equivalent_copy"] is None
     gen = runtime["generation"]
+    assert gen["engine"] == "hf" and gen["prompt_tokens"] > 0
     assert gen["items"] == 6 and gen["batch_size"] == 8   # batch_size auto: the CPU cap
     assert gen["new_tokens"] > 0 and gen["new_tokens_per_s"] == pytest.approx(gen["new_tokens"] / gen["seconds"], rel=0.01)
     assert out["benchmarks"]["mmlu_law"]["scoring"] == "MMLU generative"

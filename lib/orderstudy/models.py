@@ -108,10 +108,10 @@ def is_quantized(model_dir: Path) -> bool:
     return quantization_config(model_dir) is not None
 
 
-def load_tokenizer(model_dir: Path):
+def load_tokenizer(model_dir: Path, **kwargs):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir, **kwargs)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -143,7 +143,12 @@ def load_dense(model_dir: Path, dtype: str = "bfloat16", device: str = "cpu"):
     if getattr(model, "hf_quantizer", None) is not None:
         model = model.dequantize()
         forget_quantization(model)
-        model.to(DTYPES[dtype])
+        # Parameters only: ``model.to`` casts the buffers too, and a loaded model keeps its rotary
+        # frequencies in float32 (cast to bf16 they moved a pruned NF4 state's logits by up to 47,
+        # measured on the demo; the same model saved and reloaded: identical to bitsandbytes').
+        for param in model.parameters():
+            if param.is_floating_point():
+                param.data = param.data.to(DTYPES[dtype])
     return model
 
 
@@ -218,6 +223,20 @@ def materialize_source(source: str, gguf_file: str | None, revision: str | None,
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    location, kwargs = locate_source(source, gguf_file, revision)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=DTYPES[dtype], **kwargs)
+    except OSError as exc:
+        raise ModelError(f"model.source: cannot load {source!r}: {exc}") from exc
+    if "gguf_file" in kwargs:
+        forget_quantization(model)
+    save_model(model, tokenizer, out_dir)
+    return count_parameters(model)
+
+
+def locate_source(source: str, gguf_file: str | None, revision: str | None) -> tuple[str | Path, dict]:
+    """Return where transformers loads a params file's model source from, and the keyword arguments it needs."""
     from . import paths
 
     local = paths.resolve(source)
@@ -242,15 +261,26 @@ def materialize_source(source: str, gguf_file: str | None, revision: str | None,
     else:
         raise ModelError(f"model.source: {source!r} is neither an existing directory or .gguf file ({local}) "
                          "nor a hub id like 'Qwen/Qwen2.5-1.5B-Instruct'; for the default model run `make model`")
+    return location, kwargs
+
+
+def tokenizer_and_context(location: str | Path, **kwargs) -> tuple[object, int]:
+    """Return the tokenizer of the model at ``location`` and its context length in tokens.
+
+    The length is resolved as lm-eval's backends resolve it (the config's
+    ``max_position_embeddings`` for the models here), so a prompt fitted to it is never cut again.
+    """
+    from transformers import AutoConfig
+
+    from .budgets import context_tokens
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=DTYPES[dtype], **kwargs)
+        tokenizer = load_tokenizer(location, **kwargs)
+        config = AutoConfig.from_pretrained(location, **kwargs)
     except OSError as exc:
-        raise ModelError(f"model.source: cannot load {source!r}: {exc}") from exc
-    if "gguf_file" in kwargs:
-        forget_quantization(model)
-    save_model(model, tokenizer, out_dir)
-    return count_parameters(model)
+        raise ModelError(f"model.source: cannot load the tokenizer and config of {str(location)!r}, which the "
+                         f"evaluation counts generation budgets and prompt lengths in: {exc}") from exc
+    return tokenizer, context_tokens(config, tokenizer)
 
 
 def _looks_like_hub_id(source: str) -> bool:

@@ -257,10 +257,24 @@ def evaluation_section(study, scores: dict) -> list:
                  f"({study.params.report.bootstrap_resamples} resamples); the dashed line is the benchmark's score. With "
                  "one item a task has no interval, and with a few the interval is wide: the demo samples few items, "
                  "so read differences between tasks with care."),
+             "Every task: score, interval, items scored, the share of answers LawBench could not use "
+             "(`abstention_pct`), how many tokens it could generate (`max_new_tokens`) and whether its gold answers "
+             "need more (`capped`: its score can only understate the model).",
              tasks.drop(columns=["benchmark_score"]),
-             f"**How the evaluation ran**: backend `{runtime.get('backend')}` ({runtime.get('backend_reason')}); "
-             "batch sizes and speed by phase:", runtime_table(scores)]
+             f"**How the evaluation ran**: {evaluated_as(runtime)}; batch sizes and speed by phase:",
+             runtime_table(scores)]
     return items
+
+
+def evaluated_as(runtime: dict) -> str:
+    """Return in words which engine scored the state, and what it scored (the state, or an equivalent of it)."""
+    text = f"engine `{runtime.get('backend')}` ({runtime.get('engine_reason') or runtime.get('backend_reason')})"
+    copy = runtime.get("equivalent_copy")
+    if copy:
+        text += f", scoring an evaluation-equivalent dense copy of {copy['copy_of']} (agreement {copy['agreement_with_state']})"
+    elif (runtime.get("numerics") or {}).get("evaluated_as"):
+        text += f", scoring {runtime['numerics']['evaluated_as']}"
+    return text
 
 
 def benchmark_table(scores: dict) -> pd.DataFrame:
@@ -278,6 +292,7 @@ def task_scores(study, scores: dict) -> pd.DataFrame:
             low, high = task_interval(scores["items"][bench][task], bench, task, t["score"], params)
             rows.append({"benchmark": bench, "task": task, "score_pct": t["score"], "ci_low": low, "ci_high": high,
                          "items": t["n"], "abstention_pct": None if "abstention_rate" not in t else round(100 * t["abstention_rate"], 1),
+                         "max_new_tokens": t.get("max_new_tokens"), "capped": t.get("capped"),
                          "benchmark_score": v["score"]})
     return pd.DataFrame(rows)
 
@@ -305,9 +320,10 @@ def runtime_table(scores: dict) -> pd.DataFrame:
     for phase in ("loglikelihood", "generation"):
         if phase in runtime:
             r = runtime[phase]
-            rows.append({"phase": phase, "backend": runtime["backend"], "items": r["items"], "batch_size": r["batch_size"],
-                         "longest_prompt_tokens": r.get("longest_prompt_tokens"), "seconds": r["seconds"],
-                         "new_tokens": r.get("new_tokens"), "new_tokens_per_s": r.get("new_tokens_per_s")})
+            rows.append({"phase": phase, "engine": r.get("engine", runtime["backend"]), "items": r["items"],
+                         "batch_size": r["batch_size"], "longest_prompt_tokens": r.get("longest_prompt_tokens"),
+                         "seconds": r["seconds"], "prompt_tokens": r.get("prompt_tokens"), "new_tokens": r.get("new_tokens"),
+                         "new_tokens_per_s": r.get("new_tokens_per_s"), "tokens_per_s": r.get("tokens_per_s")})
     return pd.DataFrame(rows)
 
 
@@ -358,10 +374,15 @@ def result_overview(result: dict) -> pd.Series:
     overview = {k: result.get(k) for k in keys}
     runtime = (result.get("evaluation") or {}).get("runtime") or {}
     if runtime:
-        overview["evaluation_backend"] = f"{runtime['backend']} ({runtime['backend_reason']})"
+        overview["evaluation_engine"] = f"{runtime['backend']} ({runtime.get('engine_reason', '')})"
         for phase in ("generation", "loglikelihood"):
             if phase in runtime:
+                overview[f"{phase}_engine"] = runtime[phase].get("engine", runtime["backend"])
                 overview[f"{phase}_batch_size"] = runtime[phase]["batch_size"]
+        if runtime.get("equivalent_copy"):
+            copy = runtime["equivalent_copy"]
+            overview["evaluated_as"] = f"evaluation-equivalent dense copy ({copy['copy_of']})"
+            overview["copy_agreement"] = copy["agreement_with_state"]
         if "generation" in runtime:
             overview["new_tokens_per_s"] = runtime["generation"].get("new_tokens_per_s")
     return pd.Series(overview)

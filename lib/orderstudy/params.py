@@ -117,7 +117,13 @@ class EvaluationParams(_Section):
     lawbench_setting: Literal["zero_shot", "one_shot"] = "zero_shot"
     lawbench_tasks: tuple[str, ...] | Literal["all"] = "all"
     lawbench_items_per_task: Annotated[int, Field(ge=1)] | None = 5
-    max_new_tokens: Annotated[int, Field(ge=1)] = 96
+    # The most tokens any task generates. Each task's own budget comes from its gold answers'
+    # lengths (budgets.py); a task whose answers need more is marked capped in every result.
+    max_new_tokens: Annotated[int, Field(ge=1)] = 2048
+    # Where LawBench 2-1's ChERRANT tables (cilin.txt, confusion_dict.txt) come from: auto (the
+    # LawBench checkout holding lawbench_data, else cache/data/cherrant, else the packaged
+    # fallback), packaged, or a LawBench checkout / its evaluation/utils/data directory.
+    cherrant_data: str = "auto"
     chat_template: bool = True
     mmlu_data: str = "cache/data/mmlu"
     mmlu_items_per_subject: Annotated[int, Field(ge=1)] | None = 5
@@ -125,8 +131,9 @@ class EvaluationParams(_Section):
     # auto: as many sequences as fit the device's free memory for the longest prompt, up to 256 on
     # CUDA and 8 on a CPU (backends.choose_batch_size); a number fixes it.
     batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
-    # auto: vLLM (lm-eval's vllm model type) when installed, on CUDA, for states it loads; else
-    # transformers. hf: always transformers. vllm: vLLM, falling back per state where it cannot load it.
+    # The one engine for every state (backends.choose_engine). auto: vLLM where a build for the
+    # device is installed and every planned state allows it, else transformers. hf: transformers.
+    # vllm: vLLM, or an error saying what prevents it.
     backend: Literal["auto", "hf", "vllm"] = "auto"
     cache_implementation: Literal["auto", "dynamic", "static"] = "auto"   # transformers' KV cache; auto = dynamic
     vllm_gpu_memory_utilization: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.85

@@ -16,7 +16,13 @@ needs (see ../shared/FACTS.md):
 Every file read out of a wheel is checked against a pinned sha256, so a changed upstream file
 stops the preparation instead of silently changing the study.
 
+With a LawBench checkout (``--lawbench DIR``, ``LAWBENCH=DIR make data``) the LawBench data is
+LawBench's own, all 20 tasks in both settings, and ChERRANT's data files that LawBench's 2-1
+scorer prices edits with (``evaluation/utils/data/cilin.txt``, ``confusion_dict.txt``) are copied
+to ``cache/data/cherrant`` (``evaluation.cherrant_data: auto`` finds them there).
+
     python -m orderstudy.prepare model|tiny|data|all
+    python -m orderstudy.prepare data --lawbench DIR                 # LawBench's own data and 2-1 tables
     python -m orderstudy.prepare tiny --tokenizer DIR --out DIR   # where only the tokenizer travels
 """
 
@@ -26,6 +32,7 @@ import argparse
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -123,6 +130,8 @@ def prepare_model(out_dir: Path = DEFAULT_MODEL_DIR) -> Path:
 
 
 TINY_MODEL_DIR = paths.MODELS_CACHE / "tiny-llama"
+# vLLM's CPU attention supports head sizes 32, 64, 80, ... (not 16): the tiny model runs on it too.
+TINY_HEAD_DIM = 32
 
 
 # The files of SmolLM2's tokenizer: all that the tiny model takes from SmolLM2 (the device check
@@ -135,13 +144,17 @@ def prepare_tiny(out_dir: Path = TINY_MODEL_DIR, seed: int = 0, tokenizer_dir: P
 
     The smoke study and the fast tests run on it: every code path of a real checkpoint (chat
     template, grouped-query attention, tied embeddings, bitsandbytes, LoRA) in seconds, with
-    chance-level scores that are not meant to be read. The tokenizer comes from ``tokenizer_dir``
-    (a directory holding ``TOKENIZER_FILES``) or else from the default model, which is prepared if
-    missing; both give the same files, byte for byte.
+    chance-level scores that are not meant to be read. Its heads are 32 wide (``TINY_HEAD_DIM``):
+    vLLM's CPU attention runs head sizes from 32 up, not 16. The tokenizer comes from
+    ``tokenizer_dir`` (a directory holding ``TOKENIZER_FILES``) or else from the default model,
+    which is prepared if missing; both give the same files, byte for byte. A tiny model made
+    before with other heads is made again.
     """
     out_dir = Path(out_dir)
     if (out_dir / "config.json").exists():
-        return out_dir
+        if json.loads((out_dir / "config.json").read_text()).get("head_dim") == TINY_HEAD_DIM:
+            return out_dir
+        shutil.rmtree(out_dir)
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -152,7 +165,7 @@ def prepare_tiny(out_dir: Path = TINY_MODEL_DIR, seed: int = 0, tokenizer_dir: P
                                f"({', '.join(TOKENIZER_FILES)})")
     tok = AutoTokenizer.from_pretrained(tokenizer_dir if tokenizer_dir is not None else prepare_model())
     config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=256, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=4096,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=TINY_HEAD_DIM, max_position_embeddings=4096,
                          tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                          pad_token_id=tok.pad_token_id)
     torch.manual_seed(seed)
@@ -203,6 +216,49 @@ def convert_lawbench(out_dir: Path = paths.DATA_CACHE / "lawbench") -> Path:
     return out_dir
 
 
+def copy_lawbench_checkout(checkout: Path, out_dir: Path = paths.DATA_CACHE / "lawbench",
+                           cherrant_dir: Path = paths.CHERRANT_DATA) -> Path:
+    """Return the LawBench data directory made from a LawBench checkout: its own items for all 20 tasks.
+
+    Its ``data/{zero_shot,one_shot}/<task>.json`` are checked (every task, the LawBench item form)
+    and copied unchanged, replacing the packaged conversion; its ChERRANT data files go to
+    ``cherrant_dir``. ``sources.json`` says where they came from.
+    """
+    from .data import DataError, load_lawbench_task
+    from .lawbench.correction import CILIN_FILE, CONFUSION_FILE, lawbench_data_dir
+    from .lawbench.tasks import TASK_IDS
+
+    checkout = Path(checkout).expanduser().resolve()
+    if not (checkout / "data" / "zero_shot").is_dir():
+        raise PrepareError(f"LAWBENCH={checkout}: not a LawBench checkout (no data/zero_shot/); clone "
+                           "github.com/open-compass/LawBench and pass its directory")
+    tables = lawbench_data_dir(checkout)
+    if tables is None:
+        raise PrepareError(f"LAWBENCH={checkout}: no evaluation/utils/data/{CILIN_FILE} and {CONFUSION_FILE}, "
+                           "which LawBench's 2-1 scorer reads; is the checkout complete?")
+    sources = {}
+    with atomic.directory(out_dir) as tmp:
+        for task in TASK_IDS:
+            for setting in LAWBENCH_SETTINGS:
+                try:
+                    items = load_lawbench_task(checkout / "data", setting, task)
+                except DataError as exc:
+                    raise PrepareError(str(exc)) from None
+                atomic.write_bytes(tmp / setting / f"{task}.json",
+                                   (checkout / "data" / setting / f"{task}.json").read_bytes())
+            sources[task] = {"lawbench": True, "source": f"LawBench checkout {checkout}", "items": len(items),
+                             "exact": list(LAWBENCH_SETTINGS)}
+        atomic.write_json(tmp / "sources.json", sources)
+    with atomic.directory(cherrant_dir) as tmp:
+        record = {"source": str(tables)}
+        for name in (CILIN_FILE, CONFUSION_FILE):
+            content = (tables / name).read_bytes()
+            atomic.write_bytes(tmp / name, content)
+            record[name] = sha256_bytes(content)
+        atomic.write_json(tmp / "source.json", record)
+    return out_dir
+
+
 def convert_mmlu(out_dir: Path = paths.DATA_CACHE / "mmlu") -> Path:
     """Return the MMLU directory (``<subject>.jsonl`` test files), converting it once."""
     if (out_dir / "subjects.json").exists():
@@ -248,16 +304,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokenizer", type=Path, metavar="DIR",
                         help="tiny: take SmolLM2's tokenizer files from DIR instead of the default model")
     parser.add_argument("--out", type=Path, metavar="DIR", help=f"tiny: write the model here (default {TINY_MODEL_DIR})")
+    parser.add_argument("--lawbench", type=Path, metavar="DIR",
+                        help="data: take LawBench's data (all 20 tasks) and 2-1's ChERRANT tables from this checkout")
     args = parser.parse_args(argv)
     if (args.tokenizer or args.out) and args.what != "tiny":
         parser.error("--tokenizer and --out go with `tiny` only")
+    if args.lawbench and args.what not in ("data", "all"):
+        parser.error("--lawbench goes with `data` or `all`")
     try:
         if args.what in ("model", "all"):
             print(f"base model: {prepare_model()}")
         if args.what in ("tiny", "all"):
             print(f"tiny model: {prepare_tiny(args.out or TINY_MODEL_DIR, tokenizer_dir=args.tokenizer)}")
         if args.what in ("data", "all"):
-            print(f"LawBench: {convert_lawbench()}")
+            if args.lawbench:
+                print(f"LawBench (the checkout's own data): {copy_lawbench_checkout(args.lawbench)}")
+                print(f"LawBench 2-1 ChERRANT tables: {paths.CHERRANT_DATA}")
+            else:
+                print(f"LawBench: {convert_lawbench()}")
             print(f"MMLU: {convert_mmlu()}")
             print(f"LawBench 2-1 thesaurus: {prepare_thesaurus()}")
     except PrepareError as exc:

@@ -40,9 +40,28 @@ class Study:
 
     # -- inputs -------------------------------------------------------------------------------
     @cached_property
+    def engine(self):
+        """The one engine that evaluates every state of the study (``backends.choose_engine``)."""
+        from .backends import choose_engine
+
+        return choose_engine(self.params, self.device)
+
+    @cached_property
     def suite(self) -> evaluation.EvalSuite:
         """The evaluation suite: sampled items and lm-eval task files, shared by all states."""
-        return evaluation.build_suite(self.params.evaluation, self.params.seed, self.paths.data)
+        tokenizer, context = self.base_tokenizer
+        return evaluation.build_suite(self.params.evaluation, self.params.seed, self.paths.data, tokenizer, context,
+                                      self.engine)
+
+    @cached_property
+    def base_tokenizer(self) -> tuple[object, int]:
+        """The base model's tokenizer and context length: every state has them (budgets are counted in them)."""
+        m = self.params.model
+        location, kwargs = models.locate_source(m.source, m.gguf_file, m.revision)
+        base = self.store.state(BASE)
+        if (kwargs or not isinstance(location, Path)) and self.store.is_complete(base, verify_hashes=False):
+            location, kwargs = base.model_dir, {}   # the base made from a GGUF or hub source: read it, not the source
+        return models.tokenizer_and_context(location, **kwargs)
 
     @cached_property
     def training_examples(self) -> list[dict]:
@@ -106,8 +125,11 @@ class Study:
                 return stored
         return None
 
-    def evaluate_state(self, state: State, show: Callable = print) -> dict:
-        """Return the state's scores on the study's suite, evaluating once and storing the result."""
+    def evaluate_state(self, state: State, show: Callable = print, engines=None) -> dict:
+        """Return the state's scores on the study's suite, evaluating once and storing the result.
+
+        ``engines`` (``backends.VllmEngines``) keeps vLLM engines across the states of one process.
+        """
         stored = self.stored_evaluation(state)
         if stored is not None:
             stored["reused"] = True
@@ -116,7 +138,8 @@ class Study:
         show(f"[{self.params.study}] evaluating {state.name} on {', '.join(self.suite.benchmarks)} ...")
         _seed_everything(self.params.seed)
         started = time.perf_counter()
-        scores = evaluation.evaluate(self.suite, model_dir=state.model_dir, device=self.device, dtype=self.dtype)
+        scores = evaluation.evaluate(self.suite, model_dir=state.model_dir, device=self.device, dtype=self.dtype,
+                                     state=state, engines=engines)
         stored = {"suite": self.suite.key, "state": state.key, "seconds": round(time.perf_counter() - started, 2), **scores}
         atomic.write_json(path, stored)
         stored["reused"] = False
@@ -176,6 +199,7 @@ class Study:
             "versions": versions(),
             "device": self.device,
             "dtype": self.dtype,
+            "engine": {**self.engine.key(), "reason": self.engine.reason},
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
 
