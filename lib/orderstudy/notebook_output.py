@@ -51,9 +51,6 @@ HIDDEN = (
            "the same: one process evaluates the model the study loaded"),
     Hidden("FutureWarning", r"`is_gradient_checkpointing` is deprecated",
            "peft reads a transformers attribute that transformers renames in version 6; nothing changes for the study"),
-    Hidden("UserWarning", r"Overriding a previously registered kernel for the same operator",
-           "torch says the study replaced bitsandbytes' CPU dequantize kernel, on purpose: bitsandbytes' own is wrong "
-           "for rows shorter than its block (numerics.fix_bnb_cpu_dequantize)"),
     Hidden("transformers.integrations.bitsandbytes", r"The modules are dequantized in",
            "a 4-bit state is scored on a CPU as its dequantized dense model, on purpose (numerics.evaluation_model); "
            "every result records how it was scored and how far that is from bitsandbytes' own model"),
