@@ -19,7 +19,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pins-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help env env-vllm model tiny data study estimate summary report lab test test-fast bench bench-ops bench-gen bench-quant device-kit device-check clean clean-cache
+.PHONY: help env env-vllm model tiny data study estimate summary report lab lab-check test test-fast bench bench-ops bench-gen bench-quant device-kit device-check clean clean-cache
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -66,8 +66,11 @@ summary: env ## rebuild the summary notebook, tables and figures from finished r
 report: env ## export the executed summary notebook to outputs/<study>/report.html (code hidden)
 	$(PY) -m orderstudy.report html $(PARAMS)
 
-lab: env ## open JupyterLab on the notebooks
-	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(VENV)/bin/jupyter lab notebooks/
+lab: env ## JupyterLab with the project's kernel (LAB_ARGS="--no-browser --port 8888" on a remote machine: see README)
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
+
+lab-check: env ## open the executed F>P>Q notebook of PARAMS in JupyterLab in headless Chromium: screenshots, section titles
+	$(PY) -m orderstudy.browser_check $(PARAMS) --ordering "F>P>Q"
 
 test: model tiny data env-vllm ## run every test: the fast tier and the end-to-end smoke study (also on vLLM)
 	$(PY) -m pytest -q

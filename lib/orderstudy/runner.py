@@ -60,14 +60,20 @@ def study_lock(study_dir: Path):
 
 
 def execute_notebook(template: Path, output: Path, parameters: dict, log_output: bool = True) -> None:
-    """Execute ``template`` with papermill into ``output`` (atomically, even when it fails)."""
+    """Execute ``template`` with papermill into ``output`` (atomically, even when it fails).
+
+    Its progress bars print one line each (``notebook_output.papermill_progress``).
+    """
     import papermill as pm
+
+    from .notebook_output import papermill_progress
 
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp.ipynb")
     try:
-        pm.execute_notebook(str(template), str(tmp), parameters=parameters, kernel_name="python3",
-                            cwd=str(paths.ROOT), log_output=log_output, progress_bar=False)
+        with papermill_progress():
+            pm.execute_notebook(str(template), str(tmp), parameters=parameters, kernel_name="python3",
+                                cwd=str(paths.ROOT), log_output=log_output, progress_bar=False)
     finally:
         if tmp.exists():
             os.replace(tmp, output)

@@ -8,6 +8,9 @@ A study with several seeds (``seeds: [0, 1, 2]``) runs each ordering once per se
 ``Study(params_file, seed=1)`` is the study as seed 1 sees it. Its stochastic steps use seed 1;
 the states no stochastic step decides, the evaluation sample and the fine-tuning data are the
 same for every seed (``params.sample_seed``), so the seeds' scores are paired item by item.
+
+The ordering notebook takes the same pieces one section at a time: ``study.ordering_run(ordering)``
+gives an ``OrderingRun`` with ``step(i)``, ``evaluate()`` and ``finish()``.
 """
 
 from __future__ import annotations
@@ -15,14 +18,15 @@ from __future__ import annotations
 import random
 import time
 import traceback
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
-from . import aggregation, atomic, checkpoint_info, data, evaluation, models, paths
+from . import aggregation, atomic, checkpoint_info, data, evaluation, models, paths, probes
 from .ops import OPERATIONS, OperationContext
 from .params import ParamsError, StudyParams, load_params, stable_hash
-from .plan import BASE, OPERATION_NAMES, last_operation, make_plan, prefixes
+from .plan import BASE, OPERATION_NAMES, last_operation, make_plan, parent, prefixes
 from .store import State, StateStore, versions
 
 RESULT_SCHEMA = 1
@@ -191,58 +195,22 @@ class Study:
         result = self.load_result(ordering)
         return bool(result) and result.get("status") == "ok" and result.get("result_key") == self.result_key(ordering)
 
+    def ordering_run(self, ordering: str, show: Callable = print) -> "OrderingRun":
+        """Return an ordering's run, to be taken step by step (the ordering notebook's sections)."""
+        return OrderingRun(self, ordering, show)
+
     def run_ordering(self, ordering: str, show: Callable = print) -> dict:
         """Return the ordering's result after getting its states and scores; also written to disk.
 
+        The composition of ``OrderingRun``'s steps, as the notebook runs them section by section.
         On failure the result is written with status ``failed`` and the error re-raised, so the
         notebook shows it too. An interrupt (Ctrl-C) writes nothing: the ordering reruns next time.
         """
-        steps: list[dict] = []
-        current = BASE
-        try:
-            for name in prefixes(ordering):
-                current = name
-                started = time.perf_counter()
-                state, reused = self.get_state(name, show)
-                record = state.record()
-                if name == BASE:
-                    base_model_dir = state.model_dir
-                steps.append(_step_summary(name, state, record, reused, time.perf_counter() - started,
-                                           self.store.label(name), self.store.seed if self.store.seeded(name) else None))
-                show(f"[{self.params.study}] {self.store.label(name)}: {'reused' if reused else 'built'} "
-                     f"({record['size_bytes'] / 2**20:.1f} MiB, {_n_params(record):,} parameters)")
-            current = f"evaluate {ordering}"
-            scores = self.evaluate_state(state, show)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:
-            result = self._result(ordering, steps, status="failed", error={
-                "type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc(), "step": current})
-            atomic.write_json(self.result_path(ordering), result)
-            raise
-        stem = paths.run_filename(ordering, self.run_seed)
-        items_rel = f"items/{stem}.json"
-        atomic.write_json(self.paths.dir / items_rel, scores["items"])
-        if scores["lawbench_predictions"]:
-            # The model's raw LawBench answers, so they can be rescored (python -m orderstudy.lawbench).
-            atomic.write_json(self.paths.items / f"{stem}.lawbench_predictions.json", scores["lawbench_predictions"])
-        final = state.record()
-        result = self._result(ordering, steps, status="ok", error=None)
-        result.update({
-            "size_bytes": final["size_bytes"],
-            # The weight files alone (what a compression paper reports), and what the base model
-            # would weigh in bf16 whatever dtype the study computes in: the compression ratio's base.
-            "weights_bytes": final["parts"]["weights_bytes"],
-            "base_bf16_weights_bytes": checkpoint_info.bf16_weights_bytes(base_model_dir),
-            "n_params": _n_params(final),
-            "quantized": final["quantized"],
-            "benchmarks": aggregation.aggregate(scores["benchmarks"], self.params.evaluation),
-            "items_file": items_rel,
-            "evaluation": {"reused": scores["reused"], "seconds": scores["seconds"], "suite": self.suite.key,
-                           "runtime": scores.get("runtime")},
-        })
-        atomic.write_json(self.result_path(ordering), result)
-        return result
+        run = self.ordering_run(ordering, show)
+        for index in range(len(run.states)):
+            run.step(index)
+        run.evaluate()
+        return run.finish()
 
     def _result(self, ordering: str, steps: list[dict], status: str, error: dict | None) -> dict:
         return {
@@ -268,6 +236,113 @@ class Study:
             "engine": {**self.engine.key(), "reason": self.engine.reason},
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+
+
+class OrderingRun:
+    """One ordering taken step by step: ``step(i)`` for each state on its path, ``evaluate()``, ``finish()``.
+
+    The ordering notebook calls one method per section; ``Study.run_ordering`` calls them all in
+    order, so both write the same result file. A step already taken can be taken again (a cell
+    executed twice): the state is found in the store and reused, and the step's entry replaced.
+    Steps skipped are taken by ``evaluate`` and ``finish``, so the result always lists every state.
+    A failure in any of them writes the result with status ``failed``, the step, the error and its
+    traceback, then re-raises; an interrupt (Ctrl-C) writes nothing.
+    """
+
+    def __init__(self, study: Study, ordering: str, show: Callable = print):
+        self.study = study
+        self.ordering = ordering
+        self.show = show
+        self.states = prefixes(ordering)  # the base first, the ordering's final state last
+        self.steps: dict[str, dict] = {}
+        self.scores: dict | None = None
+        self._final: State | None = None
+        self._base_model_dir: Path | None = None
+
+    def step(self, index: int) -> dict | None:
+        """Return the summary of state ``index`` on the path (0: the base), getting the state; None past the end.
+
+        An F step also answers a few held-out prompts before and after (``probes``), stored beside
+        the states so that taking the step again does not generate them again.
+        """
+        if index >= len(self.states):
+            return None
+        name = self.states[index]
+        with self._recorded(name):
+            started = time.perf_counter()
+            state, reused = self.study.get_state(name, self.show)
+            record = state.record()
+            summary = _step_summary(name, state, record, reused, time.perf_counter() - started,
+                                    self.study.store.label(name),
+                                    self.study.store.seed if self.study.store.seeded(name) else None)
+            if record.get("operation") == "F":
+                before, _ = self.study.get_state(parent(name), self.show)
+                summary["probes"] = probes.before_after(self.study, before, state, self.show)
+        self.steps[name] = summary
+        if name == BASE:
+            self._base_model_dir = state.model_dir
+        if name == self.states[-1]:
+            self._final = state
+        self.show(f"[{self.study.params.study}] {self.study.store.label(name)}: {'reused' if reused else 'built'} "
+                  f"({record['size_bytes'] / 2**20:.1f} MiB, {_n_params(record):,} parameters)")
+        return summary
+
+    def evaluate(self) -> dict:
+        """Return the final state's scores on the study's suite (stored ones if evaluated before)."""
+        self._take_missing_steps()
+        with self._recorded(f"evaluate {self.ordering}"):
+            self.scores = self.study.evaluate_state(self._final, self.show)
+        return self.scores
+
+    def finish(self) -> dict:
+        """Return the ordering's result, written to ``results/<ordering>.json`` with its per-item scores."""
+        if self.scores is None:
+            self.evaluate()
+        study, scores = self.study, self.scores
+        stem = paths.run_filename(self.ordering, study.run_seed)
+        items_rel = f"items/{stem}.json"
+        atomic.write_json(study.paths.dir / items_rel, scores["items"])
+        if scores["lawbench_predictions"]:
+            # The model's raw LawBench answers, so they can be rescored (python -m orderstudy.lawbench).
+            atomic.write_json(study.paths.items / f"{stem}.lawbench_predictions.json", scores["lawbench_predictions"])
+        final = self._final.record()
+        result = study._result(self.ordering, self._steps_in_order(), status="ok", error=None)
+        result.update({
+            "size_bytes": final["size_bytes"],
+            # The weight files alone (what a compression paper reports), and what the base model
+            # would weigh in bf16 whatever dtype the study computes in: the compression ratio's base.
+            "weights_bytes": final["parts"]["weights_bytes"],
+            "base_bf16_weights_bytes": checkpoint_info.bf16_weights_bytes(self._base_model_dir),
+            "n_params": _n_params(final),
+            "quantized": final["quantized"],
+            "benchmarks": aggregation.aggregate(scores["benchmarks"], study.params.evaluation),
+            "items_file": items_rel,
+            "evaluation": {"reused": scores["reused"], "seconds": scores["seconds"], "suite": study.suite.key,
+                           "runtime": scores.get("runtime")},
+        })
+        atomic.write_json(study.result_path(self.ordering), result)
+        return result
+
+    def _take_missing_steps(self) -> None:
+        for index, name in enumerate(self.states):
+            if name not in self.steps:
+                self.step(index)
+
+    def _steps_in_order(self) -> list[dict]:
+        return [self.steps[name] for name in self.states if name in self.steps]
+
+    @contextmanager
+    def _recorded(self, where: str):
+        """Write a failed result naming ``where`` if the block raises (anything but an interrupt)."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            result = self.study._result(self.ordering, self._steps_in_order(), status="failed", error={
+                "type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc(), "step": where})
+            atomic.write_json(self.study.result_path(self.ordering), result)
+            raise
 
 
 def _n_params(record: dict) -> int | None:
