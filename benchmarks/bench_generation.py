@@ -61,7 +61,7 @@ def main(argv=None) -> int:
                 continue
             lm = backends.make_lm(choice, model_dir=model_dir, device=study.device, dtype=study.dtype,
                                   batch_size=0, seed=0, params=params)
-            run = throughput.measure_generation(lm, tokenizer, prompts, params.max_new_tokens, params.chat_template)
+            run = throughput.measure_generation(lm, tokenizer, prompts, params.max_new_tokens, study.suite.chat_template)
             backends.release(lm)
             rows.append(_row("vllm", "scheduler", "paged", run))
             continue
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
             parser.error(f"--backends: unknown backend {name!r}; use hf and/or vllm")
         model = model or models.load_model(model_dir, study.dtype, study.device)
         for batch_text in args.batch_sizes.split(","):
-            batch = (throughput.batch_size_for(params, config, study, tokenizer, prompts, params.chat_template, False)
+            batch = (throughput.batch_size_for(params, config, study, tokenizer, prompts, study.suite.chat_template, False)
                      if batch_text.strip() == "auto" else int(batch_text))
             for cache in [c.strip() for c in args.cache.split(",")]:
                 run_params = params.model_copy(update={"cache_implementation": cache})
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
                 lm = backends.make_lm(backends.Backend("hf", "benchmark"), model_dir=model_dir, model=model,
                                       tokenizer=tokenizer, device=study.device, dtype=study.dtype, batch_size=batch,
                                       seed=0, params=run_params)
-                run = throughput.measure_generation(lm, tokenizer, prompts, params.max_new_tokens, params.chat_template)
+                run = throughput.measure_generation(lm, tokenizer, prompts, params.max_new_tokens, study.suite.chat_template)
                 rows.append(_row("hf", batch, cache, run))
 
     print(f"\n{'backend':8s} {'batch':>9s} {'cache':>8s} {'prompts':>8s} {'prompt_tok':>11s} {'new_tok':>8s} "

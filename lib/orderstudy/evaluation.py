@@ -33,6 +33,7 @@ class EvalSuite:
     sample_ids: dict[str, dict[str, list[str]]]
     params: EvaluationParams
     lawbench_sources: dict
+    chat_template: bool = True     # the study's top-level `chat_template`: generation through the template
 
     def lm_eval_tasks(self, benchmark: str) -> list[str]:
         return list(self.benchmarks[benchmark].values())
@@ -54,7 +55,7 @@ def _require_thesaurus() -> None:
         raise data.DataError(str(exc)) from None
 
 
-def build_suite(params: EvaluationParams, seed: int, work_dir: Path) -> EvalSuite:
+def build_suite(params: EvaluationParams, seed: int, work_dir: Path, chat_template: bool = True) -> EvalSuite:
     """Return the study's evaluation suite, sampling the items and writing the task YAMLs."""
     samples: dict[str, dict[str, list[dict]]] = {}
     sources = {}
@@ -71,7 +72,8 @@ def build_suite(params: EvaluationParams, seed: int, work_dir: Path) -> EvalSuit
                                               params.mmlu_items_per_subject, seed)
     sample_ids = {b: {t: [i["id"] for i in items] for t, items in tasks.items()} for b, tasks in samples.items()}
     content = {b: {t: items for t, items in tasks.items()} for b, tasks in samples.items()}
-    key = stable_hash({"params": params.model_dump(mode="json"), "seed": seed, "items": content, "format": 1})
+    key = stable_hash({"params": params.model_dump(mode="json"), "chat_template": chat_template, "seed": seed,
+                       "items": content, "format": 1})
     tasks_dir = Path(work_dir) / f"eval-{key}"
     benchmarks: dict[str, dict[str, str]] = {}
     if not (tasks_dir / "suite.json").exists():
@@ -82,7 +84,7 @@ def build_suite(params: EvaluationParams, seed: int, work_dir: Path) -> EvalSuit
             atomic.write_json(tmp / "suite.json", {"key": key, "sample_ids": sample_ids})
     for bench, tasks in samples.items():
         benchmarks[bench] = {task: _task_name(bench, task) for task in tasks}
-    return EvalSuite(key, tasks_dir, benchmarks, sample_ids, params, sources)
+    return EvalSuite(key, tasks_dir, benchmarks, sample_ids, params, sources, chat_template)
 
 
 def _task_name(bench: str, task: str) -> str:
@@ -136,7 +138,7 @@ def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, mode
     runtime: dict = {"backend": backend.name, "backend_reason": backend.reason,
                      "cache_implementation": backends.cache_implementation(params, device) if backend.name == "hf" else None}
     lm = None
-    for phase, tasks, chat in (("loglikelihood", loglik, False), ("generation", generative, params.chat_template)):
+    for phase, tasks, chat in (("loglikelihood", loglik, False), ("generation", generative, suite.chat_template)):
         if not tasks:
             continue
         longest = longest_prompt_tokens(suite, tasks, tokenizer, chat)

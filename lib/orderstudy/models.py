@@ -203,8 +203,10 @@ def gguf_to_checkpoint(gguf_path: Path, out_dir: Path, dtype: str = "bfloat16") 
     return Path(out_dir)
 
 
-def materialize_source(source: str, gguf_file: str | None, revision: str | None, dtype: str, out_dir: Path) -> int:
-    """Save the base model named by a params file into ``out_dir``; return its parameter count.
+def materialize_source(source: str, gguf_file: str | None, revision: str | None, dtype: str, out_dir: Path) -> dict:
+    """Save the base model named by a params file into ``out_dir``; return ``{"parameters", "hub_commit"}``.
+
+    ``hub_commit`` is the commit transformers loaded for a hub id (None for local sources).
 
     ``source`` is a local checkpoint directory, a ``.gguf`` file (or a directory with
     ``gguf_file``), or a hub id (downloaded by transformers when the hub is reachable).
@@ -243,7 +245,27 @@ def materialize_source(source: str, gguf_file: str | None, revision: str | None,
     if "gguf_file" in kwargs:
         forget_quantization(model)
     save_model(model, tokenizer, out_dir)
-    return count_parameters(model)
+    commit = getattr(model.config, "_commit_hash", None) if location == source else None
+    return {"parameters": count_parameters(model), "hub_commit": commit}
+
+
+def load_config(source: str, gguf_file: str | None = None, revision: str | None = None):
+    """Return the transformers config of ``model.source`` without loading weights; None for a hub id out of reach."""
+    from transformers import AutoConfig
+
+    from . import paths
+
+    local = paths.resolve(source)
+    if source.endswith(".gguf"):
+        return AutoConfig.from_pretrained(local.parent, gguf_file=local.name)
+    if gguf_file:
+        return AutoConfig.from_pretrained(local, gguf_file=gguf_file)
+    if local.exists():
+        return AutoConfig.from_pretrained(local)
+    try:
+        return AutoConfig.from_pretrained(source, revision=revision)
+    except OSError:
+        return None
 
 
 def _looks_like_hub_id(source: str) -> bool:

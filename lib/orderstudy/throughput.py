@@ -35,7 +35,7 @@ def study_size(study) -> dict:
     tokenizer = models.load_tokenizer(base_model_dir(study))
     steps = Counter(last_operation(s) for s in study.plan.steps)
     generation, loglik = workload(suite)
-    gen_prompt_tokens = sum(evaluation.prompt_tokens(tokenizer, p, params.chat_template) for p in generation)
+    gen_prompt_tokens = sum(evaluation.prompt_tokens(tokenizer, p, suite.chat_template) for p in generation)
     loglik_prompt_tokens = sum(evaluation.prompt_tokens(tokenizer, p, False) for p in loglik)
     evaluations = len(study.plan.orderings)
     return {
@@ -162,10 +162,10 @@ def measure(study, items: int = 16) -> dict:
     out: dict = {"backend": backend.name, "backend_reason": backend.reason, "device": study.device, "dtype": study.dtype}
     if generation:
         prompts = sample(generation, items, study.params.seed)
-        batch = batch_size_for(params, config, study, tokenizer, prompts, params.chat_template, loglikelihood=False)
+        batch = batch_size_for(params, config, study, tokenizer, prompts, suite.chat_template, loglikelihood=False)
         lm = backends.make_lm(backend, model_dir=model_dir, model=model, tokenizer=tokenizer, device=study.device,
                               dtype=study.dtype, batch_size=batch, seed=0, params=params)
-        run = measure_generation(lm, tokenizer, prompts, params.max_new_tokens, params.chat_template)
+        run = measure_generation(lm, tokenizer, prompts, params.max_new_tokens, suite.chat_template)
         run.pop("answers")
         out["generation"] = dict(run, batch_size=batch if backend.name == "hf" else "vllm scheduler",
                                  mean_new_tokens=round(run["new_tokens"] / run["prompts"], 2))
@@ -294,12 +294,12 @@ def compare_backends(study, items: int = 16) -> dict:
     def run(label, backend, batch):
         lm = backends.make_lm(backend, model_dir=model_dir, model=model, tokenizer=tokenizer, device=study.device,
                               dtype=study.dtype, batch_size=batch, seed=0, params=params)
-        runs[label] = measure_generation(lm, tokenizer, prompts, params.max_new_tokens, params.chat_template)
+        runs[label] = measure_generation(lm, tokenizer, prompts, params.max_new_tokens, suite.chat_template)
         if backend.name == "vllm":
             backends.release(lm)
 
     run("hf, batch 1", hf, 1)
-    batch = batch_size_for(params, config, study, tokenizer, prompts, params.chat_template, loglikelihood=False)
+    batch = batch_size_for(params, config, study, tokenizer, prompts, suite.chat_template, loglikelihood=False)
     run(f"hf, batch {batch}", hf, batch)
     vllm_choice = None
     if study.device == "cuda" and backends.vllm_available():
