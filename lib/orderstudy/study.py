@@ -16,6 +16,7 @@ from typing import Callable
 
 from . import atomic, data, evaluation, models, paths, provenance
 from .ops import OPERATIONS, OperationContext
+from .ops.finetune import finetune_warning
 from .params import ParamsError, StudyParams, load_params, stable_hash
 from .plan import BASE, OPERATION_NAMES, last_operation, make_plan, prefixes
 from .store import State, StateStore, versions
@@ -108,10 +109,10 @@ class Study:
     def _step_inputs(self, op: str) -> dict:
         """Return what identifies the data an operation reads, for its states' keys."""
         if op == "F" and self._uses("F"):
-            return {"training_data": stable_hash(self.training_examples), "examples": len(self.training_examples),
+            return {"training_data": _content_hash(self.training_examples), "examples": len(self.training_examples),
                     "chat_template": self.params.chat_template}
         if op == "P" and self._uses("P") and self.params.prune.needs_calibration:
-            return {"calibration_data": stable_hash(self.calibration_examples), "chat_template": self.params.chat_template}
+            return {"calibration_data": _content_hash(self.calibration_examples), "chat_template": self.params.chat_template}
         return {}
 
     # -- states -------------------------------------------------------------------------------
@@ -218,6 +219,9 @@ class Study:
                 steps.append(_step_summary(name, state, record, reused, time.perf_counter() - started))
                 show(f"[{self.params.study}] {name}: {'reused' if reused else 'built'} "
                      f"({record['size_bytes'] / 2**20:.1f} MiB, {_n_params(record):,} parameters)")
+                warning = finetune_warning(steps[-1])
+                if warning:
+                    show(f"[{self.params.study}] warning: {warning}")
             current = f"evaluate {ordering}"
             scores = self.evaluate_state(state, show)
         except KeyboardInterrupt:
@@ -284,6 +288,12 @@ class Study:
             return base.record().get("info", {}).get("provenance")
         except ValueError:
             return None
+
+
+def _content_hash(examples: list[dict]) -> str:
+    """Return the hash of what a model is trained or calibrated on: each pair's id, prompt and answer, in order
+    (not the metadata beside them, so that describing the pairs better changes no state)."""
+    return stable_hash([{k: e[k] for k in ("id", "prompt", "answer")} for e in examples])
 
 
 def _n_params(record: dict) -> int | None:
