@@ -16,7 +16,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pins-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help env env-vllm model tiny data study estimate summary report lab test test-fast bench bench-ops bench-gen device-kit device-check clean clean-cache
+.PHONY: help env env-vllm model tiny data study estimate summary report lab test test-fast bench bench-ops bench-gen bench-quant device-kit device-check clean clean-cache
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ bench: model data ## run the study in PARAMS and print wall time per step and or
 
 bench-ops: model ## time every operation method on the default model: seconds, peak memory, size on disk
 	$(PY) benchmarks/bench_operations.py
+
+bench-quant: model ## a 4-bit model on this CPU: bitsandbytes' reference and repacked kernels and the dense equivalent, side by side
+	$(PY) benchmarks/bench_quantized_cpu.py
 
 bench-gen: model tiny data ## new tokens/s on the study's generation workload per backend and batch size, and the study's time
 	$(PY) benchmarks/bench_generation.py $(PARAMS) --batch-sizes 1,auto

@@ -63,6 +63,15 @@ def test_orderings_make_honest_states_and_results(tiny_study):
         for task, t in r["benchmarks"]["mmlu_law"]["tasks"].items():
             assert t["score"] == pytest.approx(100 * sum(items["mmlu_law"][task].values()) / t["n"])
         assert r["sample_ids"]["lawbench"]["2-4"] == list(items["lawbench"]["2-4"])
+    # A 4-bit state is scored as its evaluation-equivalent dense model, with the distance recorded
+    # (float32 here: the same logits as bitsandbytes' reference kernel, on either kind of CPU).
+    for o in ("Q", "P>Q"):
+        numerics = results[o]["evaluation"]["runtime"]["numerics"]
+        assert numerics["quantized"] and numerics["evaluated_as"].startswith("evaluation-equivalent")
+        assert "reference kernel" in numerics["bitsandbytes_kernel"]
+        assert numerics["vs_bitsandbytes"]["max_abs_logit_diff"] == 0.0
+        assert numerics["vs_dequantized_float32"]["greedy_token_agreement"] == 1.0
+    assert base["evaluation"]["runtime"]["numerics"] == {"quantized": False, "evaluated_as": "the checkpoint itself"}
     # States are shared: Q>F reused Q built by Q's ordering, and base was built once.
     assert [s["reused"] for s in results["Q>F"]["steps"]] == [True, True, False]
 

@@ -119,14 +119,16 @@ def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, mode
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    from . import backends, models
-    from .ops import storage
+    from . import backends, models, numerics
 
     params = suite.params
     backend = backend or backends.choose_backend(params.backend, device, model_dir)
     tokenizer = tokenizer or models.load_tokenizer(model_dir)
+    numerics_record = None
     if backend.name == "hf" and model is None:
-        model = storage.load(model_dir, dtype, device)  # any layout: standard, adapter, sparse
+        # Any layout (standard, adapter, sparse); a quantized one as numerics.evaluation_model says.
+        model, numerics_record = numerics.evaluation_model(model_dir, dtype, device, params.quantized_on_cpu,
+                                                           agreement_sequences(suite, tokenizer))
     config = models.read_config(model_dir)
     manager = TaskManager(include_path=str(suite.tasks_dir), include_defaults=False)
     # Log-likelihood MMLU is scored on the raw prompt, as lm-eval does; generation goes through the
@@ -135,7 +137,7 @@ def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, mode
         if params.mmlu_scoring == "loglikelihood" else []
     generative = [t for b in suite.benchmarks for t in suite.lm_eval_tasks(b) if t not in loglik]
     outputs: dict = {"results": {}, "samples": {}}
-    runtime: dict = {"backend": backend.name, "backend_reason": backend.reason,
+    runtime: dict = {"backend": backend.name, "backend_reason": backend.reason, "numerics": numerics_record,
                      "cache_implementation": backends.cache_implementation(params, device) if backend.name == "hf" else None}
     lm = None
     for phase, tasks, chat in (("loglikelihood", loglik, False), ("generation", generative, suite.chat_template)):
@@ -170,6 +172,21 @@ def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, mode
     scores = summarize(outputs, suite)
     scores["runtime"] = runtime
     return scores
+
+
+def agreement_sequences(suite: EvalSuite, tokenizer, count: int = 4, max_tokens: int = 96) -> list[list[int]]:
+    """Return the fixed token sequences a quantized state's numerics are checked on.
+
+    The first sampled prompt of each of the suite's first ``count`` tasks (in sorted task order),
+    cut to its first ``max_tokens`` tokens: real prompts of the study, the same for every state.
+    """
+    names = sorted(name for tasks in suite.benchmarks.values() for name in tasks.values())[:count]
+    sequences = []
+    for name in names:
+        prompts = task_prompts(suite, name)
+        if prompts:
+            sequences.append(tokenizer(prompts[0], add_special_tokens=False)["input_ids"][:max_tokens])
+    return sequences
 
 
 def longest_prompt_tokens(suite: EvalSuite, tasks: list[str], tokenizer, chat: bool) -> int:

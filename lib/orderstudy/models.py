@@ -118,11 +118,18 @@ def load_tokenizer(model_dir: Path):
 
 
 def load_model(model_dir: Path, dtype: str = "bfloat16", device: str = "cpu"):
-    """Return the model in ``model_dir`` in eval mode, quantized ones as they were saved."""
+    """Return the model in ``model_dir`` in eval mode, quantized ones as they were saved.
+
+    A 4-bit model is kept on bitsandbytes' reference CPU kernel (``numerics.pin_bnb_cpu_path``).
+    """
     from transformers import AutoModelForCausalLM
+
+    from .numerics import pin_bnb_cpu_path
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=DTYPES[dtype], device_map=device)
     model.eval()
+    # One numerics for a 4-bit model on every CPU and every forward (numerics.py, issue 16).
+    pin_bnb_cpu_path(model)
     return model
 
 

@@ -130,6 +130,10 @@ class EvaluationParams(_Section):
     backend: Literal["auto", "hf", "vllm"] = "auto"
     cache_implementation: Literal["auto", "dynamic", "static"] = "auto"   # transformers' KV cache; auto = dynamic
     vllm_gpu_memory_utilization: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.85
+    # A bitsandbytes 4-bit state on a CPU: scored as its evaluation-equivalent dense model (the
+    # dequantized weights, what bitsandbytes' reference kernel multiplies by; dense speed), or by
+    # bitsandbytes itself, pinned to that reference kernel on every CPU (numerics.py).
+    quantized_on_cpu: Literal["equivalent", "bitsandbytes"] = "equivalent"
 
     @model_validator(mode="before")
     @classmethod

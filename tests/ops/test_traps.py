@@ -2,7 +2,8 @@
 
 1. A 4-bit model that ran an eval-mode forward pass without gradients on a CPU with AVX512-BF16
    has its weights repacked for bitsandbytes' inference kernel, and LoRA gradients computed
-   afterwards are wrong. This CPU may lack AVX512-BF16, so the tests make bitsandbytes take the
+   afterwards are wrong. (The study's loader now keeps 4-bit layers off that kernel altogether,
+   issue 16; the guard in ``finetune.trainable_model`` stays.) This CPU may lack AVX512-BF16, so the tests make bitsandbytes take the
    path it takes on such a CPU: ``Linear4bit`` asks ``has_avx512bf16()`` when it is built, and the
    tests answer yes. Everything after that is bitsandbytes' own code.
 2. torch's pruning utilities applied to a ``Linear4bit`` prune the packed bytes, not the weights.
@@ -41,8 +42,14 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def evaluate_once(model_dir) -> object:
-    """Return the model in ``model_dir`` after one eval-mode forward pass without gradients."""
-    model = storage.load(model_dir, "float32", "cpu")
+    """Return the model in ``model_dir``, loaded by bitsandbytes alone, after one eval-mode forward without gradients.
+
+    Not the study's loader: ``models.load_model`` pins bitsandbytes' reference kernel, so a model it
+    loads never repacks (tests/ops/test_numerics.py); the trap is shown on bitsandbytes' own behaviour.
+    """
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, device_map="cpu").eval()
     with torch.no_grad():
         model(input_ids=torch.tensor([[1, 504, 3165, 314]]))
     return model

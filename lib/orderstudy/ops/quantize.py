@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from .. import models
+from ..numerics import pin_bnb_cpu_path
 from ..params import QuantizeParams
 from . import storage
 from .common import OperationContext
@@ -51,13 +52,16 @@ def quantize_model(src: Path, params: QuantizeParams, ctx: OperationContext):
     settings = bnb_settings(params, ctx.dtype)
     load = dict(quantization_config=settings, dtype=models.DTYPES[ctx.dtype], device_map=ctx.device)
     if kind == "standard":
-        return AutoModelForCausalLM.from_pretrained(src, **load)
-    # bitsandbytes quantizes while loading: a sparse checkpoint goes through a dense copy.
-    dense, _ = storage.load_dense(src, ctx.dtype, ctx.device)
-    with tempfile.TemporaryDirectory(prefix="orderstudy-dense-") as tmp:
-        dense.save_pretrained(tmp, safe_serialization=True)
-        del dense
-        return AutoModelForCausalLM.from_pretrained(tmp, **load)
+        model = AutoModelForCausalLM.from_pretrained(src, **load)
+    else:
+        # bitsandbytes quantizes while loading: a sparse checkpoint goes through a dense copy.
+        dense, _ = storage.load_dense(src, ctx.dtype, ctx.device)
+        with tempfile.TemporaryDirectory(prefix="orderstudy-dense-") as tmp:
+            dense.save_pretrained(tmp, safe_serialization=True)
+            del dense
+            model = AutoModelForCausalLM.from_pretrained(tmp, **load)
+    pin_bnb_cpu_path(model)  # run, it computes as the saved checkpoint reloaded does (numerics.py)
+    return model
 
 
 def apply(src: Path, dst: Path, params: QuantizeParams, ctx: OperationContext) -> dict:
