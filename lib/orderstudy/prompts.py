@@ -44,8 +44,12 @@ def cut_middle(tokenizer, text: str, keep_tokens: int) -> str:
 
     The first half of the kept tokens and the last half are kept, cut at character boundaries.
     """
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    offsets = enc["offset_mapping"]
+    try:
+        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    except NotImplementedError:  # a slow (Python) tokenizer has no offsets: cut characters in proportion
+        n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        chars = len(text) * max(keep_tokens, 0) // max(n, 1)
+        return text if keep_tokens >= n else text[:(chars + 1) // 2] + text[len(text) - chars // 2:]
     n = len(offsets)
     if keep_tokens >= n:
         return text
