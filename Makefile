@@ -41,8 +41,8 @@ tiny: model ## make the tiny random models (Llama, Qwen2; real tokenizer) the sm
 	$(PY) -m orderstudy.prepare tiny
 	$(PY) -m orderstudy.prepare tiny-qwen2
 
-data: env ## fetch and convert the real benchmark data (LawBench, MMLU, 2-1's thesaurus) once, checking hashes
-	$(PY) -m orderstudy.prepare data
+data: env ## fetch and convert the real benchmark data (LawBench, MMLU, 2-1's thesaurus) once, checking hashes; LAWBENCH=<checkout> takes LawBench's own
+	$(PY) -m orderstudy.prepare data $(if $(LAWBENCH),--lawbench $(LAWBENCH))
 
 study: model tiny data ## run the study in PARAMS (only what is not up to date), then its summary
 	$(PY) -m orderstudy run $(PARAMS)

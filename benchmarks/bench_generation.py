@@ -46,7 +46,7 @@ def main(argv=None) -> int:
         return 2
     prompts = throughput.sample(generation, args.items, study.params.seed)
     print(f"study {study.params.study}: {len(prompts)} of {len(generation)} generation prompts per model, "
-          f"max_new_tokens {params.max_new_tokens}, device {study.device}, dtype {study.dtype}", flush=True)
+          f"max_new_tokens {throughput.typical_budget(study.suite)} (mean task budget), device {study.device}, dtype {study.dtype}", flush=True)
 
     rows, model = [], None
     for name in [b.strip() for b in args.backends.split(",") if b.strip()]:
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
                 continue
             lm = backends.make_lm(choice, model_dir=model_dir, device=study.device, dtype=study.dtype,
                                   batch_size=0, seed=0, params=params)
-            run = throughput.measure_generation(lm, tokenizer, prompts, params.max_new_tokens, study.suite.chat_template)
+            run = throughput.measure_generation(lm, tokenizer, prompts, throughput.typical_budget(study.suite), study.suite.chat_template)
             backends.release(lm)
             rows.append(_row("vllm", "scheduler", "paged", run))
             continue
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
                 lm = backends.make_lm(backends.Backend("hf", "benchmark"), model_dir=model_dir, model=model,
                                       tokenizer=tokenizer, device=study.device, dtype=study.dtype, batch_size=batch,
                                       seed=0, params=run_params)
-                run = throughput.measure_generation(lm, tokenizer, prompts, params.max_new_tokens, study.suite.chat_template)
+                run = throughput.measure_generation(lm, tokenizer, prompts, throughput.typical_budget(study.suite), study.suite.chat_template)
                 rows.append(_row("hf", batch, cache, run))
 
     print(f"\n{'backend':8s} {'batch':>9s} {'cache':>8s} {'prompts':>8s} {'prompt_tok':>11s} {'new_tok':>8s} "

@@ -12,6 +12,9 @@ import pytest
 from orderstudy import paths
 
 DEFAULT_MODEL = paths.MODELS_CACHE / "SmolLM2-135M-Instruct"
+# LawBench's own files (all 20 tasks, ChERRANT's data), beside the checkout in ../shared/lawbench
+# where the project is developed ($ORDERSTUDY_SHARED overrides ../shared). A user's clone has none.
+LAWBENCH_REFERENCE = Path(os.environ.get("ORDERSTUDY_SHARED", paths.ROOT.parent / "shared")) / "lawbench"
 LAWBENCH_DATA = paths.DATA_CACHE / "lawbench"
 MMLU_DATA = paths.DATA_CACHE / "mmlu"
 
@@ -35,6 +38,23 @@ def lawbench_dir() -> Path:
 @pytest.fixture(scope="session")
 def mmlu_dir() -> Path:
     return _require(MMLU_DATA / "subjects.json", "data").parent
+
+
+@pytest.fixture(scope="session")
+def lawbench_reference() -> Path:
+    """LawBench's own files: ``data/{zero_shot,one_shot}/<task>.json`` and ``evaluation-utils-data/``."""
+    if not (LAWBENCH_REFERENCE / "data" / "zero_shot").is_dir() or not (LAWBENCH_REFERENCE / "evaluation-utils-data").is_dir():
+        pytest.skip(f"{LAWBENCH_REFERENCE} is absent: LawBench's own data and ChERRANT files are not on this machine "
+                    "(set ORDERSTUDY_SHARED to the folder that holds lawbench/)")
+    return LAWBENCH_REFERENCE
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer(default_model_dir):
+    """SmolLM2-135M-Instruct's real tokenizer (chat template included), which budgets are counted in."""
+    from orderstudy.models import load_tokenizer
+
+    return load_tokenizer(default_model_dir)
 
 
 @pytest.fixture(scope="session")

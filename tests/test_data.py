@@ -98,7 +98,8 @@ def test_prepared_thesaurus_is_the_pinned_file():
     assert paths.THESAURUS_FILE.read_text(encoding="utf-8").count("\n") == 17817
 
 
-def test_a_planted_duplicate_is_dropped_from_training_and_calibration(tmp_path, outputs_dir, lawbench_dir, mmlu_dir):
+def test_a_planted_duplicate_is_dropped_from_training_and_calibration(tmp_path, outputs_dir, lawbench_dir, mmlu_dir,
+                                                                     tiny_model_dir):
     """A user's JSONL repeats evaluated items in another layout, width and spacing: the study drops them."""
     from orderstudy.study import Study
 
@@ -118,7 +119,7 @@ def test_a_planted_duplicate_is_dropped_from_training_and_calibration(tmp_path, 
     params = tmp_path / "p.yaml"
     params.write_text(f"""
 study: overlap
-model: {{source: cache/models/tiny-llama}}
+model: {{source: {tiny_model_dir}}}
 orderings: [base, F, P]
 finetune: {{data: {train}}}
 prune: {{importance: activation, calibration_data: {train}}}

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from orderstudy import paths
+from orderstudy import models, paths
 from orderstudy.params import load_params
 
 SCRIPT = paths.ROOT / "scripts" / "device_check.sh"
@@ -63,7 +63,9 @@ def test_device_check_runs_every_stage_and_prints_the_figures(tmp_path, lawbench
     assert seconds < 460
     # The figures: the machine, each ordering's status and timings, the main table.
     assert "CUDA available: False" in stdout and "bitsandbytes NF4 round trip and matmul on cpu" in stdout
-    assert re.search(r"^base +ok +cpu +float32 +[\d.]+ +[\d.]+ +[\d.]+  lawbench=", stdout, re.M), stdout[-4000:]
+    # dtype auto: bfloat16 on a CPU with AVX512-BF16, float32 on one without (models.resolve_dtype).
+    dtype = models.resolve_dtype("auto", "cpu")
+    assert re.search(rf"^base +ok +cpu +{dtype} +[\d.]+ +[\d.]+ +[\d.]+  lawbench=", stdout, re.M), stdout[-4000:]
     assert re.search(r"^\| base model +\| [\d.]+ \[", stdout, re.M) and "| quantize" in stdout  # Q: not run
     if "bench" not in missing:  # the benchmark's table: one row per batch size, new tokens per second
         bench = json.loads((out / "bench.json").read_text())

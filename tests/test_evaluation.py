@@ -45,20 +45,20 @@ def test_items_lawbench_leaves_out_are_kept_out_of_items_and_averages():
     assert out["lawbench_predictions"]["3-5"] == {"3-5/0": "[刑期]6个月<eoa>"}
 
 
-def test_suite_with_2_1_needs_the_thesaurus_before_any_model_work(lawbench_dir, tmp_path, monkeypatch):
+def test_suite_with_2_1_needs_the_thesaurus_before_any_model_work(lawbench_dir, smollm2_tokenizer, tmp_path, monkeypatch):
     # 2-1 is scored after generation; a missing thesaurus must stop the study at its preflight instead.
     from orderstudy import data, paths
     from orderstudy.lawbench import correction
 
     params = EvaluationParams(benchmarks=("lawbench",), lawbench_data=str(lawbench_dir), lawbench_tasks=("2-1",),
-                              lawbench_items_per_task=1)
+                              lawbench_items_per_task=1, cherrant_data="packaged")
     monkeypatch.setattr(paths, "THESAURUS_FILE", tmp_path / "cilin_ex.txt")
     correction.thesaurus.cache_clear()
     try:
         with pytest.raises(data.DataError, match="python -m orderstudy.prepare data"):
-            evaluation.build_suite(params, 0, tmp_path / "suite")
+            evaluation.build_suite(params, 0, tmp_path / "suite", smollm2_tokenizer, 8192)
         other = params.model_copy(update={"lawbench_tasks": ("2-2",)})
-        assert evaluation.build_suite(other, 0, tmp_path / "suite2").benchmarks["lawbench"]
+        assert evaluation.build_suite(other, 0, tmp_path / "suite2", smollm2_tokenizer, 8192).benchmarks["lawbench"]
     finally:
         monkeypatch.undo()
         correction.thesaurus.cache_clear()

@@ -76,11 +76,12 @@ def test_executor_defaults_to_in_process_and_ray_keys_are_read(tmp_path):
         assert _load(tmp_path, MINIMAL + f"ray: {{address: '{address}'}}\n")[0].ray.address == address
 
 
-def test_one_chat_template_setting_decides_training_calibration_and_evaluation(tmp_path, outputs_dir, lawbench_dir):
+def test_one_chat_template_setting_decides_training_calibration_and_evaluation(tmp_path, outputs_dir, lawbench_dir,
+                                                                            tiny_model_dir):
     """evaluation.chat_template could be false while fine-tuning always used the template."""
     from orderstudy.study import Study
 
-    text = MINIMAL + ("finetune: {train_items_per_task: 2}\nprune: {importance: activation}\n"
+    text = f"study: t\nmodel: {{source: {tiny_model_dir}}}\n" + ("finetune: {train_items_per_task: 2}\nprune: {importance: activation}\n"
                       "evaluation: {benchmarks: [lawbench], lawbench_tasks: ['2-4'], lawbench_items_per_task: 1}\n")
     with_template, path = _load(tmp_path, text)
     assert with_template.chat_template is True

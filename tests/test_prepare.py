@@ -1,6 +1,7 @@
 """Preparing the tiny model where only SmolLM2's tokenizer files travel (the device check)."""
 
 import hashlib
+import json
 import shutil
 
 import pytest
@@ -43,3 +44,32 @@ def test_tiny_qwen2_has_qkv_biases_and_an_untied_head(tmp_path, default_model_di
             "model.layers.0.self_attn.v_proj.bias"} <= keys
     assert bias.shape == (64,) and bias.abs().sum() > 0  # biases that matter, as trained ones do
     assert _digests(made)["tokenizer.json"] == _digests(default_model_dir)["tokenizer.json"]
+
+
+def test_make_data_with_a_lawbench_checkout(lawbench_reference, tmp_path, monkeypatch, smollm2_tokenizer):
+    """`LAWBENCH=<checkout> make data`: LawBench's own 20 tasks, and ChERRANT's tables where `auto` finds them."""
+    from orderstudy import evaluation, paths
+    from orderstudy.params import EvaluationParams
+    from orderstudy.prepare import copy_lawbench_checkout
+    from orderstudy.lawbench.tasks import TASK_IDS
+
+    checkout = tmp_path / "LawBench"
+    (checkout / "evaluation" / "utils").mkdir(parents=True)
+    (checkout / "data").symlink_to(lawbench_reference / "data")
+    with pytest.raises(PrepareError, match="evaluation/utils/data/cilin.txt and confusion_dict.txt"):
+        copy_lawbench_checkout(checkout, tmp_path / "lawbench", tmp_path / "cherrant")
+    (checkout / "evaluation" / "utils" / "data").symlink_to(lawbench_reference / "evaluation-utils-data")
+    out = copy_lawbench_checkout(checkout, tmp_path / "lawbench", tmp_path / "cherrant")
+    for task in TASK_IDS:
+        for setting in ("zero_shot", "one_shot"):
+            assert (out / setting / f"{task}.json").read_bytes() == (lawbench_reference / "data" / setting / f"{task}.json").read_bytes()
+    sources = json.loads((out / "sources.json").read_text())
+    assert all(sources[t]["lawbench"] for t in TASK_IDS) and len(sources) == 20
+    record = json.loads((tmp_path / "cherrant" / "source.json").read_text())
+    assert record["confusion_dict.txt"] == "aafa202dc451fb79a0a2cfc77b965009daa39d0cedd03e25074c1a35b7ac67b2"
+    # The default params (lawbench_data in the cache, cherrant_data auto) now score 2-1 as LawBench does.
+    monkeypatch.setattr(paths, "CHERRANT_DATA", tmp_path / "cherrant")
+    params = EvaluationParams(benchmarks=("lawbench",), lawbench_data=str(out), lawbench_tasks=("2-1", "3-6"),
+                              lawbench_items_per_task=1)
+    suite = evaluation.build_suite(params, 0, tmp_path / "suite", smollm2_tokenizer, 8192)
+    assert suite.cherrant["kind"] == "lawbench" and suite.lawbench_sources["3-6"]["lawbench"] is True

@@ -101,7 +101,7 @@ def test_a_failure_is_recorded_with_its_step_and_reason(tiny_study, tmp_path):
 
 def test_mmlu_generative_scoring_extracts_the_letter(tiny_model_dir, mmlu_dir, tmp_path):
     params = EvaluationParams(benchmarks=("mmlu_law",), mmlu_items_per_subject=2, mmlu_scoring="generative", max_new_tokens=4)
-    suite = evaluation.build_suite(params, 0, tmp_path)
+    suite = evaluation.build_suite(params, 0, tmp_path, *models.tokenizer_and_context(tiny_model_dir))
     out = evaluation.evaluate(suite, model_dir=tiny_model_dir, device="cpu", dtype="float32")
     runtime = out["runtime"]
     assert runtime["backend"] == "hf" and "CUDA only" in runtime["backend_reason"]

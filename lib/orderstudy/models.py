@@ -108,10 +108,10 @@ def is_quantized(model_dir: Path) -> bool:
     return quantization_config(model_dir) is not None
 
 
-def load_tokenizer(model_dir: Path):
+def load_tokenizer(model_dir: Path, **kwargs):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir, **kwargs)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -220,6 +220,21 @@ def materialize_source(source: str, gguf_file: str | None, revision: str | None,
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    location, kwargs = locate_source(source, gguf_file, revision)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=DTYPES[dtype], **kwargs)
+    except OSError as exc:
+        raise ModelError(f"model.source: cannot load {source!r}: {exc}") from exc
+    if "gguf_file" in kwargs:
+        forget_quantization(model)
+    save_model(model, tokenizer, out_dir)
+    commit = getattr(model.config, "_commit_hash", None) if location == source else None
+    return {"parameters": count_parameters(model), "hub_commit": commit}
+
+
+def locate_source(source: str, gguf_file: str | None, revision: str | None) -> tuple[str | Path, dict]:
+    """Return where transformers loads a params file's model source from, and the keyword arguments it needs."""
     from . import paths
 
     local = paths.resolve(source)
@@ -244,34 +259,38 @@ def materialize_source(source: str, gguf_file: str | None, revision: str | None,
     else:
         raise ModelError(f"model.source: {source!r} is neither an existing directory or .gguf file ({local}) "
                          "nor a hub id like 'Qwen/Qwen2.5-1.5B-Instruct'; for the default model run `make model`")
+    return location, kwargs
+
+
+def tokenizer_and_context(location: str | Path, **kwargs) -> tuple[object, int]:
+    """Return the tokenizer of the model at ``location`` and its context length in tokens.
+
+    The length is resolved as lm-eval's backends resolve it (the config's
+    ``max_position_embeddings`` for the models here), so a prompt fitted to it is never cut again.
+    """
+    from transformers import AutoConfig
+
+    from .budgets import context_tokens
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=DTYPES[dtype], **kwargs)
+        tokenizer = load_tokenizer(location, **kwargs)
+        config = AutoConfig.from_pretrained(location, **kwargs)
     except OSError as exc:
-        raise ModelError(f"model.source: cannot load {source!r}: {exc}") from exc
-    if "gguf_file" in kwargs:
-        forget_quantization(model)
-    save_model(model, tokenizer, out_dir)
-    commit = getattr(model.config, "_commit_hash", None) if location == source else None
-    return {"parameters": count_parameters(model), "hub_commit": commit}
+        raise ModelError(f"model.source: cannot load the tokenizer and config of {str(location)!r}, which the "
+                         f"evaluation counts generation budgets and prompt lengths in: {exc}") from exc
+    return tokenizer, context_tokens(config, tokenizer)
 
 
 def load_config(source: str, gguf_file: str | None = None, revision: str | None = None):
     """Return the transformers config of ``model.source`` without loading weights; None for a hub id out of reach."""
     from transformers import AutoConfig
 
-    from . import paths
-
-    local = paths.resolve(source)
-    if source.endswith(".gguf"):
-        return AutoConfig.from_pretrained(local.parent, gguf_file=local.name)
-    if gguf_file:
-        return AutoConfig.from_pretrained(local, gguf_file=gguf_file)
-    if local.exists():
-        return AutoConfig.from_pretrained(local)
+    location, kwargs = locate_source(source, gguf_file, revision)
     try:
-        return AutoConfig.from_pretrained(source, revision=revision)
+        return AutoConfig.from_pretrained(location, **kwargs)
     except OSError:
+        if isinstance(location, Path):
+            raise
         return None
 
 

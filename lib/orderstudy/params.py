@@ -118,7 +118,13 @@ class EvaluationParams(_Section):
     lawbench_setting: Literal["zero_shot", "one_shot"] = "zero_shot"
     lawbench_tasks: tuple[str, ...] | Literal["all"] = "all"
     lawbench_items_per_task: Annotated[int, Field(ge=1)] | None = 5
-    max_new_tokens: Annotated[int, Field(ge=1)] = 96
+    # The most tokens any task generates. Each task's own budget comes from its gold answers'
+    # lengths (budgets.py); a task whose answers need more is marked capped in every result.
+    max_new_tokens: Annotated[int, Field(ge=1)] = 2048
+    # Where LawBench 2-1's ChERRANT tables (cilin.txt, confusion_dict.txt) come from: auto (the
+    # LawBench checkout holding lawbench_data, else cache/data/cherrant, else the packaged
+    # fallback), packaged, or a LawBench checkout / its evaluation/utils/data directory.
+    cherrant_data: str = "auto"
     mmlu_data: str = "cache/data/mmlu"
     mmlu_items_per_subject: Annotated[int, Field(ge=1)] | None = 5
     mmlu_scoring: Literal["loglikelihood", "generative"] = "loglikelihood"

@@ -22,6 +22,8 @@ DATA_CACHE = CACHE_DIR / "data"
 WHEELS_CACHE = CACHE_DIR / "wheels"
 # HIT's 同义词词林扩展版, which LawBench 2-1 (ChERRANT) prices substitutions with.
 THESAURUS_FILE = DATA_CACHE / "cilin" / "cilin_ex.txt"
+# ChERRANT's own data files, copied from a LawBench checkout by `LAWBENCH=<checkout> make data`.
+CHERRANT_DATA = DATA_CACHE / "cherrant"
 
 ORDERING_NOTEBOOK = NOTEBOOKS_DIR / "ordering.ipynb"
 SUMMARY_NOTEBOOK = NOTEBOOKS_DIR / "summary.ipynb"

@@ -16,7 +16,13 @@ needs (see ../shared/FACTS.md):
 Every file read out of a wheel is checked against a pinned sha256, so a changed upstream file
 stops the preparation instead of silently changing the study.
 
+With a LawBench checkout (``--lawbench DIR``, ``LAWBENCH=DIR make data``) the LawBench data is
+LawBench's own, all 20 tasks in both settings, and ChERRANT's data files that LawBench's 2-1
+scorer prices edits with (``evaluation/utils/data/cilin.txt``, ``confusion_dict.txt``) are copied
+to ``cache/data/cherrant`` (``evaluation.cherrant_data: auto`` finds them there).
+
     python -m orderstudy.prepare model|tiny|tiny-qwen2|data|all
+    python -m orderstudy.prepare data --lawbench DIR                 # LawBench's own data and 2-1 tables
     python -m orderstudy.prepare tiny --tokenizer DIR --out DIR   # where only the tokenizer travels
 """
 
@@ -263,6 +269,49 @@ def convert_lawbench(out_dir: Path = paths.DATA_CACHE / "lawbench") -> Path:
     return out_dir
 
 
+def copy_lawbench_checkout(checkout: Path, out_dir: Path = paths.DATA_CACHE / "lawbench",
+                           cherrant_dir: Path = paths.CHERRANT_DATA) -> Path:
+    """Return the LawBench data directory made from a LawBench checkout: its own items for all 20 tasks.
+
+    Its ``data/{zero_shot,one_shot}/<task>.json`` are checked (every task, the LawBench item form)
+    and copied unchanged, replacing the packaged conversion; its ChERRANT data files go to
+    ``cherrant_dir``. ``sources.json`` says where they came from.
+    """
+    from .data import DataError, load_lawbench_task
+    from .lawbench.correction import CILIN_FILE, CONFUSION_FILE, lawbench_data_dir
+    from .lawbench.tasks import TASK_IDS
+
+    checkout = Path(checkout).expanduser().resolve()
+    if not (checkout / "data" / "zero_shot").is_dir():
+        raise PrepareError(f"LAWBENCH={checkout}: not a LawBench checkout (no data/zero_shot/); clone "
+                           "github.com/open-compass/LawBench and pass its directory")
+    tables = lawbench_data_dir(checkout)
+    if tables is None:
+        raise PrepareError(f"LAWBENCH={checkout}: no evaluation/utils/data/{CILIN_FILE} and {CONFUSION_FILE}, "
+                           "which LawBench's 2-1 scorer reads; is the checkout complete?")
+    sources = {}
+    with atomic.directory(out_dir) as tmp:
+        for task in TASK_IDS:
+            for setting in LAWBENCH_SETTINGS:
+                try:
+                    items = load_lawbench_task(checkout / "data", setting, task)
+                except DataError as exc:
+                    raise PrepareError(str(exc)) from None
+                atomic.write_bytes(tmp / setting / f"{task}.json",
+                                   (checkout / "data" / setting / f"{task}.json").read_bytes())
+            sources[task] = {"lawbench": True, "source": f"LawBench checkout {checkout}", "items": len(items),
+                             "exact": list(LAWBENCH_SETTINGS)}
+        atomic.write_json(tmp / "sources.json", sources)
+    with atomic.directory(cherrant_dir) as tmp:
+        record = {"source": str(tables)}
+        for name in (CILIN_FILE, CONFUSION_FILE):
+            content = (tables / name).read_bytes()
+            atomic.write_bytes(tmp / name, content)
+            record[name] = sha256_bytes(content)
+        atomic.write_json(tmp / "source.json", record)
+    return out_dir
+
+
 def convert_mmlu(out_dir: Path = paths.DATA_CACHE / "mmlu") -> Path:
     """Return the MMLU directory (``<subject>.jsonl`` test files), converting it once."""
     if (out_dir / "subjects.json").exists():
@@ -309,9 +358,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="tiny, tiny-qwen2: take SmolLM2's tokenizer files from DIR instead of the default model")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help=f"tiny, tiny-qwen2: write the model here (default {TINY_MODEL_DIR}, {TINY_QWEN2_DIR})")
+    parser.add_argument("--lawbench", type=Path, metavar="DIR",
+                        help="data: take LawBench's data (all 20 tasks) and 2-1's ChERRANT tables from this checkout")
     args = parser.parse_args(argv)
     if (args.tokenizer or args.out) and args.what not in ("tiny", "tiny-qwen2"):
         parser.error("--tokenizer and --out go with `tiny` or `tiny-qwen2` only")
+    if args.lawbench and args.what not in ("data", "all"):
+        parser.error("--lawbench goes with `data` or `all`")
     try:
         if args.what in ("model", "all"):
             print(f"base model: {prepare_model()}")
@@ -320,7 +373,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.what in ("tiny-qwen2", "all"):
             print(f"tiny Qwen2 model: {prepare_tiny_qwen2(args.out or TINY_QWEN2_DIR, tokenizer_dir=args.tokenizer)}")
         if args.what in ("data", "all"):
-            print(f"LawBench: {convert_lawbench()}")
+            if args.lawbench:
+                print(f"LawBench (the checkout's own data): {copy_lawbench_checkout(args.lawbench)}")
+                print(f"LawBench 2-1 ChERRANT tables: {paths.CHERRANT_DATA}")
+            else:
+                print(f"LawBench: {convert_lawbench()}")
             print(f"MMLU: {convert_mmlu()}")
             print(f"LawBench 2-1 thesaurus: {prepare_thesaurus()}")
     except PrepareError as exc:

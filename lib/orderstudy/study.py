@@ -40,7 +40,19 @@ class Study:
     @cached_property
     def suite(self) -> evaluation.EvalSuite:
         """The evaluation suite: sampled items and lm-eval task files, shared by all states."""
-        return evaluation.build_suite(self.params.evaluation, self.params.seed, self.paths.data, self.params.chat_template)
+        tokenizer, context = self.base_tokenizer
+        return evaluation.build_suite(self.params.evaluation, self.params.seed, self.paths.data, tokenizer, context,
+                                      self.params.chat_template)
+
+    @cached_property
+    def base_tokenizer(self) -> tuple[object, int]:
+        """The base model's tokenizer and context length: every state has them (budgets are counted in them)."""
+        m = self.params.model
+        location, kwargs = models.locate_source(m.source, m.gguf_file, m.revision)
+        base = self.store.state(BASE)
+        if (kwargs or not isinstance(location, Path)) and self.store.is_complete(base, verify_hashes=False):
+            location, kwargs = base.model_dir, {}   # the base made from a GGUF or hub source: read it, not the source
+        return models.tokenizer_and_context(location, **kwargs)
 
     @cached_property
     def content_index(self) -> data.ContentIndex:

@@ -38,17 +38,18 @@ def study_size(study) -> dict:
     gen_prompt_tokens = sum(evaluation.prompt_tokens(tokenizer, p, suite.chat_template) for p in generation)
     loglik_prompt_tokens = sum(evaluation.prompt_tokens(tokenizer, p, False) for p in loglik)
     evaluations = len(study.plan.orderings)
+    max_new_tokens = sum(generation_budgets(suite))
     return {
         "orderings": evaluations,
         "steps": {"F": steps.get("F", 0), "P": steps.get("P", 0), "Q": steps.get("Q", 0),
                   "total": len(study.plan.steps), "without_sharing": study.plan.naive_step_count},
         "items": {bench: sum(len(ids) for ids in tasks.values()) for bench, tasks in suite.sample_ids.items()},
         "per_model": {"generation_requests": len(generation), "generation_prompt_tokens": gen_prompt_tokens,
-                      "max_new_tokens": len(generation) * params.max_new_tokens,
+                      "max_new_tokens": max_new_tokens,
                       "loglikelihood_requests": len(loglik) * MMLU_CHOICES,
                       "loglikelihood_prompt_tokens": loglik_prompt_tokens * MMLU_CHOICES},
         "study": {"generation_requests": len(generation) * evaluations,
-                  "max_new_tokens": len(generation) * params.max_new_tokens * evaluations,
+                  "max_new_tokens": max_new_tokens * evaluations,
                   "prompt_tokens": (gen_prompt_tokens + loglik_prompt_tokens * MMLU_CHOICES) * evaluations},
     }
 
@@ -71,6 +72,18 @@ def workload(suite) -> tuple[list[str], list[str]]:
         for name in suite.lm_eval_tasks(bench):
             (loglik if name in loglik_tasks else generation).extend(evaluation.task_prompts(suite, name))
     return generation, loglik
+
+
+def generation_budgets(suite) -> list[int]:
+    """Return the new-token budget of every generation prompt of the suite (its task's, ``budgets``)."""
+    return [suite.max_new_tokens(name) for bench in suite.benchmarks for name in suite.lm_eval_tasks(bench)
+            for _ in evaluation.task_prompts(suite, name) if suite.max_new_tokens(name)]
+
+
+def typical_budget(suite) -> int:
+    """Return the mean budget of the suite's generation prompts: the length a timed sample generates to."""
+    found = generation_budgets(suite)
+    return -(-sum(found) // len(found)) if found else 1
 
 
 def sample(prompts: list[str], n: int, seed: int) -> list[str]:
@@ -165,7 +178,7 @@ def measure(study, items: int = 16) -> dict:
         batch = batch_size_for(params, config, study, tokenizer, prompts, suite.chat_template, loglikelihood=False)
         lm = backends.make_lm(backend, model_dir=model_dir, model=model, tokenizer=tokenizer, device=study.device,
                               dtype=study.dtype, batch_size=batch, seed=0, params=params)
-        run = measure_generation(lm, tokenizer, prompts, params.max_new_tokens, suite.chat_template)
+        run = measure_generation(lm, tokenizer, prompts, typical_budget(suite), suite.chat_template)
         run.pop("answers")
         out["generation"] = dict(run, batch_size=batch if backend.name == "hf" else "vllm scheduler",
                                  mean_new_tokens=round(run["new_tokens"] / run["prompts"], 2))
@@ -192,7 +205,7 @@ def batch_size_for(params, config, study, tokenizer, prompts, chat, loglikelihoo
         return params.batch_size
     longest = max(evaluation.prompt_tokens(tokenizer, p, chat) for p in prompts)
     return backends.choose_batch_size(config, study.dtype, study.device, backends.free_memory_bytes(study.device),
-                                      longest, params.max_new_tokens, loglikelihood)
+                                      longest, max(generation_budgets(study.suite), default=1), loglikelihood)
 
 
 def estimate(study, items: int = 16) -> dict:
@@ -294,7 +307,7 @@ def compare_backends(study, items: int = 16) -> dict:
     def run(label, backend, batch):
         lm = backends.make_lm(backend, model_dir=model_dir, model=model, tokenizer=tokenizer, device=study.device,
                               dtype=study.dtype, batch_size=batch, seed=0, params=params)
-        runs[label] = measure_generation(lm, tokenizer, prompts, params.max_new_tokens, suite.chat_template)
+        runs[label] = measure_generation(lm, tokenizer, prompts, typical_budget(suite), suite.chat_template)
         if backend.name == "vllm":
             backends.release(lm)
 

@@ -189,7 +189,7 @@ def test_substitution_cost_sums_in_chERRANTs_order():
     assert correction.f_beta(0, 0, 0) == 1.0 and math.isclose(correction.f_beta(1, 1, 1), 0.5)
 
 
-def _flat_cost(a, b):
+def _flat_cost(a, b, tables=None):
     """The substitution cost this module used before it had the thesaurus and pinyin."""
     if a == b:
         return 0

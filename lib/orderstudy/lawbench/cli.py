@@ -9,6 +9,7 @@ gets no rows; the others are still written, and the exit status is 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import sys
@@ -57,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated task ids to score (default: all 20); only these files are required")
     score.add_argument("--allow-missing", action="store_true",
                        help="score the tasks a system has and skip missing task files (default: a missing file is an error)")
+    score.add_argument("--cherrant-data", type=Path, metavar="DIR",
+                       help="2-1: a LawBench checkout (or its evaluation/utils/data) whose ChERRANT cilin.txt and "
+                            "confusion_dict.txt price substitutions, as LawBench's scorer does (default: the copy "
+                            "`LAWBENCH=<checkout> make data` made, else the packaged thesaurus without a confusion set)")
     return parser
 
 
@@ -112,7 +117,20 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         raise
 
 
-def run_score(predictions_dir: Path, out: Path, tasks: tuple[str, ...], allow_missing: bool) -> int:
+def cost_tables(cherrant_data: Path | None):
+    """Return 2-1's ChERRANT tables: from ``cherrant_data``, else the copy in the cache, else the packaged ones."""
+    from .. import paths
+    from . import correction
+
+    if cherrant_data is not None:
+        return correction.lawbench_tables(cherrant_data)
+    if correction.lawbench_data_dir(paths.CHERRANT_DATA) is not None:
+        return correction.lawbench_tables(paths.CHERRANT_DATA)
+    return correction.packaged_tables()
+
+
+def run_score(predictions_dir: Path, out: Path, tasks: tuple[str, ...], allow_missing: bool,
+              cherrant_data: Path | None = None) -> int:
     """Score every system under ``predictions_dir``, write the CSV and return the exit status."""
     if not predictions_dir.is_dir():
         print(f"error: {predictions_dir}: not a directory", file=sys.stderr)
@@ -125,15 +143,28 @@ def run_score(predictions_dir: Path, out: Path, tasks: tuple[str, ...], allow_mi
         print(f"error: {predictions_dir}: no system directories{hint}", file=sys.stderr)
         return 2
 
-    if "2-1" in tasks:
-        from .correction import ThesaurusMissingError, thesaurus
+    from . import correction
 
+    tables = None
+    if "2-1" in tasks:
         try:
-            thesaurus()  # before any system is scored, not at the first 2-1 file
-        except ThesaurusMissingError as exc:
+            tables = cost_tables(cherrant_data)  # before any system is scored, not at the first 2-1 file
+        except (correction.ThesaurusMissingError, correction.CostTablesError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        print(f"2-1: ChERRANT tables {tables.source['kind']} ({tables.source['path']})", file=sys.stderr)
 
+    with correction.using(tables) if tables is not None else contextlib.nullcontext():
+        rows, failed = _score_systems(systems, tasks, allow_missing)
+    _write_csv(out, rows)
+    if failed:
+        print(f"error: {len(failed)} of {len(systems)} systems could not be scored: {', '.join(failed)}; "
+              f"the other systems' rows are in {out}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _score_systems(systems: list[Path], tasks: tuple[str, ...], allow_missing: bool) -> tuple[list[dict], list[str]]:
     rows, failed = [], []
     for system_dir in systems:
         scores, errors = score_system(system_dir, tasks, allow_missing)
@@ -144,18 +175,12 @@ def run_score(predictions_dir: Path, out: Path, tasks: tuple[str, ...], allow_mi
             continue
         rows.extend(rows_for(system_dir.name, scores))
         print(f"{system_dir.name}: {len(scores)} tasks, LawBench average {lawbench_average(scores):.2f}", file=sys.stderr)
-
-    _write_csv(out, rows)
-    if failed:
-        print(f"error: {len(failed)} of {len(systems)} systems could not be scored: {', '.join(failed)}; "
-              f"the other systems' rows are in {out}", file=sys.stderr)
-        return 1
-    return 0
+    return rows, failed
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
     if args.command == "score":
-        return run_score(args.predictions_dir, args.out, args.tasks, args.allow_missing)
+        return run_score(args.predictions_dir, args.out, args.tasks, args.allow_missing, args.cherrant_data)
     return 2  # pragma: no cover - argparse enforces a command

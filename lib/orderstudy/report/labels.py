@@ -56,6 +56,11 @@ _WORDS = {
         "failed_note": "failed at step {step}: {type}: {message}",
         "failed_note_nostep": "failed: {type}: {message}",
         "undefined_note": "{benchmark}: change rate undefined: {reason}",
+        "capped_note": (
+            "Capped (generation stopped before the answers' length, evaluation.max_new_tokens): {tasks}. "
+            "These tasks' scores, and so their benchmark's, are bounded by that ceiling."
+        ),
+        "capped_task": "{benchmark} {task} at {tokens} new tokens (ceiling {ceiling})",
     },
     "zh": {
         "ordering": "操作顺序描述",
@@ -87,6 +92,8 @@ _WORDS = {
         "failed_note": "在步骤 {step} 失败：{type}: {message}",
         "failed_note_nostep": "失败：{type}: {message}",
         "undefined_note": "{benchmark}：变化率无定义：{reason}",
+        "capped_note": "生成长度受限（evaluation.max_new_tokens 短于答案长度）：{tasks}。这些任务及其基准的得分以此上限为界。",
+        "capped_task": "{benchmark} {task} 最多生成 {tokens} 个词元（上限 {ceiling}）",
     },
 }
 

@@ -35,6 +35,11 @@ class TaskScore:
     score: float  # percent
     n: int
     abstention_rate: float | None = None
+    # A task whose answers need more tokens than evaluation.max_new_tokens allowed: its score is
+    # bounded by ceiling_pct (its gold answers cut at max_new_tokens).
+    capped: bool = False
+    max_new_tokens: int | None = None
+    ceiling_pct: float | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,20 @@ class Study:
         """Return ``ok``, ``failed`` or ``not run``."""
         result = self.results.get(ordering)
         return result.status if result is not None else NOT_RUN
+
+    def capped_tasks(self) -> dict[str, dict[str, TaskScore]]:
+        """Return, per benchmark, the tasks whose generation budget was capped below their answers' length.
+
+        Every ordering of a study shares one evaluation suite, so a task capped in one result is
+        capped in all; the first finished result that lists it is shown.
+        """
+        capped: dict[str, dict[str, TaskScore]] = {}
+        for result in self.results.values():
+            for benchmark, entry in (result.benchmarks if result.ok else {}).items():
+                for task, score in entry.tasks.items():
+                    if score.capped:
+                        capped.setdefault(benchmark, {}).setdefault(task, score)
+        return capped
 
     def score(self, ordering: str, benchmark: str) -> float:
         """Return a score in percent, NaN for an ordering that failed, did not run, or lacks the benchmark.
@@ -210,7 +229,12 @@ def parse_result(data: Any, path: Path, *, study: str | None = None, ordering: s
             if not 0.0 <= task_score <= 100.0:
                 raise check.fail(f"{task_where}.score", "a score in percent (0-100)", task_score)
             abstention = check.get(task_entry, "abstention_rate", task_where, _NUMBER, "a fraction or null", required=False, nullable=True)
-            tasks[task] = TaskScore(task_score, check.get(task_entry, "n", task_where, int, "the number of items"), abstention)
+            tasks[task] = TaskScore(
+                task_score, check.get(task_entry, "n", task_where, int, "the number of items"), abstention,
+                capped=bool(check.get(task_entry, "capped", task_where, bool, "true or false", required=False)),
+                max_new_tokens=check.get(task_entry, "max_new_tokens", task_where, int, "a number of tokens", required=False),
+                ceiling_pct=check.get(task_entry, "ceiling_pct", task_where, _NUMBER, "a score in percent or null",
+                                      required=False, nullable=True))
         benchmarks[name] = BenchmarkScore(
             score=score,
             scoring=check.get(entry, "scoring", where, str, "how it was scored", required=False) or "",

@@ -99,6 +99,18 @@ def _legend(language: str, params: ReportParams) -> str:
     )
 
 
+def capped_note(capped: dict, language: str = "en") -> str:
+    """Return the line every table carries when tasks were capped (``Study.capped_tasks``), else ""."""
+    if not capped:
+        return ""
+    tasks = "; ".join(
+        labels.word("capped_task", language).format(
+            benchmark=labels.benchmark_name(benchmark), task=task, tokens=score.max_new_tokens,
+            ceiling="?" if score.ceiling_pct is None else f"{score.ceiling_pct:.2f}")
+        for benchmark, entries in capped.items() for task, score in entries.items())
+    return "\n" + labels.word("capped_note", language).format(tasks=tasks) + "\n"
+
+
 def _failure_text(row, language: str) -> str:
     """Return the footnote of a failed ordering: which ordering, at which step, why."""
     name = f"{row['label']} ({row['ordering']})"

@@ -3,7 +3,8 @@
 - ``main_table``: one row per ordering, reference row order. Its columns are a contract other
   tools read (``main.csv``): ordering, status, ``<b>``, ``<b>_change_pct``, size_bytes,
   ``<b>_ci_low``/``_ci_high``, ``<b>_change_ci_low``/``_ci_high``, ``<b>_change_significant``,
-  compression_ratio, error.
+  compression_ratio, error; ``build`` adds capped_tasks (``benchmark:task`` of the tasks whose
+  generation budget was capped below their answers' length).
 - ``transition_table``: the effect of one operation on each state it was applied to (the
   reference study's per-operation tables): ``<b>_diff`` (points) and ``<b>_change_pct`` with
   intervals.
