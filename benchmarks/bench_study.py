@@ -1,23 +1,39 @@
-"""Benchmark a whole study: wall time per step and per ordering, steps executed, peak memory.
+"""Benchmark a whole study: wall time per step and per ordering, where the time goes, steps executed, peak memory.
 
-    python benchmarks/bench_study.py params/demo.yaml [--rerun]
+    python benchmarks/bench_study.py params/demo.yaml [--no-rerun] [--busy]
 
-Runs the study (only what is not up to date, like `make study`), then, with --rerun (default
-on), runs it again with nothing changed, and prints the figures. Peak memory is the largest
-resident set of the notebook kernels (the processes that hold the models) and of this process.
+Runs the study (only what is not up to date, like `make study`), then, unless --no-rerun, runs it
+again with nothing changed, and prints the figures. Peak memory is the largest resident set of
+the notebook kernels (the processes that hold the models) and of this process.
+
+"Where the time goes" splits the run: the pre-evaluation phase (vLLM studies: engine starts,
+weight swaps, each state's evaluation by part: equivalent copy, model load, engine ready, the
+lm-eval calls per request type) and each notebook (what is left in it: papermill, kernel start,
+imports, states and results read and written).
+
+--busy (``make bench`` passes it) times one short generation on the base model alone and with
+one busy process per core beside it, once with idle OpenMP threads sleeping (the study's setting,
+``runner.quiet_threads``) and once spinning (OpenMP's default): a busy machine should slow the
+study in proportion (about 2x with as many busy processes as cores), not several times more.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import subprocess
 import sys
 import time
 
-from orderstudy import atomic
-from orderstudy.runner import run_study
-from orderstudy.study import Study
+from orderstudy.runner import quiet_threads
+
+quiet_threads()   # as `make study` does, before torch (imported by orderstudy.study) loads OpenMP
+
+from orderstudy import atomic  # noqa: E402
+from orderstudy.runner import run_study  # noqa: E402
+from orderstudy.study import Study  # noqa: E402
 
 
 def _peak_rss_mib() -> tuple[float, float]:
@@ -30,6 +46,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("params")
     parser.add_argument("--no-rerun", action="store_true", help="skip the second, nothing-changed run")
+    parser.add_argument("--busy", action="store_true", help="also time a generation alone and beside busy processes")
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -53,6 +70,8 @@ def main(argv=None) -> int:
         print(f"{ordering:10s} {r['status']:8s} {'yes' if r['ran'] else 'no':>4s} {r['seconds']:8.1f} "
               f"{eval_s if eval_s is not None else float('nan'):8.1f}")
 
+    print_time_split(study, first)
+
     kids, me = _peak_rss_mib()
     print("\n== study ==")
     print(f"wall time, first run:          {first_s:8.1f} s")
@@ -69,9 +88,89 @@ def main(argv=None) -> int:
         print(f"wall time, rerun (no change):  {rerun_s:8.1f} s; notebooks run {ran}, "
               f"steps executed {len(second['steps_built'])}")
         figures.update(rerun_s=round(rerun_s, 2), rerun_notebooks=ran, rerun_steps=len(second["steps_built"]))
+    if args.busy:
+        figures["busy_machine"] = busy_machine(args.params)
     atomic.write_json(study.paths.dir / "bench.json", figures)
     print(json.dumps(figures))
     return 0
+
+
+def print_time_split(study, run: dict) -> None:
+    """Print where the run's time went: the pre-evaluation phase by state and part, and the notebooks."""
+    pre = run.get("pre_evaluation")
+    if pre and pre.get("tasks"):
+        e = pre["engines"]
+        print(f"\n== pre-evaluation phase ({run['engine']['name']}): {pre['seconds']:.1f} s ==")
+        print(f"engine starts {e['engine_starts']} ({e['engine_start_s']:.1f} s), weight swaps {e['weight_swaps']} "
+              f"({e['weight_swap_s']:.1f} s)")
+        print(f"{'task':14s} {'seconds':>8s} {'copy_s':>7s} {'load_s':>7s} {'ready_s':>8s} {'loglik_s':>9s} {'gen_s':>7s} "
+              f"{'new_tok':>8s} {'tok/s':>7s}")
+        for t in pre["tasks"]:
+            line = f"{t['id']:14s} {t['seconds']:8.1f}"
+            if t["kind"] == "evaluate" and t["status"] == "ok":
+                runtime = (study.stored_evaluation(study.store.state(t["name"])) or {}).get("runtime") or {}
+                timings, ll, gen = runtime.get("timings", {}), runtime.get("loglikelihood", {}), runtime.get("generation", {})
+                ready = ll.get("engine_ready_s", 0) + gen.get("engine_ready_s", 0)
+                tokens = ll.get("prompt_tokens", 0) + gen.get("prompt_tokens", 0) + gen.get("new_tokens", 0)
+                busy_s = ll.get("seconds", 0) + gen.get("seconds", 0)
+                line += (f" {timings.get('equivalent_copy_s', 0):7.1f} {timings.get('model_load_s', 0):7.1f} {ready:8.1f} "
+                         f"{ll.get('seconds', 0):9.1f} {gen.get('seconds', 0):7.1f} {gen.get('new_tokens', 0):8d} "
+                         f"{tokens / busy_s if busy_s else 0:7.0f}")
+            print(line)
+        print("(loglik_s and gen_s are lm-eval's calls: tasks built, requests run, answers scored)")
+    ran = {o: r for o, r in run["orderings"].items() if r.get("ran")}
+    if ran:
+        print("\n== notebooks (papermill, kernel start, imports, then the steps and evaluation below) ==")
+        print(f"{'ordering':10s} {'wall_s':>8s} {'steps_s':>8s} {'eval_s':>8s} {'rest_s':>8s}")
+        for ordering, r in ran.items():
+            result = study.load_result(ordering) or {}
+            steps_s = sum(s.get("seconds") or 0 for s in result.get("steps", []))
+            ev = result.get("evaluation") or {}
+            eval_s = 0.0 if ev.get("reused") else (ev.get("seconds") or 0.0)
+            print(f"{ordering:10s} {r['seconds']:8.1f} {steps_s:8.1f} {eval_s:8.1f} {r['seconds'] - steps_s - eval_s:8.1f}")
+
+
+BUSY_PROBE = """
+import json, sys, time
+from orderstudy import backends, models, throughput
+from orderstudy.study import Study
+study = Study(sys.argv[1])
+generation, _ = throughput.workload(study.suite)
+model_dir = throughput.base_model_dir(study)
+tokenizer = models.load_tokenizer(model_dir)
+model = models.load_model(model_dir, study.dtype, study.device)
+lm = backends.make_hf_lm(model=model, tokenizer=tokenizer, device=study.device, batch_size=4, params=study.suite.params)
+prompts = throughput.sample(generation, 4, 0)
+throughput.measure_generation(lm, tokenizer, prompts[:1], 2, study.suite.chat_template)   # warm-up
+print(json.dumps(throughput.measure_generation(lm, tokenizer, prompts, 16, study.suite.chat_template)["seconds"]))
+"""
+
+
+def busy_machine(params_file: str) -> dict:
+    """Return the seconds of one short generation alone and beside a busy process per core, per OpenMP wait policy."""
+    cores = len(os.sched_getaffinity(0))
+    out: dict = {"cores": cores}
+    print(f"\n== a busy machine: a short generation alone and beside {cores} busy processes ==")
+    for policy in ("PASSIVE", "ACTIVE"):
+        env = {**os.environ, "OMP_WAIT_POLICY": policy}
+        times = {}
+        for load in (0, cores):
+            spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)]
+            try:
+                proc = subprocess.run([sys.executable, "-c", BUSY_PROBE, params_file], env=env, capture_output=True,
+                                      text=True, timeout=1800)
+            finally:
+                for p in spinners:
+                    p.kill()
+                    p.wait()
+            if proc.returncode != 0:
+                raise RuntimeError(proc.stderr[-2000:])
+            times["alone_s" if load == 0 else "busy_s"] = float(proc.stdout.strip().splitlines()[-1])
+        times["slowdown"] = round(times["busy_s"] / times["alone_s"], 2)
+        out[policy.lower()] = times
+        print(f"OMP_WAIT_POLICY={policy:7s} alone {times['alone_s']:6.1f} s, busy {times['busy_s']:6.1f} s: "
+              f"{times['slowdown']:.1f}x slower" + ("  (the study's setting)" if policy == "PASSIVE" else ""))
+    return out
 
 
 if __name__ == "__main__":

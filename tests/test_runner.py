@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from orderstudy import paths
@@ -115,8 +116,16 @@ def test_a_failed_ordering_is_recorded_the_others_go_on_and_only_it_reruns(tiny_
     result = json.loads((outputs_dir / "tinyrun" / "results" / "P-F.json").read_text())
     assert result["status"] == "failed" and result["error"]["step"] == "P>F"
     assert "max_seq_len" in result["error"]["message"] and "Traceback" in result["error"]["traceback"]
+    assert [s["state"] for s in result["steps"]] == ["base", "P"]  # the steps taken before it failed
     notebook = (outputs_dir / "tinyrun" / "notebooks" / "P-F.ipynb").read_text()
     assert "max_seq_len" in notebook  # the error is in the executed notebook too
+    # ... in the section of the step that failed: the sections before it show their step, the
+    # ones after it never ran.
+    cells = [c for c in nbformat.reads(notebook, as_version=4).cells if c.cell_type == "code"]
+    failed = next(i for i, c in enumerate(cells) if any(o.output_type == "error" for o in c.outputs))
+    assert cells[failed].source.startswith("step = run.step(2)")
+    assert "Prune (P)" in json.dumps([c.outputs for c in cells[:failed]])
+    assert all(c.execution_count is None and not c.outputs for c in cells[failed + 1:])
     main = (outputs_dir / "tinyrun" / "tables" / "main.md").read_text()
     assert "N/A" in main and "max_seq_len" in main
 

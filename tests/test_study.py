@@ -104,9 +104,88 @@ def test_mmlu_generative_scoring_extracts_the_letter(tiny_model_dir, mmlu_dir, t
     suite = evaluation.build_suite(params, 0, tmp_path, *models.tokenizer_and_context(tiny_model_dir))
     out = evaluation.evaluate(suite, model_dir=tiny_model_dir, device="cpu", dtype="float32")
     runtime = out["runtime"]
-    assert runtime["backend"] == "hf" and "CUDA only" in runtime["backend_reason"]
+    # A suite built without an engine is transformers' (a study passes the one it chose).
+    assert runtime["backend"] == "hf" and runtime["engine"]["name"] == "hf" and runtime["equivalent_copy"] is None
     gen = runtime["generation"]
+    assert gen["engine"] == "hf" and gen["prompt_tokens"] > 0
     assert gen["items"] == 6 and gen["batch_size"] == 8   # batch_size auto: the CPU cap
     assert gen["new_tokens"] > 0 and gen["new_tokens_per_s"] == pytest.approx(gen["new_tokens"] / gen["seconds"], rel=0.01)
     assert out["benchmarks"]["mmlu_law"]["scoring"] == "MMLU generative"
     assert out["benchmarks"]["mmlu_law"]["n_items"] == 6
+
+
+VOLATILE_RESULT_KEYS = ("finished_at",)
+VOLATILE_STEP_KEYS = ("seconds", "reused")
+
+
+def comparable(result: dict) -> dict:
+    """Return a result without what differs between two runs of the same states: times and reuse flags."""
+    out = {k: v for k, v in result.items() if k not in VOLATILE_RESULT_KEYS}
+    out["steps"] = [{k: v for k, v in s.items() if k not in VOLATILE_STEP_KEYS} for s in result["steps"]]
+    if out.get("evaluation"):
+        out["evaluation"] = {k: v for k, v in out["evaluation"].items() if k not in ("reused", "seconds")}
+    return out
+
+
+def test_an_ordering_taken_step_by_step_writes_the_result_run_ordering_writes(tiny_study):
+    from orderstudy import probes
+
+    quiet = lambda *a: None  # noqa: E731
+    run = tiny_study.ordering_run("F>P", show=quiet)
+    assert run.step(3) is None  # a notebook's section for a step this ordering does not have
+    first = run.step(1)  # the base (step 0) is built as F's parent, not yet listed
+    assert not first["reused"] and list(run.steps) == ["F"]
+    check_probes(tiny_study, first["probes"])
+    # The same cell executed again: the state is found in the store and the answers beside it.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(probes, "generate", lambda *a, **k: pytest.fail("the answers were generated again"))
+        again = run.step(1)
+    assert again["reused"] and again["key"] == first["key"] and again["probes"] == first["probes"]
+    run.step(2)
+    result = run.finish()  # takes the step skipped (the base) and the evaluation
+    assert [s["state"] for s in result["steps"]] == ["base", "F", "F>P"] and result["status"] == "ok"
+    assert tiny_study.load_result("F>P") == result
+
+    composed = Study(tiny_study.params_file).run_ordering("F>P", show=quiet)
+    assert all(s["reused"] for s in composed["steps"]) and composed["evaluation"]["reused"]
+    assert comparable(composed) == comparable(result)
+
+
+def check_probes(study, shown: dict) -> None:
+    """Check a fine-tune's probes: its own held-out pairs, answered by the base and by F, stored."""
+    from orderstudy import probes
+    from orderstudy.ops import finetune
+    from orderstudy.ops.common import load_tokenizer
+    from orderstudy.ops.storage import load
+
+    assert shown["held_out"] and len(shown["items"]) == probes.PROBE_COUNT
+    base = study.store.state("base")
+    pairs, held_out = probes.held_out_pairs(study, base.model_dir)
+    assert held_out and {p["id"] for p in pairs} >= {p["id"] for p in shown["items"]}
+    # They are the fine-tune's own held-out pairs: the base model's loss on them is the loss the
+    # fine-tune recorded before training.
+    params, tokenizer = study.params.finetune, load_tokenizer(base.model_dir)
+    encoded = [finetune.encode_example(tokenizer, p["prompt"], p["answer"], params.max_seq_len) for p in pairs]
+    loss = finetune.mean_loss(load(base.model_dir, "float32", "cpu"), encoded, tokenizer.pad_token_id, params.batch_size, "cpu")
+    record = study.store.state("F").record()["info"]
+    assert loss == pytest.approx(record["validation_loss_before"], rel=1e-5)
+    assert len(pairs) == record["validation_examples"]
+    assert all(p["gold"] and isinstance(p["before"], str) and isinstance(p["after"], str) for p in shown["items"])
+    for state in (base, study.store.state("F")):
+        assert len(list((state.dir / "probes").glob("*.json"))) == 1
+
+
+def test_a_step_that_fails_in_its_notebook_cell_is_recorded(tiny_study):
+    params = tiny_study.params.model_copy(update={"finetune": tiny_study.params.finetune.model_copy(update={"max_seq_len": 16})})
+    study = Study(tiny_study.params_file, params=params)
+    run = study.ordering_run("P>F", show=lambda *a: None)
+    run.step(0)
+    run.step(1)
+    with pytest.raises(ValueError, match="training example"):
+        run.step(2)
+    result = study.load_result("P>F")
+    assert result["status"] == "failed" and result["error"]["step"] == "P>F"
+    assert [s["state"] for s in result["steps"]] == ["base", "P"] and "Traceback" in result["error"]["traceback"]
+    with pytest.raises(ValueError, match="training example"):
+        run.evaluate()  # evaluating first takes the missing step, which fails again, and says so
+    assert study.load_result("P>F")["error"]["step"] == "P>F"

@@ -16,10 +16,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import atomic, budgets, data, paths
+from . import atomic, backends, budgets, data, paths
 from .params import EvaluationParams, stable_hash
 
 TASKS_DIR = Path(__file__).parent / "tasks"
+# lm-eval's MMLU scores four continuations (" A" ... " D") per question.
+MMLU_CHOICES = 4
 log = logging.getLogger(__name__)
 
 
@@ -40,6 +42,7 @@ class EvalSuite:
     context_tokens: int | None = None
     cherrant: dict | None = None   # where 2-1's cost tables come from (correction.CostTables.source)
     chat_template: bool = True     # the study's top-level `chat_template`: generation through the template
+    engine: "backends.Engine | None" = None   # the one engine that scores every state (in the key)
 
     def lm_eval_tasks(self, benchmark: str) -> list[str]:
         return list(self.benchmarks[benchmark].values())
@@ -104,14 +107,17 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def build_suite(params: EvaluationParams, seed: int, work_dir: Path, tokenizer, context_tokens: int,
-                chat_template: bool = True) -> EvalSuite:
+                engine: "backends.Engine | None" = None, chat_template: bool = True) -> EvalSuite:
     """Return the study's evaluation suite, sampling the items and writing the task YAMLs.
 
     ``tokenizer`` and ``context_tokens`` are the base model's: every task's generation budget is
     counted in its tokens (``budgets``), and a prompt that does not fit its context with the
-    budget is cut from the left, once, here. ``chat_template`` is the study's top-level setting,
-    which fine-tuning and calibration follow too.
+    budget is cut from the left, once, here. ``engine`` (``backends.choose_engine``, once per
+    study) is part of the key: a change of engine evaluates every state again. Without one, the
+    suite is transformers'. ``chat_template`` is the study's top-level setting, which fine-tuning
+    and calibration follow too.
     """
+    engine = engine or backends.Engine("hf", "no engine given", {"generation": "hf", "loglikelihood": "hf"})
     samples: dict[str, dict[str, list[dict]]] = {}
     sources, generation, cherrant = {}, {}, None
     if "lawbench" in params.benchmarks:
@@ -147,7 +153,8 @@ def build_suite(params: EvaluationParams, seed: int, work_dir: Path, tokenizer, 
                        "items": content, "generation": generation, "stop": stop, "context_tokens": context_tokens,
                        "chat_template": chat_template,
                        "tokenizer": tokenizer_fingerprint(tokenizer),
-                       "cherrant": cherrant.key() if cherrant is not None else None, "format": 2})
+                       "cherrant": cherrant.key() if cherrant is not None else None, "format": 2,
+                       "engine": engine.key()})
     tasks_dir = Path(work_dir) / f"eval-{key}"
     if not (tasks_dir / "suite.json").exists():
         fitted = {bench: {task: _fit_prompts(bench, items, tokenizer, context_tokens, generation.get(bench, {}).get(task),
@@ -168,7 +175,7 @@ def build_suite(params: EvaluationParams, seed: int, work_dir: Path, tokenizer, 
     generation = atomic.read_json(tasks_dir / "suite.json").get("generation", generation)
     benchmarks = {bench: {task: _task_name(bench, task) for task in tasks} for bench, tasks in samples.items()}
     return EvalSuite(key, tasks_dir, benchmarks, sample_ids, params, sources, generation, stop, context_tokens,
-                     dict(cherrant.source) if cherrant is not None else None, chat_template)
+                     dict(cherrant.source) if cherrant is not None else None, chat_template, engine)
 
 
 def _fit_prompts(bench: str, items: list[dict], tokenizer, context_tokens: int, budget: dict | None,
@@ -231,72 +238,148 @@ def _write_task(tmp: Path, final_dir: Path, bench: str, task: str, items: list[d
     atomic.write_text(tmp / f"{name}.yaml", json.dumps(spec, ensure_ascii=False, indent=2) + "\n")
 
 
-def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, model=None, tokenizer=None,
-             backend: "backends.Backend | None" = None) -> dict:
+def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, state=None, model=None, tokenizer=None,
+             engines: "backends.VllmEngines | None" = None) -> dict:
     """Return the scores of the model in ``model_dir``: ``{"benchmarks", "items", "runtime", ...}``.
 
-    The backend is chosen for the state unless given (``backends.choose_backend``); for
-    transformers the model is loaded here unless given. ``runtime`` says which backend ran, with
-    which batch sizes, and how fast it generated.
+    The suite's engine scores every request type it is chosen for. vLLM evaluates the checkpoint
+    itself or, for a layout it cannot read, the state's evaluation-equivalent copy
+    (``equivalent.evaluation_dir``; needs ``state``), through ``engines`` when given (an engine
+    kept across states) or an engine started for this call. transformers evaluates the model
+    given, or loads it. ``runtime`` says which engine scored what, with which batch sizes, how
+    many tokens it processed and how fast.
     """
     from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
 
-    from . import backends, models, numerics
+    from . import models, numerics
 
     params = suite.params
-    backend = backend or backends.choose_backend(params.backend, device, model_dir)
+    engine = suite.engine or backends.Engine("hf", "no engine given", {"generation": "hf", "loglikelihood": "hf"})
+    started_all = time.perf_counter()
     tokenizer = tokenizer or models.load_tokenizer(model_dir)
-    numerics_record = None
-    if backend.name == "hf" and model is None:
-        # Any layout (standard, adapter, sparse); a quantized one as numerics.evaluation_model says.
-        model, numerics_record = numerics.evaluation_model(model_dir, dtype, device, params.quantized_on_cpu,
-                                                           agreement_sequences(suite, tokenizer))
-    config = models.read_config(model_dir)
-    manager = TaskManager(include_path=str(suite.tasks_dir), include_defaults=False)
     # Log-likelihood MMLU is scored on the raw prompt, as lm-eval does; generation goes through the
     # chat template of an instruct model (without it, it rarely answers in the expected form).
     loglik = [t for b in ("stem", "mmlu_law") if b in suite.benchmarks for t in suite.lm_eval_tasks(b)] \
         if params.mmlu_scoring == "loglikelihood" else []
     generative = [t for b in suite.benchmarks for t in suite.lm_eval_tasks(b) if t not in loglik]
-    outputs: dict = {"results": {}, "samples": {}}
-    runtime: dict = {"backend": backend.name, "backend_reason": backend.reason, "numerics": numerics_record,
-                     "cache_implementation": backends.cache_implementation(params, device) if backend.name == "hf" else None}
-    lm = None
-    for phase, tasks, chat in (("loglikelihood", loglik, False), ("generation", generative, suite.chat_template)):
-        if not tasks:
-            continue
-        longest = longest_prompt_tokens(suite, tasks, tokenizer, chat)
-        if params.batch_size != "auto":
-            batch_size = params.batch_size
+    phases = [(phase, tasks, chat) for phase, tasks, chat in
+              (("loglikelihood", loglik, False), ("generation", generative, suite.chat_template)) if tasks]
+    used = {engine.for_request(phase) for phase, _, _ in phases}
+    runtime: dict = {"engine": engine.key(), "engine_reason": engine.reason, "backend": engine.name,
+                     "equivalent_copy": None, "numerics": None}
+    timings: dict = {}
+    vllm_dir = model_dir
+    if "vllm" in used:
+        t0 = time.perf_counter()
+        if state is not None:
+            from . import equivalent
+
+            vllm_dir, copy_record = equivalent.evaluation_dir(state, dtype, device, agreement_sequences(suite, tokenizer))
+            if copy_record is not None:
+                runtime["equivalent_copy"] = {k: copy_record[k] for k in ("copy_of", "agreement_with_state", "dtype")}
+        timings["equivalent_copy_s"] = round(time.perf_counter() - t0, 3)
+    if "hf" in used and model is None:
+        from .ops import storage
+
+        t0 = time.perf_counter()
+        if "vllm" in used:
+            # Beside vLLM, transformers scores the checkpoint vLLM does (the state's equivalent copy
+            # where it has one): one function per state.
+            model = storage.load(vllm_dir, dtype, device)
         else:
-            batch_size = backends.choose_batch_size(
-                config, dtype, device, backends.free_memory_bytes(device), longest,
-                max(suite.max_new_tokens(t) for t in tasks), loglikelihood=phase == "loglikelihood")
-        if lm is None or backend.name == "hf":   # one vLLM engine serves both phases
-            lm = backends.make_lm(backend, model_dir=model_dir, model=model, tokenizer=tokenizer, device=device,
-                                  dtype=dtype, batch_size=batch_size, seed=0, params=params)
-        if model is not None and phase == "generation":
-            _stop_at_end_of_turn(model, tokenizer, suite.stop)
-        started = time.perf_counter()
-        with _without_env_report(), _scoring_tables(suite):
-            out = simple_evaluate(model=lm, tasks=tasks, task_manager=manager, apply_chat_template=chat,
-                                  log_samples=True, random_seed=0, numpy_random_seed=0, torch_random_seed=0,
-                                  fewshot_random_seed=0, bootstrap_iters=0)
-        seconds = time.perf_counter() - started
-        outputs["results"].update(out["results"])
-        outputs["samples"].update(out["samples"])
-        stats = {"items": sum(len(out["samples"][t]) for t in tasks), "longest_prompt_tokens": longest,
-                 "batch_size": batch_size if backend.name == "hf" else "vllm scheduler", "seconds": round(seconds, 3)}
-        if phase == "generation":
-            new_tokens = sum(len(tokenizer(s["resps"][0][0], add_special_tokens=False)["input_ids"])
-                             for t in tasks for s in out["samples"][t])
-            stats.update(new_tokens=new_tokens, new_tokens_per_s=round(new_tokens / seconds, 2) if seconds else None)
-        runtime[phase] = stats
-    backends.release(lm)
+            # Any layout (standard, adapter, sparse); a quantized one as numerics.evaluation_model says.
+            model, runtime["numerics"] = numerics.evaluation_model(model_dir, dtype, device, params.quantized_on_cpu,
+                                                                   agreement_sequences(suite, tokenizer))
+        timings["model_load_s"] = round(time.perf_counter() - t0, 3)
+    own_engines = engines is None and "vllm" in used
+    if own_engines:
+        engines = backends.VllmEngines(dtype, device, params)
+    config = models.read_config(model_dir)
+    manager = task_manager(suite)
+    outputs: dict = {"results": {}, "samples": {}}
+    try:
+        for phase, tasks, chat in phases:
+            which = engine.for_request(phase)
+            prompts = [prompt_tokens(tokenizer, text, chat) for name in tasks for text in task_prompts(suite, name)]
+            longest = max(prompts, default=0)
+            t0 = time.perf_counter()
+            if which == "vllm":
+                lm = engines.lm_for(vllm_dir)
+                batch_size = "vllm scheduler"
+            else:
+                batch_size = params.batch_size if params.batch_size != "auto" else backends.choose_batch_size(
+                    config, dtype, device, backends.free_memory_bytes(device), longest,
+                    max(suite.max_new_tokens(t) for t in tasks), loglikelihood=phase == "loglikelihood")
+                lm = backends.make_hf_lm(model=model, tokenizer=tokenizer, device=device, batch_size=batch_size,
+                                         params=params)
+            if which == "hf" and phase == "generation":
+                _stop_at_end_of_turn(model, tokenizer, suite.stop)
+            ready_s = time.perf_counter() - t0
+            started = time.perf_counter()
+            with _without_env_report(), _scoring_tables(suite):
+                out = simple_evaluate(model=lm, tasks=built_tasks(suite, manager, tasks), task_manager=manager,
+                                      apply_chat_template=chat,
+                                      log_samples=True, random_seed=0, numpy_random_seed=0, torch_random_seed=0,
+                                      fewshot_random_seed=0, bootstrap_iters=0)
+            seconds = time.perf_counter() - started
+            outputs["results"].update(out["results"])
+            outputs["samples"].update(out["samples"])
+            stats = {"engine": which, "items": sum(len(out["samples"][t]) for t in tasks), "longest_prompt_tokens": longest,
+                     "batch_size": batch_size, "engine_ready_s": round(ready_s, 3), "seconds": round(seconds, 3)}
+            if phase == "generation":
+                new_tokens = sum(len(tokenizer(s["resps"][0][0], add_special_tokens=False)["input_ids"])
+                                 for t in tasks for s in out["samples"][t])
+                stats.update(prompt_tokens=sum(prompts), new_tokens=new_tokens,
+                             new_tokens_per_s=round(new_tokens / seconds, 2) if seconds else None)
+            else:
+                # The work the scores need: each context once (its four one-letter answers share it,
+                # as transformers computes them; lm-eval's vllm type runs it once per letter).
+                stats.update(prompt_tokens=sum(prompts))
+            stats["tokens_per_s"] = round((stats["prompt_tokens"] + stats.get("new_tokens", 0)) / seconds, 1) if seconds else None
+            if which == "hf":
+                stats["cache_implementation"] = backends.cache_implementation(params, device)
+            runtime[phase] = stats
+    finally:
+        if own_engines:
+            engines.close()
+    if engines is not None and "vllm" in used:
+        runtime["vllm_engines"] = engines.stats()
+    timings["total_s"] = round(time.perf_counter() - started_all, 3)
+    runtime["timings"] = timings
     scores = summarize(outputs, suite)
     scores["runtime"] = runtime
     return scores
+
+
+def task_manager(suite: EvalSuite):
+    """Return lm-eval's task index over the suite's task files (indexed once per suite and process)."""
+    if suite.tasks_dir not in _MANAGERS:
+        from lm_eval.tasks import TaskManager
+
+        _MANAGERS[suite.tasks_dir] = TaskManager(include_path=str(suite.tasks_dir), include_defaults=False)
+    return _MANAGERS[suite.tasks_dir]
+
+
+_MANAGERS: dict = {}
+
+
+def built_tasks(suite: EvalSuite, manager, names: list[str]) -> list:
+    """Return lm-eval's task objects for ``names``, built once per suite and process.
+
+    Building a task reads and indexes its data (4.6 s for the demo's 34 tasks the first time, 0.8 s
+    after); a process that evaluates many states (the pre-evaluation phase) builds them once.
+    lm-eval rebuilds a task's requests at every evaluation, so a task object serves many.
+    """
+    missing = [n for n in names if (suite.tasks_dir, n) not in _TASKS]
+    if missing:
+        from lm_eval.tasks import get_task_dict
+
+        for name, task in get_task_dict(missing, manager).items():
+            _TASKS[(suite.tasks_dir, name)] = task
+    return [_TASKS[(suite.tasks_dir, n)] for n in names]
+
+
+_TASKS: dict = {}
 
 
 def _stop_at_end_of_turn(model, tokenizer, stop: tuple[str, ...]) -> None:

@@ -291,3 +291,71 @@ def _release_memory(study) -> None:
 def _finished(started_at: float, t0: float, reused: bool) -> dict:
     return {"started_at": started_at, "seconds": round(time.perf_counter() - t0, 2), "reused": reused,
             "host": platform.node(), "pid": os.getpid()}
+
+
+# -- in process: every missing state, then every missing evaluation on engines kept across states --
+
+def run_in_process(study, orderings: list[str] | tuple[str, ...], show: Callable = print) -> dict:
+    """Build and evaluate in this process whatever ``orderings`` miss; return the phase's report.
+
+    The same tasks as on Ray (``plan_tasks``), one after another: every missing state (parents
+    first), then every missing evaluation, grouped by checkpoint shape so that one vLLM engine per
+    shape takes each state's weights in turn (``backends.VllmEngines``) instead of one engine start
+    per state. The ordering notebooks then find every state and evaluation stored. A task that
+    fails is reported (and the tasks waiting for it are not run), never raised: the ordering's
+    notebook meets the same step and records the failure.
+    """
+    from . import backends
+    from .backends import shape_of
+
+    tag = f"[{study.params.study}] pre-evaluation"
+    tasks = plan_tasks(study, orderings)
+    report: dict = {"tasks": [], "built": [], "evaluated": [], "failed": [], "seconds": 0.0}
+    if not tasks:
+        show(f"{tag}: every state and evaluation needed is already stored; nothing to run")
+        return report
+    started = time.perf_counter()
+    blocked: set[str] = set()
+
+    def run(t: Task, work: Callable[[], bool]) -> None:
+        t0 = time.perf_counter()
+        if t.id in blocked:
+            entry = {"status": "not run", "error": "a task it waits for failed", "reused": None}
+        else:
+            try:
+                entry = {"status": "ok", "error": None, "reused": work()}
+            except Exception as exc:
+                entry = {"status": "failed", "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300], "reused": None}
+                blocked.update(dependents(tasks, t.id))
+        entry = {"id": t.id, "kind": t.kind, "name": t.name, "key": t.key, "seconds": round(time.perf_counter() - t0, 2),
+                 **entry}
+        report["tasks"].append(entry)
+        if entry["status"] == "ok" and not entry["reused"]:
+            report["built" if t.kind == "build" else "evaluated"].append(t.name)
+        if entry["status"] != "ok":
+            report["failed"].append(t.id)
+        show(f"{tag} [{len(report['tasks'])}/{len(tasks)}] {_describe({**entry, 'host': platform.node(), 'pid': os.getpid()})}")
+
+    for t in [t for t in tasks if t.kind == "build"]:
+        run(t, lambda t=t: study.get_state(t.name, show=show)[1])
+    evaluations = [t for t in tasks if t.kind == "evaluate"]
+
+    def shape(t: Task) -> str:
+        state = study.store.state(t.name)
+        return shape_of(state.model_dir) if (state.model_dir / "config.json").is_file() else ""
+
+    # Sorted by shape (stable: the plan's order within a shape), so each engine starts once.
+    evaluations.sort(key=shape)
+    engines = backends.VllmEngines(study.dtype, study.device, study.params.evaluation)
+    try:
+        for t in evaluations:
+            run(t, lambda t=t: study.evaluate_state(study.get_state(t.name, show=show)[0], show=show,
+                                                    engines=engines)["reused"])
+    finally:
+        engines.close()
+    report["engines"] = engines.stats()
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    show(f"{tag}: {len(report['built'])} states built, {len(report['evaluated'])} evaluations "
+         f"({engines.starts} engine start(s), {engines.swaps} weight swap(s)), {len(report['failed'])} failed or "
+         f"not run, in {report['seconds']:.1f} s")
+    return report

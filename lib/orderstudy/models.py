@@ -143,7 +143,12 @@ def load_dense(model_dir: Path, dtype: str = "bfloat16", device: str = "cpu"):
     if getattr(model, "hf_quantizer", None) is not None:
         model = model.dequantize()
         forget_quantization(model)
-        model.to(DTYPES[dtype])
+        # Parameters only: ``model.to`` casts the buffers too, and a loaded model keeps its rotary
+        # frequencies in float32 (cast to bf16 they moved a pruned NF4 state's logits by up to 47,
+        # measured on the demo; the same model saved and reloaded: identical to bitsandbytes').
+        for param in model.parameters():
+            if param.is_floating_point():
+                param.data = param.data.to(DTYPES[dtype])
     return model
 
 

@@ -114,7 +114,8 @@ def fix_bnb_cpu_dequantize() -> dict:
         return bitsandbytes_kernel(A, absmax, blocksize, quant_type, shape, dtype)
 
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Overriding a previously registered kernel.*")
+        # torch words it "Warning only once for all operators, ...\n  Overriding a previously registered kernel".
+        warnings.filterwarnings("ignore", message=r"(?s).*Overriding a previously registered kernel")
         torch.library.register_kernel("bitsandbytes::dequantize_4bit", "cpu", dequantize_4bit)
     _DEQUANTIZE_FIX.update({"kernel": "bitsandbytes' CPU kernel; its pure-torch path for rows not a multiple of the block",
                             "cpu_capability": torch.backends.cpu.get_cpu_capability()})

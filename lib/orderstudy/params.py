@@ -131,8 +131,9 @@ class EvaluationParams(_Section):
     # auto: as many sequences as fit the device's free memory for the longest prompt, up to 256 on
     # CUDA and 8 on a CPU (backends.choose_batch_size); a number fixes it.
     batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
-    # auto: vLLM (lm-eval's vllm model type) when installed, on CUDA, for states it loads; else
-    # transformers. hf: always transformers. vllm: vLLM, falling back per state where it cannot load it.
+    # The one engine for every state (backends.choose_engine). auto: vLLM where a build for the
+    # device is installed and every planned state allows it, else transformers. hf: transformers.
+    # vllm: vLLM, or an error saying what prevents it.
     backend: Literal["auto", "hf", "vllm"] = "auto"
     cache_implementation: Literal["auto", "dynamic", "static"] = "auto"   # transformers' KV cache; auto = dynamic
     vllm_gpu_memory_utilization: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.85

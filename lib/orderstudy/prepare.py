@@ -32,6 +32,7 @@ import argparse
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -150,6 +151,8 @@ def _write_provenance(out_dir: Path, gguf_path: Path) -> None:
 
 
 TINY_MODEL_DIR = paths.MODELS_CACHE / "tiny-llama"
+# vLLM's CPU attention supports head sizes 32, 64, 80, ... (not 16): the tiny model runs on it too.
+TINY_HEAD_DIM = 32
 
 
 # The files of SmolLM2's tokenizer: all that the tiny model takes from SmolLM2 (the device check
@@ -162,19 +165,23 @@ def prepare_tiny(out_dir: Path = TINY_MODEL_DIR, seed: int = 0, tokenizer_dir: P
 
     The smoke study and the fast tests run on it: every code path of a real checkpoint (chat
     template, grouped-query attention, tied embeddings, bitsandbytes, LoRA) in seconds, with
-    chance-level scores that are not meant to be read. The tokenizer comes from ``tokenizer_dir``
-    (a directory holding ``TOKENIZER_FILES``) or else from the default model, which is prepared if
-    missing; both give the same files, byte for byte.
+    chance-level scores that are not meant to be read. Its heads are 32 wide (``TINY_HEAD_DIM``):
+    vLLM's CPU attention runs head sizes from 32 up, not 16. The tokenizer comes from
+    ``tokenizer_dir`` (a directory holding ``TOKENIZER_FILES``) or else from the default model,
+    which is prepared if missing; both give the same files, byte for byte. A tiny model made
+    before with other heads is made again.
     """
     out_dir = Path(out_dir)
     if (out_dir / "config.json").exists():
-        return out_dir
+        if json.loads((out_dir / "config.json").read_text()).get("head_dim") == TINY_HEAD_DIM:
+            return out_dir
+        shutil.rmtree(out_dir)
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     tok = AutoTokenizer.from_pretrained(_tokenizer_source(tokenizer_dir))
     config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=256, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=4096,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=TINY_HEAD_DIM, max_position_embeddings=4096,
                          tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                          pad_token_id=tok.pad_token_id)
     torch.manual_seed(seed)

@@ -7,6 +7,7 @@ that state and everything after it are rebuilt, and nothing else. A state direct
     states/<key>/model/        a standard Hugging Face checkpoint
     states/<key>/record.json   how it was made, what it is, and a manifest of the model files
     states/<key>/evals/<suite key>.json   its scores on an evaluation suite, once evaluated
+    states/<key>/probes/<probe key>.json  its answers to a fine-tune's held-out prompts (probes.py)
 
 Building is idempotent and safe under concurrency: look the state up; otherwise take its lock,
 look again (someone may have just built it), build in a temporary directory and rename it into

@@ -3,6 +3,8 @@
 ``Study(params_file).run_ordering("F>P>Q")`` gets every state on the ordering's path (reusing
 the ones already built), evaluates the final state (reusing a stored evaluation), and writes the
 ordering's result file. A failure is recorded in the result with its step, error and traceback.
+The ordering notebook takes the same pieces one section at a time: ``study.ordering_run(ordering)``
+gives an ``OrderingRun`` with ``step(i)``, ``evaluate()`` and ``finish()``.
 """
 
 from __future__ import annotations
@@ -10,15 +12,16 @@ from __future__ import annotations
 import random
 import time
 import traceback
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
-from . import atomic, data, evaluation, models, paths, provenance
+from . import atomic, data, evaluation, models, paths, probes, provenance
 from .ops import OPERATIONS, OperationContext
 from .ops.finetune import finetune_warning
 from .params import ParamsError, StudyParams, load_params, stable_hash
-from .plan import BASE, OPERATION_NAMES, last_operation, make_plan, prefixes
+from .plan import BASE, OPERATION_NAMES, last_operation, make_plan, parent, prefixes
 from .store import State, StateStore, versions
 
 RESULT_SCHEMA = 1
@@ -38,11 +41,18 @@ class Study:
 
     # -- inputs -------------------------------------------------------------------------------
     @cached_property
+    def engine(self):
+        """The one engine that evaluates every state of the study (``backends.choose_engine``)."""
+        from .backends import choose_engine
+
+        return choose_engine(self.params, self.device)
+
+    @cached_property
     def suite(self) -> evaluation.EvalSuite:
         """The evaluation suite: sampled items and lm-eval task files, shared by all states."""
         tokenizer, context = self.base_tokenizer
         return evaluation.build_suite(self.params.evaluation, self.params.seed, self.paths.data, tokenizer, context,
-                                      self.params.chat_template)
+                                      self.engine, self.params.chat_template)
 
     @cached_property
     def base_tokenizer(self) -> tuple[object, int]:
@@ -181,8 +191,11 @@ class Study:
                 return stored
         return None
 
-    def evaluate_state(self, state: State, show: Callable = print) -> dict:
-        """Return the state's scores on the study's suite, evaluating once and storing the result."""
+    def evaluate_state(self, state: State, show: Callable = print, engines=None) -> dict:
+        """Return the state's scores on the study's suite, evaluating once and storing the result.
+
+        ``engines`` (``backends.VllmEngines``) keeps vLLM engines across the states of one process.
+        """
         stored = self.stored_evaluation(state)
         if stored is not None:
             stored["reused"] = True
@@ -191,7 +204,8 @@ class Study:
         show(f"[{self.params.study}] evaluating {state.name} on {', '.join(self.suite.benchmarks)} ...")
         _seed_everything(self.params.seed)
         started = time.perf_counter()
-        scores = evaluation.evaluate(self.suite, model_dir=state.model_dir, device=self.device, dtype=self.dtype)
+        scores = evaluation.evaluate(self.suite, model_dir=state.model_dir, device=self.device, dtype=self.dtype,
+                                     state=state, engines=engines)
         stored = {"suite": self.suite.key, "state": state.key, "seconds": round(time.perf_counter() - started, 2), **scores}
         atomic.write_json(path, stored)
         stored["reused"] = False
@@ -214,58 +228,22 @@ class Study:
         result = self.load_result(ordering)
         return bool(result) and result.get("status") == "ok" and result.get("result_key") == self.result_key(ordering)
 
+    def ordering_run(self, ordering: str, show: Callable = print) -> "OrderingRun":
+        """Return an ordering's run, to be taken step by step (the ordering notebook's sections)."""
+        return OrderingRun(self, ordering, show)
+
     def run_ordering(self, ordering: str, show: Callable = print) -> dict:
         """Return the ordering's result after getting its states and scores; also written to disk.
 
+        The composition of ``OrderingRun``'s steps, as the notebook runs them section by section.
         On failure the result is written with status ``failed`` and the error re-raised, so the
         notebook shows it too. An interrupt (Ctrl-C) writes nothing: the ordering reruns next time.
         """
-        steps: list[dict] = []
-        current = BASE
-        try:
-            for name in prefixes(ordering):
-                current = name
-                started = time.perf_counter()
-                state, reused = self.get_state(name, show)
-                record = state.record()
-                steps.append(_step_summary(name, state, record, reused, time.perf_counter() - started))
-                show(f"[{self.params.study}] {name}: {'reused' if reused else 'built'} "
-                     f"({record['size_bytes'] / 2**20:.1f} MiB, {_n_params(record):,} parameters)")
-                warning = finetune_warning(steps[-1])
-                if warning:
-                    show(f"[{self.params.study}] warning: {warning}")
-            current = f"evaluate {ordering}"
-            scores = self.evaluate_state(state, show)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:
-            result = self._result(ordering, steps, status="failed", error={
-                "type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc(), "step": current})
-            atomic.write_json(self.paths.result(ordering), result)
-            raise
-        stem = paths.ordering_filename(ordering)
-        items_rel = f"items/{stem}.json"
-        atomic.write_json(self.paths.dir / items_rel, scores["items"])
-        if scores["lawbench_predictions"]:
-            # The model's raw LawBench answers, so they can be rescored (python -m orderstudy.lawbench).
-            atomic.write_json(self.paths.items / f"{stem}.lawbench_predictions.json", scores["lawbench_predictions"])
-        final = state.record()
-        result = self._result(ordering, steps, status="ok", error=None)
-        result.update({
-            "size_bytes": final["size_bytes"],
-            "n_params": _n_params(final),
-            "quantized": final["quantized"],
-            "benchmarks": scores["benchmarks"],
-            "items_file": items_rel,
-            "evaluation": {"reused": scores["reused"], "seconds": scores["seconds"], "suite": self.suite.key,
-                           "runtime": scores.get("runtime")},
-            # The study's training and calibration data: pairs per task, overlaps with the evaluation dropped.
-            "training_data": {"finetune": self.training_report if self._uses("F") else None,
-                              "calibration": self.calibration_report
-                              if self._uses("P") and self.params.prune.needs_calibration else None},
-        })
-        atomic.write_json(self.paths.result(ordering), result)
-        return result
+        run = self.ordering_run(ordering, show)
+        for index in range(len(run.states)):
+            run.step(index)
+        run.evaluate()
+        return run.finish()
 
     def _result(self, ordering: str, steps: list[dict], status: str, error: dict | None) -> dict:
         return {
@@ -288,6 +266,7 @@ class Study:
             "device": self.device,
             "dtype": self.dtype,
             "provenance": self._base_provenance(),
+            "engine": {**self.engine.key(), "reason": self.engine.reason},
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
 
@@ -306,6 +285,111 @@ def _content_hash(examples: list[dict]) -> str:
     """Return the hash of what a model is trained or calibrated on: each pair's id, prompt and answer, in order
     (not the metadata beside them, so that describing the pairs better changes no state)."""
     return stable_hash([{k: e[k] for k in ("id", "prompt", "answer")} for e in examples])
+
+
+class OrderingRun:
+    """One ordering taken step by step: ``step(i)`` for each state on its path, ``evaluate()``, ``finish()``.
+
+    The ordering notebook calls one method per section; ``Study.run_ordering`` calls them all in
+    order, so both write the same result file. A step already taken can be taken again (a cell
+    executed twice): the state is found in the store and reused, and the step's entry replaced.
+    Steps skipped are taken by ``evaluate`` and ``finish``, so the result always lists every state.
+    A failure in any of them writes the result with status ``failed``, the step, the error and its
+    traceback, then re-raises; an interrupt (Ctrl-C) writes nothing.
+    """
+
+    def __init__(self, study: Study, ordering: str, show: Callable = print):
+        self.study = study
+        self.ordering = ordering
+        self.show = show
+        self.states = prefixes(ordering)  # the base first, the ordering's final state last
+        self.steps: dict[str, dict] = {}
+        self.scores: dict | None = None
+        self._final: State | None = None
+
+    def step(self, index: int) -> dict | None:
+        """Return the summary of state ``index`` on the path (0: the base), getting the state; None past the end.
+
+        An F step also answers a few held-out prompts before and after (``probes``), stored beside
+        the states so that taking the step again does not generate them again.
+        """
+        if index >= len(self.states):
+            return None
+        name = self.states[index]
+        with self._recorded(name):
+            started = time.perf_counter()
+            state, reused = self.study.get_state(name, self.show)
+            record = state.record()
+            summary = _step_summary(name, state, record, reused, time.perf_counter() - started)
+            if record.get("operation") == "F":
+                before, _ = self.study.get_state(parent(name), self.show)
+                summary["probes"] = probes.before_after(self.study, before, state, self.show)
+        self.steps[name] = summary
+        if name == self.states[-1]:
+            self._final = state
+        self.show(f"[{self.study.params.study}] {name}: {'reused' if reused else 'built'} "
+                  f"({record['size_bytes'] / 2**20:.1f} MiB, {_n_params(record):,} parameters)")
+        warning = finetune_warning(summary)
+        if warning:
+            self.show(f"[{self.study.params.study}] warning: {warning}")
+        return summary
+
+    def evaluate(self) -> dict:
+        """Return the final state's scores on the study's suite (stored ones if evaluated before)."""
+        self._take_missing_steps()
+        with self._recorded(f"evaluate {self.ordering}"):
+            self.scores = self.study.evaluate_state(self._final, self.show)
+        return self.scores
+
+    def finish(self) -> dict:
+        """Return the ordering's result, written to ``results/<ordering>.json`` with its per-item scores."""
+        if self.scores is None:
+            self.evaluate()
+        study, scores = self.study, self.scores
+        stem = paths.ordering_filename(self.ordering)
+        items_rel = f"items/{stem}.json"
+        atomic.write_json(study.paths.dir / items_rel, scores["items"])
+        if scores["lawbench_predictions"]:
+            # The model's raw LawBench answers, so they can be rescored (python -m orderstudy.lawbench).
+            atomic.write_json(study.paths.items / f"{stem}.lawbench_predictions.json", scores["lawbench_predictions"])
+        final = self._final.record()
+        result = study._result(self.ordering, self._steps_in_order(), status="ok", error=None)
+        result.update({
+            "size_bytes": final["size_bytes"],
+            "n_params": _n_params(final),
+            "quantized": final["quantized"],
+            "benchmarks": scores["benchmarks"],
+            "items_file": items_rel,
+            "evaluation": {"reused": scores["reused"], "seconds": scores["seconds"], "suite": study.suite.key,
+                           "runtime": scores.get("runtime")},
+            # The study's training and calibration data: pairs per task, overlaps with the evaluation dropped.
+            "training_data": {"finetune": study.training_report if study._uses("F") else None,
+                              "calibration": study.calibration_report
+                              if study._uses("P") and study.params.prune.needs_calibration else None},
+        })
+        atomic.write_json(study.paths.result(self.ordering), result)
+        return result
+
+    def _take_missing_steps(self) -> None:
+        for index, name in enumerate(self.states):
+            if name not in self.steps:
+                self.step(index)
+
+    def _steps_in_order(self) -> list[dict]:
+        return [self.steps[name] for name in self.states if name in self.steps]
+
+    @contextmanager
+    def _recorded(self, where: str):
+        """Write a failed result naming ``where`` if the block raises (anything but an interrupt)."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            result = self.study._result(self.ordering, self._steps_in_order(), status="failed", error={
+                "type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc(), "step": where})
+            atomic.write_json(self.study.paths.result(self.ordering), result)
+            raise
 
 
 def _n_params(record: dict) -> int | None:

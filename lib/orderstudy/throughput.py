@@ -24,8 +24,7 @@ from pathlib import Path
 from . import backends, evaluation, models
 from .plan import last_operation
 
-# lm-eval's MMLU scores four continuations (" A" ... " D") per question.
-MMLU_CHOICES = 4
+MMLU_CHOICES = evaluation.MMLU_CHOICES
 
 
 def study_size(study) -> dict:
@@ -161,43 +160,51 @@ def measure_checkpoint_io(model, tokenizer, dtype: str, device: str) -> float:
 
 
 def measure(study, items: int = 16) -> dict:
-    """Return throughput figures of the study's base model on a sample of its own workload."""
+    """Return throughput figures of the study's base model on a sample of its own workload.
+
+    Each request type runs on the engine the study's evaluation gives it (``study.engine``).
+    """
     suite = study.suite
     params = suite.params
+    engine = study.engine
     model_dir = base_model_dir(study)
     tokenizer = models.load_tokenizer(model_dir)
-    backend = backends.choose_backend(params.backend, study.device, model_dir)
-    # The transformers model: evaluated with when the backend is hf, and always timed for training
-    # and checkpoint I/O; loaded once.
-    model = models.load_model(model_dir, study.dtype, study.device) if backend.name == "hf" else None
+    # The transformers model: timed for training and checkpoint I/O always; loaded once.
+    model = models.load_model(model_dir, study.dtype, study.device)
     config = models.read_config(model_dir)
     generation, loglik = workload(suite)
-    out: dict = {"backend": backend.name, "backend_reason": backend.reason, "device": study.device, "dtype": study.dtype}
-    if generation:
-        prompts = sample(generation, items, study.params.seed)
-        batch = batch_size_for(params, config, study, tokenizer, prompts, suite.chat_template, loglikelihood=False)
-        lm = backends.make_lm(backend, model_dir=model_dir, model=model, tokenizer=tokenizer, device=study.device,
-                              dtype=study.dtype, batch_size=batch, seed=0, params=params)
-        run = measure_generation(lm, tokenizer, prompts, typical_budget(suite), suite.chat_template)
-        run.pop("answers")
-        out["generation"] = dict(run, batch_size=batch if backend.name == "hf" else "vllm scheduler",
-                                 mean_new_tokens=round(run["new_tokens"] / run["prompts"], 2))
-        if backend.name == "vllm":
-            backends.release(lm)
-    if loglik:
-        contexts = sample(loglik, items, study.params.seed)
-        model = model if model is not None else models.load_model(model_dir, study.dtype, study.device)
-        batch = batch_size_for(params, config, study, tokenizer, contexts, False, loglikelihood=True)
-        lm = backends.make_lm(backends.Backend("hf", "log-likelihood sample"), model_dir=model_dir, model=model,
-                              tokenizer=tokenizer, device=study.device, dtype=study.dtype, batch_size=batch, seed=0,
-                              params=params)
-        out["loglikelihood"] = dict(measure_loglikelihood(lm, contexts), batch_size=batch)
-    model = model if model is not None else models.load_model(model_dir, study.dtype, study.device)
+    out: dict = {"backend": engine.name, "backend_reason": engine.reason, "device": study.device, "dtype": study.dtype}
+    engines = backends.VllmEngines(study.dtype, study.device, params)
+    try:
+        if generation:
+            prompts = sample(generation, items, study.params.seed)
+            batch = batch_size_for(params, config, study, tokenizer, prompts, suite.chat_template, loglikelihood=False)
+            lm, batch = engine_lm(engine.for_request("generation"), engines, model_dir, model, tokenizer, study, batch)
+            run = measure_generation(lm, tokenizer, prompts, typical_budget(suite), suite.chat_template)
+            run.pop("answers")
+            out["generation"] = dict(run, batch_size=batch, engine=engine.for_request("generation"),
+                                     mean_new_tokens=round(run["new_tokens"] / run["prompts"], 2))
+        if loglik:
+            contexts = sample(loglik, items, study.params.seed)
+            batch = batch_size_for(params, config, study, tokenizer, contexts, False, loglikelihood=True)
+            lm, batch = engine_lm(engine.for_request("loglikelihood"), engines, model_dir, model, tokenizer, study, batch)
+            out["loglikelihood"] = dict(measure_loglikelihood(lm, contexts), batch_size=batch,
+                                        engine=engine.for_request("loglikelihood"))
+    finally:
+        engines.close()
     if study._uses("F"):
         ft = study.params.finetune
         out["train_step_s"] = round(measure_train_step(model, ft.batch_size, ft.max_seq_len, study.device), 3)
     out["checkpoint_io_s"] = round(measure_checkpoint_io(model, tokenizer, study.dtype, study.device), 3)
     return out
+
+
+def engine_lm(which: str, engines, model_dir, model, tokenizer, study, batch: int):
+    """Return ``(lm-eval model object, batch size)`` for engine ``which`` on the checkpoint in ``model_dir``."""
+    if which == "vllm":
+        return engines.lm_for(model_dir), "vllm scheduler"
+    return backends.make_hf_lm(model=model, tokenizer=tokenizer, device=study.device, batch_size=batch,
+                               params=study.suite.params), batch
 
 
 def batch_size_for(params, config, study, tokenizer, prompts, chat, loglikelihood) -> int:
@@ -286,12 +293,13 @@ def _hms(seconds: float) -> str:
 
 
 def compare_backends(study, items: int = 16) -> dict:
-    """Return how far each available backend's greedy answers agree with transformers at batch size 1.
+    """Return how far each engine's greedy answers agree with transformers at batch size 1.
 
     The reference is the plainest run: transformers, one prompt at a time (no padding). Checked
-    against it: transformers at the evaluation's batch size (left padding, length-sorted batches
-    must not change a greedy answer), and vLLM when it runs here. Each row gives the number of
-    identical answers and the first answers that differ.
+    against it: transformers at the evaluation's batch size (left padding and length-sorted batches
+    must not change a greedy answer; in bf16 near-ties they do), and vLLM when a build for this
+    device is installed. Each row gives the number of identical answers and the first answers
+    that differ.
     """
     suite = study.suite
     params = suite.params
@@ -301,35 +309,37 @@ def compare_backends(study, items: int = 16) -> dict:
     prompts = sample(generation, items, study.params.seed)
     model = models.load_model(model_dir, study.dtype, study.device)
     config = models.read_config(model_dir)
-    hf = backends.Backend("hf", "reference")
     runs = {}
+    engines = backends.VllmEngines(study.dtype, study.device, params)
 
-    def run(label, backend, batch):
-        lm = backends.make_lm(backend, model_dir=model_dir, model=model, tokenizer=tokenizer, device=study.device,
-                              dtype=study.dtype, batch_size=batch, seed=0, params=params)
+    def run(label, which, batch):
+        lm, _ = engine_lm(which, engines, model_dir, model, tokenizer, study, batch)
         runs[label] = measure_generation(lm, tokenizer, prompts, typical_budget(suite), suite.chat_template)
-        if backend.name == "vllm":
-            backends.release(lm)
 
-    run("hf, batch 1", hf, 1)
+    run("hf, batch 1", "hf", 1)
     batch = batch_size_for(params, config, study, tokenizer, prompts, suite.chat_template, loglikelihood=False)
-    run(f"hf, batch {batch}", hf, batch)
-    vllm_choice = None
-    if study.device == "cuda" and backends.vllm_available():
-        vllm_choice = backends.choose_backend("vllm", study.device, model_dir)
-        if vllm_choice.name == "vllm":
-            run("vllm", vllm_choice, batch)
-    reference = runs["hf, batch 1"]["answers"]
+    run(f"hf, batch {batch}", "hf", batch)
+    skipped = None
+    if backends.vllm_device() == study.device:
+        try:
+            run("vllm", "vllm", batch)
+        finally:
+            engines.close()
+    else:
+        skipped = (f"no vLLM build for {study.device} is installed here (make env-vllm, then run with "
+                   ".venv-vllm/bin/python)" if backends.vllm_device() is None
+                   else f"the installed vLLM build runs on {backends.vllm_device()}, the study on {study.device}")
+    # A generation cut at max_new_tokens can end inside a character: transformers decodes the
+    # lone bytes as U+FFFD, vLLM leaves them out. Same tokens, so not a difference.
+    reference = [a.rstrip("\ufffd") for a in runs["hf, batch 1"]["answers"]]
     rows = []
     for label, r in runs.items():
-        differ = [i for i, (a, b) in enumerate(zip(reference, r["answers"])) if a != b]
+        differ = [i for i, (a, b) in enumerate(zip(reference, r["answers"])) if a != b.rstrip("\ufffd")]
         rows.append({"backend": label, "prompts": len(prompts), "identical": len(prompts) - len(differ),
-                     "new_tokens_per_s": r["new_tokens_per_s"],
+                     "new_tokens_per_s": r["new_tokens_per_s"], "differing_prompts": differ,
                      "first_differences": [{"prompt": prompts[i][:80], "reference": reference[i][:120],
                                             "answer": r["answers"][i][:120]} for i in differ[:3]]})
-    skipped = None if vllm_choice and vllm_choice.name == "vllm" else (
-        backends.choose_backend("auto", study.device, model_dir).reason)
-    return {"rows": rows, "vllm_skipped": skipped}
+    return {"rows": rows, "vllm_skipped": skipped, "engine": study.engine.describe()}
 
 
 def format_comparison(result: dict) -> str:
@@ -342,4 +352,6 @@ def format_comparison(result: dict) -> str:
             lines.append(f"  {r['backend']}: differs on {d['prompt']!r}\n    reference {d['reference']!r}\n    answer    {d['answer']!r}")
     if result["vllm_skipped"]:
         lines.append(f"vllm not compared: {result['vllm_skipped']}")
+    if result.get("engine"):
+        lines.append(f"this study is evaluated with {result['engine']}")
     return "\n".join(lines)

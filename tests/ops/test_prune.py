@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
@@ -63,6 +64,43 @@ def test_width_keeps_the_highest_magnitude_channels_and_groups(states, tiny_mode
         assert torch.equal(after.self_attn.q_proj.weight, before.self_attn.q_proj.weight[rows])
         assert torch.equal(after.self_attn.k_proj.weight, before.self_attn.k_proj.weight[group * 16:(group + 1) * 16])
         assert torch.equal(after.self_attn.o_proj.weight, before.self_attn.o_proj.weight[:, rows])
+
+
+def test_the_record_says_which_channels_each_layer_kept_and_how_they_scored(states, tiny_model):
+    base = dense(tiny_model)
+    record = states.record("P:width")
+    kept = record["kept_channels_by_layer"]
+    assert kept["size"] == 128 and len(kept["layers"]) == 3
+    all_scores, all_kept = [], []
+    for i, layer in enumerate(base.model.layers):
+        scores = prune.channel_importance(layer.mlp).detach()
+        expected = torch.topk(scores, 64).indices.sort().values
+        mask = prune.mask_from_text(kept["layers"][i], kept["size"])
+        assert np.flatnonzero(mask).tolist() == expected.tolist()
+        assert record["group_scores_by_layer"][i] == pytest.approx(
+            prune.group_importance(layer.self_attn, head_dim=16, heads_per_group=2).detach().tolist(), rel=1e-5)
+        all_scores.append(scores.numpy())
+        all_kept.append(mask)
+    # The histogram counts every channel once, in the bin its log10 score falls in (numpy agrees
+    # but for a score that lands on a bin edge).
+    histogram = record["channel_score_histogram"]
+    assert sum(histogram["kept"]) == sum(histogram["removed"]) == 3 * 64
+    scores, mask = np.log10(np.concatenate(all_scores)), np.concatenate(all_kept)
+    edges = histogram["log10_edges"]
+    assert edges[0] <= scores.min() and scores.max() <= edges[-1]
+    for side, chosen in (("kept", mask), ("removed", ~mask)):
+        counted = np.histogram(scores[chosen], bins=edges)[0]
+        assert np.abs(counted - np.array(histogram[side])).sum() <= 2
+
+
+def test_unstructured_records_keep_each_layers_kept_fraction_and_a_score_histogram(states):
+    record = states.record("P:magnitude")
+    pruned = storage.decoder_linears(dense(states.get("P:magnitude")))
+    assert set(record["kept_fraction_by_module"]) == set(pruned)
+    for name, module in pruned.items():
+        assert record["kept_fraction_by_module"][name] == pytest.approx(float((module.weight != 0).float().mean()), abs=1e-6)
+    histogram = record["score_histogram"]
+    assert sum(histogram["kept"]) + sum(histogram["removed"]) == sum(m.weight.numel() for m in pruned.values())
 
 
 def test_activation_scores_are_each_groups_real_contribution(tiny_model, ctx):

@@ -45,3 +45,43 @@ def test_chinese_figures_fall_back_to_english_without_a_font(monkeypatch):
     figs._warn_no_cjk_font.cache_clear()
     with pytest.warns(UserWarning, match="no font with Chinese glyphs"):
         assert figs.figure_language("zh") == "en"
+
+
+def test_score_size_labels_name_every_ordering_once_and_never_overlap():
+    import re
+
+    import pandas as pd
+
+    from orderstudy.plan import REFERENCE_ORDER, parse_ordering
+
+    # Sizes depend only on whether P and Q ran, and the scores take four values: as in the smoke
+    # study, many orderings land on the same point.
+    rng = np.random.default_rng(0)
+    rows = []
+    for ordering in REFERENCE_ORDER:
+        ops = parse_ordering(ordering)
+        row = {"ordering": ordering, "status": "ok",
+               "size_bytes": 272.6e6 * (0.7 if "P" in ops else 1) * (0.4 if "Q" in ops else 1)}
+        for b in ("lawbench", "stem"):
+            score = float(rng.choice([0.0, 4.5, 9.1, 13.6]))
+            row.update({b: score, f"{b}_ci_low": max(0.0, score - 5), f"{b}_ci_high": score + 5})
+        rows.append(row)
+    fig = figs.score_size_figure(pd.DataFrame(rows), ("lawbench", "stem"))
+    figs.save_figure(fig, __import__("tempfile").mkdtemp(), "score_vs_size")  # the final layout
+    renderer = fig._get_renderer()
+    for ax in fig.axes:
+        texts = [t for t in ax.texts if t.get_text()]
+        named = [n for t in texts for n in re.split(r",\s*|\n", t.get_text())]
+        assert sorted(named) == sorted(o.replace(">", "→") for o in REFERENCE_ORDER)
+        assert len(texts) < len(REFERENCE_ORDER)  # coinciding orderings share a label
+        boxes = [t.get_window_extent(renderer) for t in texts]
+        overlapping = [(texts[i].get_text(), texts[j].get_text()) for i in range(len(boxes))
+                       for j in range(i + 1, len(boxes)) if boxes[i].overlaps(boxes[j])]
+        assert not overlapping
+
+
+def test_every_figure_has_a_caption_in_both_languages():
+    for name in FIGURE_NAMES:
+        for language in ("en", "zh"):
+            text = figs.caption(name, language, 0.9)
+            assert "90%" in text and len(text) > 80

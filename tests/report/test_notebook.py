@@ -35,5 +35,6 @@ def test_summary_runs_and_exports_html(finished_study, study_writer, tmp_path, m
     assert "<td>fine-tune → prune → quantize</td>" in html  # the main table, rendered
     assert "OutOfMemoryError at Q&gt;P&gt;F" in html or "OutOfMemoryError at Q>P>F" in html
     assert html.count("data:image/png;base64") >= 3  # the figures, embedded
+    assert "no other ordering is both smaller and better" in html and "Change rate" in html  # with captions
     assert "B = other" in html  # the comparison
     assert "build_report(" not in html and "params_file" not in html  # no code input

@@ -7,6 +7,10 @@ linear modules that stay in full precision (the output head by default; bitsandb
 quantizes the embedding). A sparse-format input is quantized from its dense weights: bitsandbytes
 packs every weight, so the zeros survive (NF4, FP4 and int8 all have an exact zero) but no longer
 save space.
+
+The record says how far each quantized weight is from the weight it replaced: the relative error
+``||W - deq(Q(W))||_F / ||W||_F`` of every quantized linear layer, measured on the saved codes
+before the model ever runs (running it would repack 4-bit weights: FACTS.md, trap 1).
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ def apply(src: Path, dst: Path, params: QuantizeParams, ctx: OperationContext) -
     model.save_pretrained(dst, safe_serialization=True)
     storage.copy_tokenizer(src, dst)
     quantized = [n for n, m in model.named_modules() if isinstance(m, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt))]
+    errors = weight_errors(model, src, ctx)
     return {
         "method": params.method,
         "double_quant": params.double_quant if params.method != "int8" else None,
@@ -80,4 +85,39 @@ def apply(src: Path, dst: Path, params: QuantizeParams, ctx: OperationContext) -
         "quantized_modules": len(quantized),
         "source_layout": storage.layout(src),
         "parameters": models.count_parameters(model),
+        "weight_error": {"metric": "||W - deq(Q(W))||_F / ||W||_F", "by_module": errors,
+                         "mean": round(sum(errors.values()) / len(errors), 6) if errors else None,
+                         "max": max(errors.values()) if errors else None},
     }
+
+
+def dequantized_weight(module):
+    """Return the full-precision weight a bitsandbytes 4-bit or 8-bit linear layer computes with (float32)."""
+    import bitsandbytes as bnb
+
+    weight = module.weight
+    if isinstance(module, bnb.nn.Linear4bit):
+        return bnb.functional.dequantize_4bit(weight.data, weight.quant_state).float()
+    # LLM.int8: one scale a row, int8 codes in [-127, 127].
+    return weight.data.float() * weight.SCB.float()[:, None] / 127.0
+
+
+def weight_errors(model, src: Path, ctx: OperationContext) -> dict[str, float]:
+    """Return ``{module name: ||W - deq(Q(W))||_F / ||W||_F}`` for every quantized linear layer of ``model``.
+
+    ``W`` is the source checkpoint's weight as the study loads it (any layout, in its dtype).
+    """
+    import bitsandbytes as bnb
+    import torch
+
+    reference, _ = storage.load_dense(src, ctx.dtype, ctx.device)
+    source = dict(reference.named_modules())
+    errors = {}
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)):
+                original = source[name].weight.float()
+                error = torch.linalg.norm(original - dequantized_weight(module)) / torch.linalg.norm(original)
+                errors[name] = round(float(error), 6)
+    del reference
+    return errors

@@ -175,14 +175,96 @@ def score_size_figure(main: pd.DataFrame, benchmarks, language: str = "en") -> F
                 ax.plot(sizes[front][order], scores[front][order], "-", drawstyle="steps-post", color=palette[3],
                         zorder=1, label=text["pareto"])
                 ax.scatter(sizes[front], scores[front], s=90, facecolors="none", edgecolors=palette[3], linewidths=1.5, zorder=3)
-            for x, y, ordering in zip(sizes, scores, ran["ordering"]):
-                if np.isfinite(y):
-                    ax.annotate(_code(ordering), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
             ax.set_title(labels.benchmark_name(b))
             ax.set_xlabel(text["size_axis"])
             ax.set_ylabel(text["score_axis"])
+            ax.margins(x=0.15, y=0.12)  # room for the labels inside the panel
         axes[0].legend(loc="best", fontsize=8)
+        # Labels last, once the layout has placed the panels: they are placed in display space.
+        fig.draw_without_rendering()
+        for ax, b in zip(axes, benchmarks):
+            label_points(ax, sizes, ran[b].astype(float).to_numpy(), [_code(o) for o in ran["ordering"]])
     return fig
+
+
+# Candidate offsets of a label from its point, in points: close first, then farther in eight
+# directions (a leader line joins a far label to its point).
+_OFFSETS = [(5, 4), (5, -10), (-5, 4), (-5, -10)] + [
+    (round(r * math.cos(a)), round(r * math.sin(a))) for r in (16, 26, 38, 52, 68) for a in np.linspace(0, 2 * math.pi, 9)[:-1]]
+_COINCIDE_PX = 4.0
+
+
+def coincident_groups(points_px: np.ndarray, tolerance_px: float = _COINCIDE_PX) -> list[list[int]]:
+    """Return the indices of points that lie on one another (within ``tolerance_px``), each group in input order.
+
+    >>> coincident_groups(np.array([[0.0, 0.0], [10.0, 0.0], [1.0, 1.0], [30.0, 5.0]]))
+    [[0, 2], [1], [3]]
+    """
+    groups: list[list[int]] = []
+    for i, point in enumerate(points_px):
+        for group in groups:
+            if np.hypot(*(points_px[group[0]] - point)) <= tolerance_px:
+                group.append(i)
+                break
+        else:
+            groups.append([i])
+    return groups
+
+
+def label_points(ax, xs, ys, names, fontsize: float = 8.0) -> list:
+    """Label points so that every label can be read: coincident points share one label, labels do not overlap.
+
+    Points that lie on one another (several orderings of the same size and score) get one label
+    listing them all. Each label then takes the first of ``_OFFSETS`` where it overlaps no label
+    placed before it, no other point, and stays inside the panel; a label placed away from its
+    point gets a leader line. Returns the label ``Text`` objects.
+    """
+    renderer = ax.figure._get_renderer()
+    xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+    keep = np.flatnonzero(np.isfinite(xs) & np.isfinite(ys))
+    if keep.size == 0:
+        return []
+    points_px = ax.transData.transform(np.column_stack([xs[keep], ys[keep]]))
+    panel = ax.get_window_extent(renderer)
+    scale = ax.figure.dpi / 72.0
+    marker = 4.0 * scale  # a point's marker, as an obstacle, in pixels
+    placed_boxes, texts = [], []
+    groups = sorted(coincident_groups(points_px), key=lambda g: (points_px[g[0]][0], -points_px[g[0]][1]))
+    for group in groups:
+        members = [names[keep[i]] for i in group]
+        label = "\n".join(", ".join(members[i:i + 3]) for i in range(0, len(members), 3))
+        others = [p for j, p in enumerate(points_px) if j not in group]
+        chosen = None
+        for dx, dy in _OFFSETS:
+            text = ax.annotate(label, (xs[keep[group[0]]], ys[keep[group[0]]]), textcoords="offset points",
+                               xytext=(dx, dy), fontsize=fontsize, ha="left" if dx >= 0 else "right",
+                               va="bottom" if dy >= 0 else "top", annotation_clip=False)
+            text.set_in_layout(False)
+            box = text.get_window_extent(renderer).expanded(1.0, 1.0)
+            inside = (box.x0 >= panel.x0 and box.x1 <= panel.x1 and box.y0 >= panel.y0 and box.y1 <= panel.y1)
+            clear = not any(box.overlaps(other) for other in placed_boxes) and not any(
+                box.x0 - marker <= p[0] <= box.x1 + marker and box.y0 - marker <= p[1] <= box.y1 + marker for p in others)
+            if inside and clear:
+                chosen = (text, box, dx, dy)
+                break
+            text.remove()
+        if chosen is None:  # nowhere free: the nearest place, readable if not clear
+            dx, dy = _OFFSETS[0]
+            text = ax.annotate(label, (xs[keep[group[0]]], ys[keep[group[0]]]), textcoords="offset points",
+                               xytext=(dx, dy), fontsize=fontsize, ha="left", va="bottom", annotation_clip=False)
+            text.set_in_layout(False)
+            chosen = (text, text.get_window_extent(renderer), dx, dy)
+        text, box, dx, dy = chosen
+        if math.hypot(dx, dy) > 12:  # away from its point: a leader line says which point it names
+            text.remove()
+            text = ax.annotate(label, (xs[keep[group[0]]], ys[keep[group[0]]]), textcoords="offset points",
+                               xytext=(dx, dy), fontsize=fontsize, ha="left" if dx >= 0 else "right",
+                               va="bottom" if dy >= 0 else "top", annotation_clip=False,
+                               arrowprops={"arrowstyle": "-", "color": "#555555", "lw": 0.7, "shrinkA": 1, "shrinkB": 4})
+            text.set_in_layout(False)
+        placed_boxes.append(box)
+        texts.append(text)
+    return texts
 
 
 def operation_effects_figure(transition_tables: dict[str, pd.DataFrame], benchmarks, language: str = "en") -> Figure:
@@ -215,6 +297,50 @@ def operation_effects_figure(transition_tables: dict[str, pd.DataFrame], benchma
         axes[0].set_ylabel(text["effect_axis"])
         axes[-1].legend(fontsize=8)
     return fig
+
+
+_CAPTIONS = {
+    "en": {
+        "change_heatmap": (
+            "**How much each ordering changed the score, against the base model.** One row per ordering "
+            "(A → B: A applied first, then B), one column per benchmark. Each cell is the change rate, (score − base "
+            "score) / base score × 100, in percent: blue cells scored better than the base model, red worse; the "
+            "colours saturate at ±100%. A * marks a change whose {confidence} paired bootstrap interval excludes "
+            "zero, i.e. a change that the choice of sampled items is unlikely to explain. N/A: the ordering failed, "
+            "or the base model scored 0."),
+        "score_vs_size": (
+            "**Score against size on disk.** One panel per benchmark; one point per ordering. A score is the percent "
+            "of the benchmark's sampled items answered right (LawBench: its own per-task metric), averaged over the "
+            "benchmark's tasks; the size is the model's checkpoint on disk. The bars are {confidence} bootstrap "
+            "intervals over the items. Circled points, joined by the red step line, are the Pareto front: no other "
+            "ordering is both smaller and better. Orderings that land on the same point share one label; a label "
+            "set away from its point has a line to it."),
+        "operation_effects": (
+            "**What each operation does, depending on what it is applied to.** One panel per operation (fine-tune, "
+            "prune, quantize). Each group of bars is one state the operation was applied to (base: the base model; "
+            "P: the pruned model, and so on), each bar one benchmark: the change in points, score after − score "
+            "before, with {confidence} paired bootstrap intervals. Above zero the operation helped there; an "
+            "operation whose bars change sign from one state to another is one whose effect depends on the order."),
+    },
+    "zh": {
+        "change_heatmap": (
+            "**各顺序相对原始模型的变化率。** 每行一个顺序（A → B：先 A 后 B），每列一个基准。格中数值为变化率 (得分 − 原始得分) / "
+            "原始得分 × 100（%）：蓝色优于原始模型，红色较差，颜色在 ±100% 处饱和。* 表示其 {confidence} 配对自助法区间不含零。"
+            "不适用：该顺序失败，或原始模型得分为 0。"),
+        "score_vs_size": (
+            "**得分与磁盘大小。** 每个基准一幅，每个顺序一点；误差线为对题目的 {confidence} 自助法区间。圈出并以红色阶梯线相连的点"
+            "构成帕累托前沿：没有其他顺序既更小又更好。落在同一点的顺序共用一个标签；离点较远的标签以细线连到其点。"),
+        "operation_effects": (
+            "**各操作的效果随其作用的状态而变。** 每个操作一幅；每组柱为该操作作用的一个状态，每根柱为一个基准："
+            "得分变化（分，之后 − 之前）及 {confidence} 配对自助法区间。"),
+    },
+}
+
+
+def caption(name: str, language: str = "en", confidence: float = 0.95) -> str:
+    """Return a figure's caption (Markdown) that a reader new to the study can follow without the README."""
+    texts = _CAPTIONS.get(language, _CAPTIONS["en"])
+    return texts[name].format(confidence=f"{confidence:.0%}")
 
 
 def save_figure(fig: Figure, directory: Path, name: str) -> dict[str, Path]:

@@ -78,15 +78,17 @@ the order matters for that benchmark."""
 _FIGURES_HELP = """\
 ## Figures
 
-1. Change rates against the base (blue: better, red: worse; colours saturate at ±100%).
-2. Score against size on disk, with intervals; circled points are on the Pareto front (no other
-   ordering is both smaller and better).
-3. The change each operation causes, grouped by the state it was applied to, with paired intervals."""
+Each figure is followed by its caption: what is drawn and how to read it."""
 
 _SHOW_MAIN = 'display(Markdown(report.markdown["main"]))'
 _SHOW_OPERATIONS = 'for operation in ("F", "P", "Q"):\n    display(Markdown(report.markdown[operation]))'
 _SHOW_ORDER = 'display(Markdown(report.markdown["order_effects"]))'
-_SHOW_FIGURES = "for name, path in report.figures.items():\n    display(Image(filename=str(path)))"
+_SHOW_FIGURES = """\
+from orderstudy.report.figures import caption
+
+for name, path in report.figures.items():
+    display(Image(filename=str(path)))
+    display(Markdown(caption(name, report.language, report.estimates.confidence)))"""
 
 _COMPARE_HELP = """\
 ## Comparison with another study
