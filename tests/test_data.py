@@ -96,3 +96,59 @@ def test_prepared_thesaurus_is_the_pinned_file():
         pytest.fail(f"{paths.THESAURUS_FILE} is missing: run `make data` first (make test does it)")
     assert prepare.sha256_bytes(paths.THESAURUS_FILE.read_bytes()) == prepare.THESAURUS_MEMBER[1]
     assert paths.THESAURUS_FILE.read_text(encoding="utf-8").count("\n") == 17817
+
+
+def test_a_planted_duplicate_is_dropped_from_training_and_calibration(tmp_path, outputs_dir, lawbench_dir, mmlu_dir,
+                                                                     tiny_model_dir):
+    """A user's JSONL repeats evaluated items in another layout, width and spacing: the study drops them."""
+    from orderstudy.study import Study
+
+    sample = data.lawbench_sample(lawbench_dir, "zero_shot", ["3-3"], 3, seed=0)["3-3"]
+    items = data.load_lawbench_task(lawbench_dir, "zero_shot", "3-3")
+    first = items[int(sample[0]["id"].split("/")[1])]
+    second = items[int(sample[1]["id"].split("/")[1])]
+    half_width = first["question"].replace("，", ",").replace("：", ":").replace("。", ". ")
+    mmlu_q = data.mmlu_sample(mmlu_dir, ["jurisprudence"], 1, seed=0)["jurisprudence"][0]["question"]
+    rows = [
+        {"instruction": "请预测罪名。", "question": half_width, "answer": "盗窃"},         # same question, other instruction
+        {"instruction": f"{second['instruction']}\n\n  {second['question']}  ", "answer": "x"},  # the whole prompt, in one field
+        {"instruction": mmlu_q.upper(), "answer": "B"},                                   # an evaluated MMLU question
+    ] + [{"instruction": "请回答。", "question": f"第{i}题：什么是正当防卫？", "answer": "略。"} for i in range(6)]
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    params = tmp_path / "p.yaml"
+    params.write_text(f"""
+study: overlap
+model: {{source: {tiny_model_dir}}}
+orderings: [base, F, P]
+finetune: {{data: {train}}}
+prune: {{importance: activation, calibration_data: {train}}}
+evaluation: {{benchmarks: [lawbench, mmlu_law], lawbench_tasks: ['3-3'], lawbench_items_per_task: 3, mmlu_items_per_subject: 1}}
+""", encoding="utf-8")
+    study = Study(params)
+    kept = {e["id"] for e in study.training_examples}
+    assert kept == {f"train.jsonl:{n}" for n in range(4, 10)}
+    for report in (study.training_report, study.calibration_report):
+        assert report["overlaps_dropped"] == 3 and report["pairs"] == 6
+        assert report["by_task"]["train.jsonl"] == {"given": 9, "dropped": 3, "matched": {"3-3": 2, "jurisprudence": 1}}
+    assert {e["id"] for e in study.calibration_examples} == kept
+    # The key of F's state hashes the pairs that remain: only they train.
+    assert study._step_inputs("F")["examples"] == 6
+
+
+def test_lawbench_3_2s_repeated_prompts_are_caught(lawbench_dir):
+    """3-2 repeats 22 of its 500 prompts: a split by index puts some on both sides; the content check drops them."""
+    sample = data.lawbench_sample(lawbench_dir, "zero_shot", ["3-2"], 250, seed=0)
+    training = data.lawbench_training(lawbench_dir, ["3-2"], 250, 250, seed=0)
+    data.check_disjoint(sample, training)  # disjoint by index...
+    evaluated_questions = {data.load_lawbench_task(lawbench_dir, "zero_shot", "3-2")[int(i["id"].split("/")[1])]["question"]
+                           for i in sample["3-2"]}
+    repeats = [e for e in training if e["question"] in evaluated_questions]
+    assert len(repeats) == 7  # ...but not by content
+    index = data.ContentIndex(data.evaluated_items({"lawbench": {"3-2": [i["id"] for i in sample["3-2"]]}},
+                                                   lawbench_dir, "zero_shot", lawbench_dir))
+    kept, report = data.drop_overlaps(training, index)
+    assert report == {"3-2": {"given": 250, "dropped": 7, "matched": {"3-2": 7}}}
+    assert not {e["question"] for e in kept} & evaluated_questions
+    # The pairs that remain keep their seeded order: the split is otherwise unchanged.
+    assert kept == [e for e in training if e not in repeats]

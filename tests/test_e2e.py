@@ -144,3 +144,22 @@ def test_benchmark_script_prints_real_figures(smoke):
     assert figures["steps_executed"] == 0 and figures["rerun_notebooks"] == 0
     assert figures["first_run_s"] > 0 and figures["peak_kernel_rss_mib"] > 0
     assert "== per ordering ==" in proc.stdout and "F>P>Q" in proc.stdout
+
+
+def test_results_record_the_training_pairs_the_overlaps_and_the_provenance(smoke):
+    results = {o: json.loads((smoke["dir"] / "results" / f"{paths.ordering_filename(o)}.json").read_text())
+               for o in REFERENCE_ORDER}
+    for ordering, result in results.items():
+        data = result["training_data"]["finetune"]
+        # Every evaluated LawBench task with a training pool gave 4 pairs; ours (1-2, 2-8, 3-6) have none.
+        assert set(data["no_training_pool"]) == {"1-2", "2-8", "3-6"}
+        assert len(data["by_task"]) == 10 and all(t["given"] == 4 for t in data["by_task"].values())
+        assert data["overlaps_dropped"] == sum(t["dropped"] for t in data["by_task"].values())
+        assert result["provenance"]["format"] == "safetensors" and "weight_grid" in result["provenance"]
+        for step in result["steps"]:
+            if step["operation"] == "F":
+                pairs = step["pairs_by_task"]
+                assert {t: p["given"] for t, p in pairs.items()} == {
+                    t: d["given"] - d["dropped"] for t, d in data["by_task"].items()}
+                assert all(p["given"] == p["train"] + p["validation"] + p["answer_too_long"] for p in pairs.values())
+                assert "validation_lowered" in step and step["validation_loss_change"]["n"] >= 2

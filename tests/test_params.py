@@ -39,6 +39,8 @@ def test_defaults_run_all_sixteen_orderings(tmp_path):
     (MINIMAL + "ray: {gpus: 1}\n", "ray.gpus", "unknown key"),
     (MINIMAL + "ray: {gpus_per_task: 0}\n", "ray.gpus_per_task", "greater than 0"),
     (MINIMAL + "ray: {cpus_per_task: many}\n", "ray.cpus_per_task", "valid number"),
+    (MINIMAL + "evaluation: {chat_template: false}\n", "evaluation.chat_template",
+     "moved to the top level: write `chat_template: false` without indentation"),
     (MINIMAL + "ray: {address: head-node}\n", "ray.address", "'auto' (the cluster started here with `ray start`), "
                                                             "'ray://host:port' or 'host:port'"),
 ])
@@ -103,3 +105,23 @@ def test_adding_a_seed_leaves_the_hash_and_a_sample_seed_changes_it(tmp_path):
     three, _ = _load(tmp_path, MINIMAL + "seeds: [0, 1, 2]\n")
     other_sample, _ = _load(tmp_path, MINIMAL + "seeds: [1, 0]\n")
     assert one.hash() == three.hash() != other_sample.hash()
+
+
+def test_one_chat_template_setting_decides_training_calibration_and_evaluation(tmp_path, outputs_dir, lawbench_dir,
+                                                                            tiny_model_dir):
+    """evaluation.chat_template could be false while fine-tuning always used the template."""
+    from orderstudy.study import Study
+
+    text = f"study: t\nmodel: {{source: {tiny_model_dir}}}\n" + ("finetune: {train_items_per_task: 2}\nprune: {importance: activation}\n"
+                      "evaluation: {benchmarks: [lawbench], lawbench_tasks: ['2-4'], lawbench_items_per_task: 1}\n")
+    with_template, path = _load(tmp_path, text)
+    assert with_template.chat_template is True
+    plain = Study(path, params=with_template.model_copy(update={"chat_template": False}))
+    chat = Study(path, params=with_template)
+    assert (chat.suite.chat_template, plain.suite.chat_template) == (True, False)
+    assert chat.suite.key != plain.suite.key
+    for op, key in (("F", "training_data"), ("P", "calibration_data")):
+        assert chat._step_inputs(op)[key] == plain._step_inputs(op)[key]
+        assert (chat._step_inputs(op)["chat_template"], plain._step_inputs(op)["chat_template"]) == (True, False)
+        assert chat.store.key(op) != plain.store.key(op)
+    assert chat.store.key("Q") == plain.store.key("Q")

@@ -31,6 +31,21 @@ def test_a_tokenizer_directory_without_the_tokenizer_files_is_refused(tmp_path):
     assert not (tmp_path / "tiny").exists()
 
 
+def test_tiny_qwen2_has_qkv_biases_and_an_untied_head(tmp_path, default_model_dir):
+    from safetensors import safe_open
+
+    from orderstudy.prepare import prepare_tiny_qwen2
+
+    made = prepare_tiny_qwen2(tmp_path / "q")
+    with safe_open(made / "model.safetensors", "pt") as st:
+        keys = set(st.keys())
+        bias = st.get_tensor("model.layers.0.self_attn.q_proj.bias")
+    assert {"lm_head.weight", "model.embed_tokens.weight", "model.layers.0.self_attn.k_proj.bias",
+            "model.layers.0.self_attn.v_proj.bias"} <= keys
+    assert bias.shape == (64,) and bias.abs().sum() > 0  # biases that matter, as trained ones do
+    assert _digests(made)["tokenizer.json"] == _digests(default_model_dir)["tokenizer.json"]
+
+
 def test_make_data_with_a_lawbench_checkout(lawbench_reference, tmp_path, monkeypatch, smollm2_tokenizer):
     """`LAWBENCH=<checkout> make data`: LawBench's own 20 tasks, and ChERRANT's tables where `auto` finds them."""
     from orderstudy import evaluation, paths

@@ -3,12 +3,20 @@
 Each LawBench task's items are put in one seeded order. The evaluation sample is taken from the
 front of that order and the default fine-tuning data from the back, so the two never share an
 item (``check_disjoint``) and changing the sample size does not change the training data.
+
+Sharing no index is not enough: LawBench repeats prompts (22 repeats among 3-2's 500 items, 4 in
+2-2, 3 in 2-6, 2 in 1-1), and 2-9 and 2-10 ask about 33 of the same texts; a user's JSONL may
+hold any of them. ``ContentIndex`` holds the normalized question and prompt of every evaluated
+item, and ``drop_overlaps`` removes every training or calibration pair whose question or prompt
+matches one, saying how many per task. The pairs that remain keep their seeded order.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
+import unicodedata
 from pathlib import Path
 
 from . import paths
@@ -98,8 +106,16 @@ def lawbench_training(data_dir: Path, tasks, per_task: int, eval_per_task: int |
                 "finetune.data to a JSONL file of your own")
         order = _order(len(items), seed, f"lawbench/{task}")
         for i in order[len(items) - per_task:]:
-            examples.append({"id": f"{task}/{i}", "prompt": lawbench_prompt(items[i]), "answer": items[i]["answer"]})
+            examples.append({"id": f"{task}/{i}", "task": task, "question": items[i]["question"],
+                             "prompt": lawbench_prompt(items[i]), "answer": items[i]["answer"]})
     return examples
+
+
+def training_pools(data_dir: Path, tasks) -> dict[str, str]:
+    """Return the evaluated tasks that have no training pool, each with why (``sources.json``)."""
+    sources = lawbench_sources(data_dir)
+    return {t: f"{sources[t].get('source', 'not LawBench items')}: evaluated, never trained on"
+            for t in tasks if sources and not sources.get(t, {}).get("lawbench", False)}
 
 
 def jsonl_training(path: Path) -> list[dict]:
@@ -122,7 +138,8 @@ def jsonl_training(path: Path) -> list[dict]:
             raise DataError(f"{path}:{n}: each line must be an object with string fields 'instruction' and 'answer' "
                             "(and optionally 'question')")
         prompt = row["instruction"] + (f"\n{row['question']}" if row.get("question") else "")
-        examples.append({"id": f"{path.name}:{n}", "prompt": prompt, "answer": row["answer"]})
+        examples.append({"id": f"{path.name}:{n}", "task": path.name, "question": row.get("question") or "",
+                         "prompt": prompt, "answer": row["answer"]})
     if not examples:
         raise DataError(f"{path}: no training examples")
     return examples
@@ -134,6 +151,81 @@ def check_disjoint(eval_sample: dict[str, list[dict]], training: list[dict]) -> 
     shared = evaluated & {ex["id"] for ex in training}
     if shared:
         raise DataError(f"{len(shared)} fine-tuning example(s) are in the evaluation sample, e.g. {sorted(shared)[:3]}")
+
+
+# CJK punctuation that NFKC leaves alone, mapped to the ASCII that NFKC gives their full-width forms.
+_PUNCTUATION = str.maketrans({
+    "。": ".", "、": ",", "“": '"', "”": '"', "‘": "'", "’": "'", "「": '"', "」": '"', "『": '"', "』": '"',
+    "《": "<", "》": ">", "〈": "<", "〉": ">", "【": "[", "】": "]", "〔": "(", "〕": ")", "—": "-", "–": "-",
+    "―": "-", "·": ".", "・": ".", "〜": "~"})
+
+
+def normalize(text: str) -> str:
+    """Return ``text`` for comparing content: NFKC (full-width letters, digits and punctuation become
+    ASCII), CJK punctuation mapped to ASCII, no whitespace, lower case.
+
+    >>> normalize("根据《刑法》第 264 条，\\n答案：Ａ。") == normalize("根据<刑法>第264条,答案:a.")
+    True
+    """
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text).translate(_PUNCTUATION)).lower()
+
+
+def content_keys(item: dict) -> set[str]:
+    """Return the normalized texts an item is compared by: its whole prompt and its question."""
+    keys = {normalize(item.get("prompt") or ""), normalize(item.get("question") or "")}
+    keys.discard("")
+    return keys
+
+
+class ContentIndex:
+    """The normalized questions and prompts of the evaluated items, and which task each belongs to."""
+
+    def __init__(self, evaluated: list[dict]):
+        self.tasks: dict[str, str] = {}
+        for item in evaluated:
+            for key in content_keys(item):
+                self.tasks.setdefault(key, item["task"])
+        self.items = len(evaluated)
+
+    def match(self, example: dict) -> str | None:
+        """Return the task of an evaluated item with the same question or prompt, or None."""
+        return next((self.tasks[k] for k in sorted(content_keys(example)) if k in self.tasks), None)
+
+
+def drop_overlaps(examples: list[dict], index: ContentIndex) -> tuple[list[dict], dict[str, dict]]:
+    """Return the examples that match no evaluated item, in their order, and per example task what
+    was dropped: ``{"given", "dropped", "matched": {evaluated task: n}}``."""
+    kept, report = [], {}
+    for ex in examples:
+        task = ex.get("task") or str(ex["id"]).split("/")[0]
+        entry = report.setdefault(task, {"given": 0, "dropped": 0, "matched": {}})
+        entry["given"] += 1
+        hit = index.match(ex)
+        if hit is None:
+            kept.append(ex)
+        else:
+            entry["dropped"] += 1
+            entry["matched"][hit] = entry["matched"].get(hit, 0) + 1
+    return kept, report
+
+
+def evaluated_items(sample_ids: dict[str, dict[str, list[str]]], lawbench_dir: Path, setting: str,
+                    mmlu_dir: Path) -> list[dict]:
+    """Return ``{"task", "id", "question", "prompt"}`` for every evaluated item of a suite's sample ids."""
+    out = []
+    for task, ids in sample_ids.get("lawbench", {}).items():
+        items = load_lawbench_task(lawbench_dir, setting, task)
+        for item_id in ids:
+            item = items[int(item_id.rsplit("/", 1)[1])]
+            out.append({"task": task, "id": item_id, "question": item["question"], "prompt": lawbench_prompt(item)})
+    for bench in ("stem", "mmlu_law"):
+        for subject, ids in sample_ids.get(bench, {}).items():
+            rows = [json.loads(line) for line in (Path(mmlu_dir) / f"{subject}.jsonl").read_text(encoding="utf-8").splitlines()
+                    if line.strip()]
+            for item_id in ids:
+                row = rows[int(item_id.rsplit("/", 1)[1])]
+                out.append({"task": subject, "id": item_id, "question": row["question"], "prompt": row["question"]})
+    return out
 
 
 def mmlu_sample(data_dir: Path, subjects, per_subject: int | None, seed: int) -> dict[str, list[dict]]:

@@ -41,6 +41,7 @@ class EvalSuite:
     stop: tuple[str, ...] = ()     # what ends a generation besides the budget
     context_tokens: int | None = None
     cherrant: dict | None = None   # where 2-1's cost tables come from (correction.CostTables.source)
+    chat_template: bool = True     # the study's top-level `chat_template`: generation through the template
     engine: "backends.Engine | None" = None   # the one engine that scores every state (in the key)
 
     def lm_eval_tasks(self, benchmark: str) -> list[str]:
@@ -106,14 +107,15 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def build_suite(params: EvaluationParams, seed: int, work_dir: Path, tokenizer, context_tokens: int,
-                engine: "backends.Engine | None" = None) -> EvalSuite:
+                engine: "backends.Engine | None" = None, chat_template: bool = True) -> EvalSuite:
     """Return the study's evaluation suite, sampling the items and writing the task YAMLs.
 
     ``tokenizer`` and ``context_tokens`` are the base model's: every task's generation budget is
     counted in its tokens (``budgets``), and a prompt that does not fit its context with the
     budget is cut from the left, once, here. ``engine`` (``backends.choose_engine``, once per
     study) is part of the key: a change of engine evaluates every state again. Without one, the
-    suite is transformers'.
+    suite is transformers'. ``chat_template`` is the study's top-level setting, which fine-tuning
+    and calibration follow too.
     """
     engine = engine or backends.Engine("hf", "no engine given", {"generation": "hf", "loglikelihood": "hf"})
     samples: dict[str, dict[str, list[dict]]] = {}
@@ -143,7 +145,7 @@ def build_suite(params: EvaluationParams, seed: int, work_dir: Path, tokenizer, 
                     subject: budgets.derive(budgets.answer_tokens(tokenizer, ["ABCD"[row["answer"]] for row in rows]),
                                             params.max_new_tokens).record()
                     for subject, rows in samples[group].items()}
-    stop = tuple(budgets.stop_sequences(tokenizer, params.chat_template))
+    stop = tuple(budgets.stop_sequences(tokenizer, chat_template))
     sample_ids = {b: {t: [i["id"] for i in items] for t, items in tasks.items()} for b, tasks in samples.items()}
     content = {b: {t: items for t, items in tasks.items()} for b, tasks in samples.items()}
     # The cap and the tables' location are keyed through what they decide: the budgets, the tables' digests.
@@ -151,13 +153,15 @@ def build_suite(params: EvaluationParams, seed: int, work_dir: Path, tokenizer, 
     key = stable_hash({"params": params.model_dump(mode="json", exclude={"max_new_tokens", "cherrant_data", "sample_seed",
                                                                          "mmlu_weight_by_size"}),
                        "seed": seed, "items": content, "generation": generation, "stop": stop,
-                       "context_tokens": context_tokens, "tokenizer": tokenizer_fingerprint(tokenizer),
+                       "context_tokens": context_tokens, "chat_template": chat_template,
+                       "tokenizer": tokenizer_fingerprint(tokenizer),
                        "cherrant": cherrant.key() if cherrant is not None else None, "format": 2,
                        "engine": engine.key()})
     tasks_dir = Path(work_dir) / f"eval-{key}"
     if not (tasks_dir / "suite.json").exists():
         fitted = {bench: {task: _fit_prompts(bench, items, tokenizer, context_tokens, generation.get(bench, {}).get(task),
-                                             params) for task, items in tasks.items()} for bench, tasks in samples.items()}
+                                             params, chat_template) for task, items in tasks.items()}
+                  for bench, tasks in samples.items()}
         with atomic.directory(tasks_dir) as tmp:
             for bench, tasks in samples.items():
                 for task, items in tasks.items():
@@ -173,18 +177,18 @@ def build_suite(params: EvaluationParams, seed: int, work_dir: Path, tokenizer, 
     generation = atomic.read_json(tasks_dir / "suite.json").get("generation", generation)
     benchmarks = {bench: {task: _task_name(bench, task) for task in tasks} for bench, tasks in samples.items()}
     return EvalSuite(key, tasks_dir, benchmarks, sample_ids, params, sources, generation, stop, context_tokens,
-                     dict(cherrant.source) if cherrant is not None else None, engine)
+                     dict(cherrant.source) if cherrant is not None else None, chat_template, engine)
 
 
 def _fit_prompts(bench: str, items: list[dict], tokenizer, context_tokens: int, budget: dict | None,
-                 params: EvaluationParams) -> tuple[list[dict], int]:
+                 params: EvaluationParams, chat_template: bool) -> tuple[list[dict], int]:
     """Return the items with the prompt each model sees (cut from the left to fit), and how many were cut."""
     new_tokens = budget["max_new_tokens"] if budget else 1   # log-likelihood: one answer letter
     limit = context_tokens - new_tokens
     if limit < 1:
         raise data.DataError(f"evaluation.max_new_tokens: a {bench} task generates {new_tokens} tokens, which leaves "
                              f"no room for a prompt in the model's {context_tokens}-token context; lower it")
-    chat = params.chat_template and (bench == "lawbench" or params.mmlu_scoring == "generative")
+    chat = chat_template and (bench == "lawbench" or params.mmlu_scoring == "generative")
     rows, cut = [], 0
     for item in items:
         if bench == "lawbench":
@@ -261,7 +265,7 @@ def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, stat
         if params.mmlu_scoring == "loglikelihood" else []
     generative = [t for b in suite.benchmarks for t in suite.lm_eval_tasks(b) if t not in loglik]
     phases = [(phase, tasks, chat) for phase, tasks, chat in
-              (("loglikelihood", loglik, False), ("generation", generative, params.chat_template)) if tasks]
+              (("loglikelihood", loglik, False), ("generation", generative, suite.chat_template)) if tasks]
     used = {engine.for_request(phase) for phase, _, _ in phases}
     runtime: dict = {"engine": engine.key(), "engine_reason": engine.reason, "backend": engine.name,
                      "equivalent_copy": None, "numerics": None}

@@ -215,8 +215,10 @@ def gguf_to_checkpoint(gguf_path: Path, out_dir: Path, dtype: str = "bfloat16") 
     return Path(out_dir)
 
 
-def materialize_source(source: str, gguf_file: str | None, revision: str | None, dtype: str, out_dir: Path) -> int:
-    """Save the base model named by a params file into ``out_dir``; return its parameter count.
+def materialize_source(source: str, gguf_file: str | None, revision: str | None, dtype: str, out_dir: Path) -> dict:
+    """Save the base model named by a params file into ``out_dir``; return ``{"parameters", "hub_commit"}``.
+
+    ``hub_commit`` is the commit transformers loaded for a hub id (None for local sources).
 
     ``source`` is a local checkpoint directory, a ``.gguf`` file (or a directory with
     ``gguf_file``), or a hub id (downloaded by transformers when the hub is reachable).
@@ -232,7 +234,8 @@ def materialize_source(source: str, gguf_file: str | None, revision: str | None,
     if "gguf_file" in kwargs:
         forget_quantization(model)
     save_model(model, tokenizer, out_dir)
-    return count_parameters(model)
+    commit = getattr(model.config, "_commit_hash", None) if location == source else None
+    return {"parameters": count_parameters(model), "hub_commit": commit}
 
 
 def locate_source(source: str, gguf_file: str | None, revision: str | None) -> tuple[str | Path, dict]:
@@ -281,6 +284,19 @@ def tokenizer_and_context(location: str | Path, **kwargs) -> tuple[object, int]:
         raise ModelError(f"model.source: cannot load the tokenizer and config of {str(location)!r}, which the "
                          f"evaluation counts generation budgets and prompt lengths in: {exc}") from exc
     return tokenizer, context_tokens(config, tokenizer)
+
+
+def load_config(source: str, gguf_file: str | None = None, revision: str | None = None):
+    """Return the transformers config of ``model.source`` without loading weights; None for a hub id out of reach."""
+    from transformers import AutoConfig
+
+    location, kwargs = locate_source(source, gguf_file, revision)
+    try:
+        return AutoConfig.from_pretrained(location, **kwargs)
+    except OSError:
+        if isinstance(location, Path):
+            raise
+        return None
 
 
 def _looks_like_hub_id(source: str) -> bool:

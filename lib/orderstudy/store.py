@@ -35,7 +35,9 @@ from . import atomic, models
 from .plan import BASE, last_operation, parent, parse_ordering
 from .params import StudyParams, stable_hash
 
-RECORD_VERSION = 1
+# 2: the base records its provenance, a fine-tune its pairs per task and a held-out loss interval, a
+# width pruning the fractions it removed (every state is rebuilt once so that its record has them).
+RECORD_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
-from . import aggregation, atomic, checkpoint_info, data, evaluation, models, paths, probes
+from . import aggregation, atomic, checkpoint_info, data, evaluation, models, paths, probes, provenance
 from .ops import OPERATIONS, OperationContext
+from .ops.finetune import finetune_warning
 from .params import ParamsError, StudyParams, load_params, stable_hash
 from .plan import BASE, OPERATION_NAMES, last_operation, make_plan, parent, prefixes
 from .store import State, StateStore, versions
@@ -82,7 +83,7 @@ class Study:
         """The evaluation suite: sampled items and lm-eval task files, shared by all states."""
         tokenizer, context = self.base_tokenizer
         return evaluation.build_suite(self.params.evaluation, self.params.sample_seed, self.paths.data, tokenizer, context,
-                                      self.engine)
+                                      self.engine, self.params.chat_template)
 
     @cached_property
     def base_tokenizer(self) -> tuple[object, int]:
@@ -95,22 +96,65 @@ class Study:
         return models.tokenizer_and_context(location, **kwargs)
 
     @cached_property
-    def training_examples(self) -> list[dict]:
-        """The fine-tuning pairs; for LawBench data, checked disjoint from the evaluation sample."""
-        ft, ev = self.params.finetune, self.params.evaluation
-        if ft.data == "lawbench":
-            examples = data.lawbench_training(paths.resolve(ev.lawbench_data), evaluation.lawbench_task_ids(ev),
-                                              ft.train_items_per_task, ev.lawbench_items_per_task, self.params.sample_seed)
-            if "lawbench" in self.suite.sample_ids:
-                data.check_disjoint({t: [{"id": i} for i in ids] for t, ids in self.suite.sample_ids["lawbench"].items()}, examples)
-            return examples
-        return data.jsonl_training(ft.data)
+    def content_index(self) -> data.ContentIndex:
+        """The normalized questions and prompts of every evaluated item, that no training pair may share."""
+        ev = self.params.evaluation
+        return data.ContentIndex(data.evaluated_items(self.suite.sample_ids, paths.resolve(ev.lawbench_data),
+                                                      ev.lawbench_setting, paths.resolve(ev.mmlu_data)))
 
     @cached_property
-    def calibration_examples(self) -> list[dict]:
-        """Pruning's calibration text: the fine-tuning pairs by default, never the evaluation sample."""
+    def _training(self) -> tuple[list[dict], dict]:
+        ft, ev = self.params.finetune, self.params.evaluation
+        no_pool = {}
+        if ft.data == "lawbench":
+            tasks = evaluation.lawbench_task_ids(ev)
+            drawn = data.lawbench_training(paths.resolve(ev.lawbench_data), tasks,
+                                           ft.train_items_per_task, ev.lawbench_items_per_task, self.params.sample_seed)
+            if "lawbench" in self.suite.sample_ids:
+                data.check_disjoint({t: [{"id": i} for i in ids] for t, ids in self.suite.sample_ids["lawbench"].items()}, drawn)
+            no_pool = data.training_pools(paths.resolve(ev.lawbench_data), tasks)
+        else:
+            drawn = data.jsonl_training(ft.data)
+        return self._without_overlaps(drawn, "finetune.data", ft.data, no_pool)
+
+    def _without_overlaps(self, drawn: list[dict], key: str, source: str, no_pool: dict) -> tuple[list[dict], dict]:
+        """Return the pairs that share no content with an evaluated item, and the report of what was dropped."""
+        kept, by_task = data.drop_overlaps(drawn, self.content_index)
+        if not kept:
+            raise data.DataError(f"{key}: all {len(drawn)} pairs of {source} have the question or prompt of an evaluated "
+                                 "item; give data that the evaluation does not ask")
+        report = {"source": source, "pairs": len(kept), "overlaps_dropped": len(drawn) - len(kept),
+                  "compared_with": f"{self.content_index.items} evaluated items, by normalized question and whole prompt",
+                  "by_task": by_task}
+        if no_pool:
+            report["no_training_pool"] = no_pool
+        return kept, report
+
+    @property
+    def training_examples(self) -> list[dict]:
+        """The fine-tuning pairs: none is an evaluated item, by index or by content."""
+        return self._training[0]
+
+    @property
+    def training_report(self) -> dict:
+        """Where the fine-tuning pairs come from, per task: drawn, dropped as overlaps, tasks without a pool."""
+        return self._training[1]
+
+    @cached_property
+    def _calibration(self) -> tuple[list[dict], dict]:
         source = self.params.prune.calibration_data
-        return self.training_examples if source == "finetune" else data.jsonl_training(source)
+        if source == "finetune":
+            return self.training_examples, dict(self.training_report, source="finetune (the fine-tuning pairs)")
+        return self._without_overlaps(data.jsonl_training(source), "prune.calibration_data", source, {})
+
+    @property
+    def calibration_examples(self) -> list[dict]:
+        """Pruning's calibration text: the fine-tuning pairs by default, never an evaluated item."""
+        return self._calibration[0]
+
+    @property
+    def calibration_report(self) -> dict:
+        return self._calibration[1]
 
     def _uses(self, op: str) -> bool:
         return any(op in s.split(">") for s in self.plan.steps)
@@ -118,25 +162,47 @@ class Study:
     def _step_inputs(self, op: str) -> dict:
         """Return what identifies the data an operation reads, for its states' keys."""
         if op == "F" and self._uses("F"):
-            return {"training_data": stable_hash(self.training_examples), "examples": len(self.training_examples)}
+            return {"training_data": _content_hash(self.training_examples), "examples": len(self.training_examples),
+                    "chat_template": self.params.chat_template}
         if op == "P" and self._uses("P") and self.params.prune.needs_calibration:
-            return {"calibration_data": stable_hash(self.calibration_examples)}
+            return {"calibration_data": _content_hash(self.calibration_examples), "chat_template": self.params.chat_template}
         return {}
 
     # -- states -------------------------------------------------------------------------------
     def _build(self, name: str, out_dir: Path, parent_dir: Path | None) -> dict:
         if name == BASE:
-            n = models.materialize_source(self.params.model.source, self.params.model.gguf_file,
-                                          self.params.model.revision, self.dtype, out_dir)
-            return {"source": self.params.model.source, "parameters": n}
+            m = self.params.model
+            loaded = models.materialize_source(m.source, m.gguf_file, m.revision, self.dtype, out_dir)
+            return {"source": m.source, "parameters": loaded["parameters"],
+                    "provenance": provenance.base_provenance(m.source, m.gguf_file, m.revision, out_dir, loaded["hub_commit"])}
         op = last_operation(name)
         seed = self.store.build_seed(name)
+        calibrates = op == "P" and self.params.prune.needs_calibration
         ctx = OperationContext(
             dtype=self.dtype, device=self.device, seed=seed,
             training_examples=self.training_examples if op == "F" else [],
-            calibration_examples=self.calibration_examples if op == "P" and self.params.prune.needs_calibration else [])
+            calibration_examples=self.calibration_examples if calibrates else [],
+            chat_template=self.params.chat_template)
         _seed_everything(seed)
-        return OPERATIONS[op](parent_dir, out_dir, self.params.operation_params(op), ctx)
+        info = OPERATIONS[op](parent_dir, out_dir, self.params.operation_params(op), ctx)
+        if op == "F":
+            info["training_data"] = self.training_report
+        if calibrates:
+            info["calibration_data"] = self.calibration_report
+        return info
+
+    def check_prune_shape(self) -> None:
+        """Raise ``ParamsError`` when width pruning would give a config transformers refuses (before any work)."""
+        if not self._uses("P") or self.params.prune.method != "width":
+            return
+        config = models.load_config(self.params.model.source, self.params.model.gguf_file, self.params.model.revision)
+        if config is None:
+            return  # a hub id out of reach: the prune step checks again before pruning
+        from .ops.prune import width_shape_problem
+
+        problem = width_shape_problem(config, self.params.prune)
+        if problem:
+            raise ParamsError(f"{self.params_file}: key 'prune.head_sparsity': {problem}")
 
     def get_state(self, name: str, show: Callable = print) -> tuple[State, bool]:
         """Return ``(state, reused)`` for an ordering prefix, building what is missing."""
@@ -233,9 +299,26 @@ class Study:
             "versions": versions(),
             "device": self.device,
             "dtype": self.dtype,
+            "provenance": self._base_provenance(),
             "engine": {**self.engine.key(), "reason": self.engine.reason},
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+
+    def _base_provenance(self) -> dict | None:
+        """Return where the base model comes from (the base state's record), None before it is built."""
+        base = self.store.state(BASE)
+        if not base.record_path.is_file():
+            return None
+        try:
+            return base.record().get("info", {}).get("provenance")
+        except ValueError:
+            return None
+
+
+def _content_hash(examples: list[dict]) -> str:
+    """Return the hash of what a model is trained or calibrated on: each pair's id, prompt and answer, in order
+    (not the metadata beside them, so that describing the pairs better changes no state)."""
+    return stable_hash([{k: e[k] for k in ("id", "prompt", "answer")} for e in examples])
 
 
 class OrderingRun:
@@ -285,6 +368,9 @@ class OrderingRun:
             self._final = state
         self.show(f"[{self.study.params.study}] {self.study.store.label(name)}: {'reused' if reused else 'built'} "
                   f"({record['size_bytes'] / 2**20:.1f} MiB, {_n_params(record):,} parameters)")
+        warning = finetune_warning(summary)
+        if warning:
+            self.show(f"[{self.study.params.study}] warning: {warning}")
         return summary
 
     def evaluate(self) -> dict:
@@ -319,6 +405,10 @@ class OrderingRun:
             "items_file": items_rel,
             "evaluation": {"reused": scores["reused"], "seconds": scores["seconds"], "suite": study.suite.key,
                            "runtime": scores.get("runtime")},
+            # The study's training and calibration data: pairs per task, overlaps with the evaluation dropped.
+            "training_data": {"finetune": study.training_report if study._uses("F") else None,
+                              "calibration": study.calibration_report
+                              if study._uses("P") and study.params.prune.needs_calibration else None},
         })
         atomic.write_json(study.result_path(self.ordering), result)
         return result
@@ -360,7 +450,12 @@ def _step_summary(name: str, state: State, record: dict, reused: bool, seconds: 
                "seconds": round(seconds, 3), "build_seconds": record.get("seconds"),
                "size_bytes": record["size_bytes"], "n_params": _n_params(record), "quantized": record["quantized"]}
     for k in ("validation_loss_before", "validation_loss_after", "train_losses", "method", "merge",
-              "intermediate_size_after", "dequantized_first"):
+              "intermediate_size_after", "dequantized_first",
+              # fine-tuning: did it lower the held-out loss (a paired interval), which pairs it trained on
+              "validation_loss_change", "validation_lowered", "pairs_by_task", "examples_too_long", "prompts_cut",
+              "training_data", "calibration_data",
+              # width pruning: the fractions really removed
+              "mlp_channels_removed_fraction", "heads_removed_fraction"):
         if k in info:
             summary[k] = info[k]
     return summary

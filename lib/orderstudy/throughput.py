@@ -38,7 +38,7 @@ def study_size(study) -> dict:
     made = {s.store.key(name): name for s in seeded for name in s.plan.steps}
     steps = Counter(last_operation(name) for name in made.values())
     generation, loglik = workload(suite)
-    gen_prompt_tokens = sum(evaluation.prompt_tokens(tokenizer, p, params.chat_template) for p in generation)
+    gen_prompt_tokens = sum(evaluation.prompt_tokens(tokenizer, p, suite.chat_template) for p in generation)
     loglik_prompt_tokens = sum(evaluation.prompt_tokens(tokenizer, p, False) for p in loglik)
     evaluations = len({s.store.key(o) for s in seeded for o in s.plan.orderings})
     max_new_tokens = sum(generation_budgets(suite))
@@ -184,9 +184,9 @@ def measure(study, items: int = 16) -> dict:
     try:
         if generation:
             prompts = sample(generation, items, study.params.sample_seed)
-            batch = batch_size_for(params, config, study, tokenizer, prompts, params.chat_template, loglikelihood=False)
+            batch = batch_size_for(params, config, study, tokenizer, prompts, suite.chat_template, loglikelihood=False)
             lm, batch = engine_lm(engine.for_request("generation"), engines, model_dir, model, tokenizer, study, batch)
-            run = measure_generation(lm, tokenizer, prompts, typical_budget(suite), params.chat_template)
+            run = measure_generation(lm, tokenizer, prompts, typical_budget(suite), suite.chat_template)
             run.pop("answers")
             out["generation"] = dict(run, batch_size=batch, engine=engine.for_request("generation"),
                                      mean_new_tokens=round(run["new_tokens"] / run["prompts"], 2))
@@ -321,10 +321,10 @@ def compare_backends(study, items: int = 16) -> dict:
 
     def run(label, which, batch):
         lm, _ = engine_lm(which, engines, model_dir, model, tokenizer, study, batch)
-        runs[label] = measure_generation(lm, tokenizer, prompts, typical_budget(suite), params.chat_template)
+        runs[label] = measure_generation(lm, tokenizer, prompts, typical_budget(suite), suite.chat_template)
 
     run("hf, batch 1", "hf", 1)
-    batch = batch_size_for(params, config, study, tokenizer, prompts, params.chat_template, loglikelihood=False)
+    batch = batch_size_for(params, config, study, tokenizer, prompts, suite.chat_template, loglikelihood=False)
     run(f"hf, batch {batch}", "hf", batch)
     skipped = None
     if backends.vllm_device() == study.device:

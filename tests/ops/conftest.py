@@ -90,6 +90,25 @@ def make_tiny_model(out_dir: Path) -> Path:
     return out_dir
 
 
+def make_360m_shaped_model(out_dir: Path, layers: int = 2) -> Path:
+    """Save a random Llama with SmolLM2-360M's widths and head layout (hidden 960, 15 heads in 5
+    key/value groups of 3, head_dim 64, MLP 2560, tied embeddings) but ``layers`` decoder layers,
+    with SmolLM2's tokenizer. The vocabulary stays the tokenizer's 49,152: its token ids reach it."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(TOKENIZER_SOURCE)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=960, intermediate_size=2560, num_hidden_layers=layers,
+        num_attention_heads=15, num_key_value_heads=5, head_dim=64, max_position_embeddings=8192, rope_theta=100000.0,
+        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).to(torch.float32)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
 class States:
     """Builds chains of operations on the tiny model once, keyed by their step names."""
 

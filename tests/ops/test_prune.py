@@ -31,6 +31,24 @@ def test_width_is_a_standard_smaller_checkpoint(states, tiny_model):
     assert models.dir_size_bytes(result) < models.dir_size_bytes(tiny_model)
 
 
+def test_whole_groups_and_channel_multiples_are_rounded_half_up_not_to_even():
+    """Python's round() removed one of Qwen2.5-1.5B's 2 groups at head_sparsity 0.3 and none at 0.25."""
+    assert [prune.kept_groups(2, s) for s in (0.2, 0.25, 0.3, 0.5, 0.75, 0.9)] == [2, 1, 1, 1, 1, 1]
+    assert [prune.kept_groups(8, s) for s in (0.0625, 0.1875, 0.3)] == [7, 6, 6]  # 0.5 and 1.5 groups: up, both
+    assert prune.kept_groups(5, 0.3) == 3 and prune.kept_groups(3, 0.5) == 1
+    # 0.15 x 10 is 1.5000000000000002 in binary and 0.35 x 10 is 3.5: both halves, both up
+    assert prune.kept_groups(10, 0.15) == 8 and prune.kept_groups(10, 0.35) == 6
+    assert prune.kept_channels(2560, 0.3, 64) == 1792 and prune.kept_channels(224, 0.5, 16) == 112
+    assert prune.kept_channels(208, 0.5, 16) == 112  # 6.5 multiples of 16: up to 7 (round() gave 6)
+
+
+def test_width_records_the_fractions_really_removed(states):
+    record = states.record("P:width")  # 2 groups at head_sparsity 0.5, 128 channels at sparsity 0.5
+    assert record["heads_removed_fraction"] == 0.5 and record["mlp_channels_removed_fraction"] == 0.5
+    record = states.record("P:mlp_channels")  # 128 channels, sparsity 0.25, multiples of 16: 96 kept
+    assert record["mlp_channels_removed_fraction"] == 0.25 and record["heads_removed_fraction"] == 0.0
+
+
 def test_width_keeps_the_highest_magnitude_channels_and_groups(states, tiny_model):
     base = dense(tiny_model)
     pruned = dense(states.get("P:width"))

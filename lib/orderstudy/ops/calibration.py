@@ -14,19 +14,22 @@ from typing import Iterator
 
 import torch
 
-from .finetune import chat_prompt_ids
+from ..prompts import prompt_ids
 from .storage import decoder_linears
 
 BATCH_SIZE = 8
 
 
-def encode(tokenizer, examples: list[dict], samples: int, seq_len: int, seed: int) -> list[list[int]]:
-    """Return up to ``samples`` token sequences of at most ``seq_len``: prompt and answer, chat-formatted."""
+def encode(tokenizer, examples: list[dict], samples: int, seq_len: int, seed: int, chat: bool = True) -> list[list[int]]:
+    """Return up to ``samples`` token sequences of at most ``seq_len``: prompt and answer, in the study's prompt format.
+
+    ``chat``: through the chat template, as the evaluation presents prompts (``prompts.prompt_ids``).
+    """
     chosen = list(examples)
     random.Random(f"{seed}:calibration").shuffle(chosen)
     sequences = []
     for ex in chosen[:samples]:
-        ids = chat_prompt_ids(tokenizer, ex["prompt"]) + tokenizer(ex["answer"], add_special_tokens=False)["input_ids"]
+        ids = prompt_ids(tokenizer, ex["prompt"], chat) + tokenizer(ex["answer"], add_special_tokens=False)["input_ids"]
         sequences.append(ids[:seq_len])
     return sequences
 

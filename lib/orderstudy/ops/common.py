@@ -29,6 +29,9 @@ class OperationContext:
     # kind of {"prompt", "answer", "id"} dicts; by default the fine-tuning training examples,
     # never the evaluation sample.
     calibration_examples: list[dict] = field(default_factory=list)
+    # Whether training pairs and calibration text go through the chat template (the study's
+    # top-level `chat_template`, which the evaluation reads too).
+    chat_template: bool = True
     # Called with a message so notebooks can show progress.
     progress: Callable[[str], None] = print
 

@@ -31,32 +31,31 @@ from pathlib import Path
 
 import torch
 
-from .. import models
+from .. import models, prompts
 from ..params import FinetuneParams
 from . import storage
 from .common import SPARSITY_CONFIG_KEY, OperationContext, load_tokenizer, quantization_name, requantize_like
 
+# The confidence of the interval on the change of the held-out loss (``loss_change``).
+CONFIDENCE = 0.95
 
-def encode_example(tokenizer, prompt: str, answer: str, max_len: int) -> dict | None:
-    """Return input ids and labels (prompt masked with -100) for one chat-formatted pair.
 
-    Returns ``None`` when the prompt alone leaves no room for the answer within ``max_len``.
+def encode_example(tokenizer, prompt: str, answer: str, max_len: int, chat: bool = True) -> dict | None:
+    """Return input ids and labels (prompt masked with -100) for one pair within ``max_len`` tokens.
+
+    The answer and its EOS are always whole; a prompt too long for them is cut in the middle
+    (``prompts.encode_pair``). Returns ``None`` when the answer leaves no room for the prompt.
     """
-    prompt_ids = chat_prompt_ids(tokenizer, prompt)
-    answer_ids = tokenizer(answer + (tokenizer.eos_token or ""), add_special_tokens=False)["input_ids"]
-    if len(prompt_ids) >= max_len:
-        return None
-    ids = (prompt_ids + answer_ids)[:max_len]
-    labels = ([-100] * len(prompt_ids) + answer_ids)[:max_len]
-    return {"input_ids": ids, "labels": labels}
+    return prompts.encode_pair(tokenizer, prompt, answer, max_len, chat)
 
 
-def chat_prompt_ids(tokenizer, prompt: str) -> list[int]:
-    """Return the token ids of ``prompt`` as a user turn, ready for the assistant's answer."""
-    if tokenizer.chat_template:
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True)
-        return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
-    return tokenizer(prompt + "\n", add_special_tokens=True)["input_ids"]
+def example_task(example: dict) -> str:
+    """Return the task a training pair comes from: its ``task``, else the part of its id before '/'.
+
+    >>> example_task({"id": "3-2/17"}), example_task({"id": "train.jsonl:4", "task": "train.jsonl"})
+    ('3-2', 'train.jsonl')
+    """
+    return example.get("task") or str(example["id"]).split("/")[0]
 
 
 def collate(batch: list[dict], pad_id: int) -> dict:
@@ -73,18 +72,82 @@ def collate(batch: list[dict], pad_id: int) -> dict:
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
+def answer_losses(model, examples: list[dict], pad_id: int, batch_size: int, device: str) -> list[tuple[float, int]]:
+    """Return per example its summed answer-token loss and its answer-token count (no gradients)."""
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(examples), batch_size):
+            batch = {k: v.to(device) for k, v in collate(examples[start:start + batch_size], pad_id).items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+            targets = batch["labels"][:, 1:]
+            losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
+            counted = targets != -100
+            out += [(float(losses[i][counted[i]].sum()), int(counted[i].sum())) for i in range(len(targets))]
+    return out
+
+
 def mean_loss(model, examples: list[dict], pad_id: int, batch_size: int, device: str) -> float | None:
     """Return the token-weighted mean loss of ``model`` on ``examples`` (no gradients)."""
     if not examples:
         return None
-    total, tokens = 0.0, 0
-    with torch.no_grad():
-        for start in range(0, len(examples), batch_size):
-            batch = {k: v.to(device) for k, v in collate(examples[start:start + batch_size], pad_id).items()}
-            n = int((batch["labels"][:, 1:] != -100).sum())
-            total += float(model(**batch).loss) * n
-            tokens += n
-    return total / max(tokens, 1)
+    return token_mean(answer_losses(model, examples, pad_id, batch_size, device))
+
+
+def token_mean(losses: list[tuple[float, int]]) -> float:
+    """Return the loss per answer token over all examples of ``answer_losses``' output."""
+    return sum(total for total, _ in losses) / max(sum(n for _, n in losses), 1)
+
+
+def loss_change(before: list[tuple[float, int]], after: list[tuple[float, int]], confidence: float = CONFIDENCE) -> dict:
+    """Return the change of the held-out loss with a paired t interval, one unit per held-out pair.
+
+    Each pair's loss is the mean over its answer tokens; the interval is on the mean of the
+    per-pair differences (after minus before). Tokens of one answer are not independent draws,
+    so they are not the unit: a pair is. ``significant_decrease`` means the whole interval is
+    below zero.
+    """
+    from scipy import stats
+
+    b = [total / max(n, 1) for total, n in before]
+    a = [total / max(n, 1) for total, n in after]
+    diffs = [y - x for x, y in zip(b, a)]
+    n = len(diffs)
+    mean = sum(diffs) / n if n else None
+    out = {"unit": "held-out pair (mean loss over its answer tokens)", "n": n, "confidence": confidence,
+           "mean_before": round(sum(b) / n, 6) if n else None, "mean_after": round(sum(a) / n, 6) if n else None,
+           "mean_difference": round(mean, 6) if n else None, "ci_low": None, "ci_high": None,
+           "method": "paired t interval on the per-pair differences"}
+    if n >= 2:
+        sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+        half = float(stats.t.ppf((1 + confidence) / 2, n - 1)) * sd / math.sqrt(n)
+        out.update(ci_low=round(mean - half, 6), ci_high=round(mean + half, 6))
+    out["significant_decrease"] = out["ci_high"] is not None and out["ci_high"] < 0
+    return out
+
+
+def finetune_warning(step: dict) -> str | None:
+    """Return a warning when a fine-tuning step did not lower the held-out loss significantly, else None.
+
+    ``step`` is a fine-tuning record (``record["info"]``) or an ordering's step summary
+    (``result["steps"][i]``); any other step gives None.
+    """
+    if step.get("operation", "F") != "F" or "train_losses" not in step:
+        return None
+    change = step.get("validation_loss_change")
+    where = f" ({step['state']})" if step.get("state") else ""
+    if change is None:
+        return (f"Fine-tuning{where}: no interval on the held-out loss was recorded (a state built by an older "
+                "version); whether it trained is unknown.")
+    if change["significant_decrease"]:
+        return None
+    level = f"{100 * change['confidence']:g}%"
+    if change["ci_low"] is None:
+        return (f"Fine-tuning{where}: only {change['n']} held-out pair(s), too few to tell whether it lowered the "
+                "validation loss; read what follows F in this ordering as the effect of a fine-tune of unknown effect.")
+    return (f"Fine-tuning{where} did not lower the held-out loss significantly: {change['mean_before']:.3f} → "
+            f"{change['mean_after']:.3f} per pair on average over {change['n']} held-out pairs, change "
+            f"{change['mean_difference']:+.3f} ({level} interval {change['ci_low']:+.3f} to {change['ci_high']:+.3f}). "
+            "Differences after F in this ordering measure a fine-tune that did not measurably train.")
 
 
 def split_examples(examples: list[dict], validation_fraction: float, seed: int) -> tuple[list, list]:
@@ -137,18 +200,19 @@ def trainable_model(src: Path, params: FinetuneParams, ctx: OperationContext):
     return model
 
 
-def validation_loss(model_dir: Path, examples: list[dict], pad_id: int, batch_size: int, ctx: OperationContext) -> float | None:
-    """Return the mean answer-token loss on ``examples`` of the model in ``model_dir``, on its own copy.
+def validation_losses(model_dir: Path, examples: list[dict], pad_id: int, batch_size: int,
+                      ctx: OperationContext) -> list[tuple[float, int]]:
+    """Return ``answer_losses`` on ``examples`` of the model in ``model_dir``, on its own copy.
 
     The copy is evaluated and dropped: evaluating the 4-bit model that is about to be trained
     would trigger trap 1.
     """
     if not examples:
-        return None
+        return []
     model = storage.load(model_dir, ctx.dtype, ctx.device)
-    loss = mean_loss(model, examples, pad_id, batch_size, ctx.device)
+    losses = answer_losses(model, examples, pad_id, batch_size, ctx.device)
     del model
-    return loss
+    return losses
 
 
 def train(model, examples: list[dict], steps: int, params: FinetuneParams, ctx: OperationContext, pad_id: int) -> list[float]:
@@ -191,6 +255,27 @@ def reapply_zeros(model, masks: dict[str, torch.Tensor]) -> None:
             linears[name].weight[mask] = 0
 
 
+def encode_training(tokenizer, examples: list[dict], max_len: int, chat: bool) -> tuple[list[dict], dict[str, dict]]:
+    """Return the encoded pairs that fit (each with its ``task``) and what became of the pairs per task.
+
+    Per task: ``given`` pairs, ``answer_too_long`` (dropped: the answer leaves no room for the
+    prompt), ``prompt_cut`` (trained with the middle of the prompt cut out), and the ``train`` and
+    ``validation`` counts, filled in once the encoded pairs are split.
+    """
+    encoded, pairs = [], {}
+    for x in examples:
+        task = example_task(x)
+        counts = pairs.setdefault(task, {"given": 0, "answer_too_long": 0, "prompt_cut": 0, "train": 0, "validation": 0})
+        counts["given"] += 1
+        e = encode_example(tokenizer, x["prompt"], x["answer"], max_len, chat)
+        if e is None:
+            counts["answer_too_long"] += 1
+            continue
+        counts["prompt_cut"] += bool(e["prompt_cut_chars"])
+        encoded.append({"input_ids": e["input_ids"], "labels": e["labels"], "task": task})
+    return encoded, pairs
+
+
 def apply(src: Path, dst: Path, params: FinetuneParams, ctx: OperationContext) -> dict:
     """Fine-tune the checkpoint in ``src`` with LoRA into ``dst`` and return what happened."""
     kind = storage.layout(src)
@@ -198,23 +283,26 @@ def apply(src: Path, dst: Path, params: FinetuneParams, ctx: OperationContext) -
         raise ValueError(f"{src}: this model already carries a fine-tuning adapter; an ordering applies F once")
     quant = models.quantization_config(src)
     tokenizer = load_tokenizer(src)
-    encoded = [e for e in (encode_example(tokenizer, x["prompt"], x["answer"], params.max_seq_len)
-                           for x in ctx.training_examples) if e is not None]
+    encoded, pairs = encode_training(tokenizer, ctx.training_examples, params.max_seq_len, ctx.chat_template)
     if len(encoded) < 2:
         raise ValueError(f"fine-tune: only {len(encoded)} training example(s) fit in finetune.max_seq_len="
-                         f"{params.max_seq_len}; raise it or give more data")
+                         f"{params.max_seq_len} with their whole answer; raise it or give more data")
     train_part, val = split_examples(encoded, params.validation_fraction, ctx.seed)
+    for part, name in ((train_part, "train"), (val, "validation")):
+        for e in part:
+            pairs[e["task"]][name] += 1
     pad_id = tokenizer.pad_token_id
     steps = training_steps(params, len(train_part))
 
-    val_before = validation_loss(src, val, pad_id, params.batch_size, ctx)
+    before = validation_losses(src, val, pad_id, params.batch_size, ctx)
     model = trainable_model(src, params, ctx)
     trainable_count = sum(p.numel() for p in model.parameters() if p.requires_grad)
     started = time.perf_counter()
     losses = train(model, train_part, steps, params, ctx, pad_id)
     train_seconds = time.perf_counter() - started
     model.eval()
-    val_after = mean_loss(model, val, pad_id, params.batch_size, ctx.device)
+    after = answer_losses(model, val, pad_id, params.batch_size, ctx.device)
+    change = loss_change(before, after)
 
     policy = params.merge if quant is not None else "merge"
     with tempfile.TemporaryDirectory(dir=Path(dst).parent, prefix=".adapter-") as adapter_dir:
@@ -228,7 +316,7 @@ def apply(src: Path, dst: Path, params: FinetuneParams, ctx: OperationContext) -
     # The saved result, loaded fresh, where saving changed the trained model (requantizing,
     # re-zeroing); otherwise it computes what was trained, merged or not, and None is recorded.
     changed = outcome.pop("changed_by_saving")
-    val_result = validation_loss(dst, val, pad_id, params.batch_size, ctx) if changed else None
+    val_result = token_mean(validation_losses(dst, val, pad_id, params.batch_size, ctx)) if changed and val else None
     return {
         "method": "qlora" if quant is not None else "lora",
         "base_quantization": quantization_name(quant),
@@ -238,12 +326,19 @@ def apply(src: Path, dst: Path, params: FinetuneParams, ctx: OperationContext) -
         "train_examples": len(train_part),
         "validation_examples": len(val),
         "examples_too_long": len(ctx.training_examples) - len(encoded),  # no room for the answer: left out
+        "prompts_cut": sum(p["prompt_cut"] for p in pairs.values()),
+        "pairs_by_task": pairs,
+        "chat_template": ctx.chat_template,
+        "max_seq_len": params.max_seq_len,
         "steps": steps,
         "epochs": round(steps * params.batch_size / len(train_part), 3),
         "train_losses": losses,
-        "validation_loss_before": val_before,
-        "validation_loss_after": val_after,
+        # Per answer token over the held-out pairs; the interval is per pair (validation_loss_change).
+        "validation_loss_before": token_mean(before) if val else None,
+        "validation_loss_after": token_mean(after) if val else None,
         "validation_loss_result": val_result,
+        "validation_loss_change": change,
+        "validation_lowered": change["significant_decrease"],
         "trainable_parameters": trainable_count,
         "train_seconds": round(train_seconds, 2),
         **outcome,

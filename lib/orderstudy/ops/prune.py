@@ -26,6 +26,8 @@ base is merged first.
 from __future__ import annotations
 
 import copy
+import math
+from decimal import Decimal
 from pathlib import Path
 
 import torch
@@ -38,6 +40,12 @@ from .common import SPARSITY_CONFIG_KEY, OperationContext, load_tokenizer, quant
 
 def apply(src: Path, dst: Path, params: PruneParams, ctx: OperationContext) -> dict:
     """Prune the checkpoint in ``src`` into ``dst`` and return what happened, for the record."""
+    if params.method == "width":  # before any work: a shape transformers refuses would fail only at saving
+        from transformers import AutoConfig
+
+        problem = width_shape_problem(AutoConfig.from_pretrained(src), params)
+        if problem:
+            raise ValueError(f"prune: {problem}")
     model, source = storage.load_dense(src, ctx.dtype, ctx.device)
     shape_before = model_shape(model.config)
     params_before = models.count_parameters(model)
@@ -52,9 +60,9 @@ def apply(src: Path, dst: Path, params: PruneParams, ctx: OperationContext) -> d
         tokenizer = load_tokenizer(src)
         pad_id = tokenizer.pad_token_id
         sequences = calibration.encode(tokenizer, ctx.calibration_examples, params.calibration_samples,
-                                       params.calibration_seq_len, ctx.seed)
+                                       params.calibration_seq_len, ctx.seed, ctx.chat_template)
         info["calibration"] = {"examples": len(sequences), "tokens": sum(len(s) for s in sequences),
-                               "seq_len": params.calibration_seq_len}
+                               "seq_len": params.calibration_seq_len, "chat_template": ctx.chat_template}
 
     if params.method in ("width", "mlp_channels"):
         model, details = prune_width(model, params, sequences, pad_id)
@@ -106,25 +114,102 @@ def model_shape(config) -> dict:
 
 # -- width ------------------------------------------------------------------------------------
 
+def round_half_up(value: float | Decimal) -> int:
+    """Return ``value`` rounded to the nearest integer, halves up, reading the float as written.
+
+    Python's ``round`` rounds halves to even (``round(0.5) == 0``, ``round(1.5) == 2``), so a
+    sparsity would remove a group at some halves and not at others; and ``2 * 0.15`` is
+    ``0.30000000000000004`` in binary. The value is taken as its shortest decimal (``repr``).
+
+    >>> round_half_up(0.5), round_half_up(1.5), round_half_up(2.5), round_half_up(0.49)
+    (1, 2, 3, 0)
+    """
+    exact = value if isinstance(value, Decimal) else Decimal(repr(value))
+    return math.floor(exact + Decimal("0.5"))
+
+
 def kept_channels(intermediate_size: int, sparsity: float, multiple_of: int) -> int:
-    """Return how many MLP channels each layer keeps, rounded to ``multiple_of``, at least one.
+    """Return how many MLP channels each layer keeps: ``intermediate_size x (1 - sparsity)`` rounded
+    half up to a multiple of ``multiple_of``, at least one multiple (or one channel).
 
     >>> kept_channels(1536, 0.5, 8)
     768
     >>> kept_channels(1536, 0.3, 64)
     1088
+    >>> kept_channels(160, 0.5, 16)   # 80 channels = 5 multiples of 16, exactly
+    80
+    >>> kept_channels(176, 0.5, 16)   # 88 = 5.5 multiples: rounded up to 6
+    96
     """
-    keep = round(intermediate_size * (1.0 - sparsity) / multiple_of) * multiple_of
+    keep = round_half_up(Decimal(intermediate_size) * (1 - Decimal(repr(sparsity))) / multiple_of) * multiple_of
     return max(multiple_of if multiple_of <= intermediate_size else 1, min(intermediate_size, keep))
 
 
 def kept_groups(groups: int, head_sparsity: float) -> int:
-    """Return how many key/value groups each layer keeps: the removed fraction rounded, at least one kept.
+    """Return how many key/value groups each layer keeps: ``groups x head_sparsity`` removed, rounded
+    half up (``round_half_up``), at least one group kept.
+
+    On Qwen2.5-1.5B's 2 groups, 0.25 and 0.3 both remove one group (half the heads), 0.2 none.
 
     >>> kept_groups(3, 0.3), kept_groups(3, 0.0), kept_groups(2, 0.9)
     (2, 3, 1)
+    >>> kept_groups(2, 0.25), kept_groups(2, 0.3), kept_groups(2, 0.2), kept_groups(5, 0.3)
+    (1, 1, 2, 3)
     """
-    return max(1, groups - round(groups * head_sparsity))
+    return max(1, groups - round_half_up(groups * Decimal(repr(head_sparsity))))
+
+
+def width_config(config, params: PruneParams):
+    """Return the config of ``config``'s model after width pruning with ``params`` (nothing is pruned)."""
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    groups = config.num_key_value_heads
+    per_group = config.num_attention_heads // groups
+    keep_groups = kept_groups(groups, params.head_sparsity) if params.method == "width" else groups
+    new_config = copy.deepcopy(config)
+    new_config.intermediate_size = kept_channels(config.intermediate_size, params.sparsity, params.multiple_of)
+    new_config.num_key_value_heads = keep_groups
+    new_config.num_attention_heads = keep_groups * per_group
+    new_config.head_dim = head_dim  # written out: hidden_size / heads no longer gives it
+    return new_config
+
+
+def width_shape_problem(config, params: PruneParams) -> str | None:
+    """Return why transformers would refuse the width-pruned config, with the head_sparsity values it
+    accepts, or None when it accepts it (or the method removes no heads).
+
+    Llama's config, for one, requires ``hidden_size`` to be a multiple of the number of attention
+    heads, although the attention itself needs no such thing once ``head_dim`` is written out: a
+    SmolLM2-360M shape (hidden 960, 15 heads in 5 groups) with head_sparsity 0.3 keeps 9 heads
+    and could not be saved or loaded. The study stops before any work instead of pruning to another
+    fraction than the one asked: a different fraction is a different experiment, and the params file
+    should say which one runs.
+    """
+    if params.method != "width" or not hasattr(config, "validate"):
+        return None
+    error = _config_error(width_config(config, params))
+    if error is None:
+        return None
+    groups = config.num_key_value_heads
+    per_group = config.num_attention_heads // groups
+    valid = []
+    for removed in range(groups):
+        fraction = removed / groups
+        trial = params.model_copy(update={"head_sparsity": fraction})
+        if _config_error(width_config(config, trial)) is None:
+            valid.append(f"{fraction:g} ({(groups - removed) * per_group} heads kept)")
+    kept = kept_groups(groups, params.head_sparsity) * per_group
+    return (f"head_sparsity {params.head_sparsity:g} keeps {kept} of {config.num_attention_heads} attention heads "
+            f"({config.num_key_value_heads} key/value groups of {per_group}), and transformers refuses that config: "
+            f"{error}. Values this model accepts: {', '.join(valid) or 'none but 0'}")
+
+
+def _config_error(config) -> str | None:
+    try:
+        config.validate()
+    except Exception as exc:  # transformers' strict dataclass validation: the cause says which rule
+        cause = exc.__cause__ or exc
+        return str(cause).strip().splitlines()[-1].strip()
+    return None
 
 
 def channel_importance(mlp) -> torch.Tensor:
@@ -156,11 +241,15 @@ def group_importance(attn, head_dim: int, heads_per_group: int) -> torch.Tensor:
 def prune_width(model, params: PruneParams, sequences: list[list[int]], pad_id: int):
     """Return ``(pruned model, details)``: every layer keeps its best MLP channels and key/value groups."""
     config = model.config
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    problem = width_shape_problem(config, params)
+    if problem:
+        raise ValueError(f"prune: {problem}")
+    new_config = width_config(config, params)
+    head_dim = new_config.head_dim
     groups = config.num_key_value_heads
     per_group = config.num_attention_heads // groups
-    keep_channels = kept_channels(config.intermediate_size, params.sparsity, params.multiple_of)
-    keep_groups = kept_groups(groups, params.head_sparsity) if params.method == "width" else groups
+    keep_channels = new_config.intermediate_size
+    keep_groups = new_config.num_key_value_heads
 
     if params.importance == "activation":
         channel_scores, group_scores = calibration.channel_and_head_outputs(model, sequences, pad_id, head_dim, per_group)
@@ -188,16 +277,15 @@ def prune_width(model, params: PruneParams, sequences: list[list[int]], pad_id: 
             _take(state, f"{prefix}self_attn.v_proj", rows=kv_idx)
             _take(state, f"{prefix}self_attn.o_proj", cols=q_idx)
 
-    new_config = copy.deepcopy(config)
-    new_config.intermediate_size = keep_channels
-    new_config.num_key_value_heads = keep_groups
-    new_config.num_attention_heads = keep_groups * per_group
-    new_config.head_dim = head_dim  # written out: hidden_size / heads no longer gives it
     details = {
         "importance": params.importance,
         "mlp_channels_kept": keep_channels,
         "key_value_groups_kept": keep_groups,
         "heads_removed_per_layer": (groups - keep_groups) * per_group,
+        # What was really removed, after rounding to multiples and whole groups (the params ask for
+        # sparsity and head_sparsity; these are what they became on this model).
+        "mlp_channels_removed_fraction": round(1 - keep_channels / config.intermediate_size, 6),
+        "heads_removed_fraction": round((groups - keep_groups) / groups, 6),
     }
     if kept_group_ids:
         details["kept_groups_by_layer"] = kept_group_ids
