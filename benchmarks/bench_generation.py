@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     if not generation:
         print(f"{study.params_file}: the study has no generation requests to time", file=sys.stderr)
         return 2
-    prompts = throughput.sample(generation, args.items, study.params.seed)
+    prompts = throughput.sample(generation, args.items, study.params.sample_seed)
     print(f"study {study.params.study}: {len(prompts)} of {len(generation)} generation prompts per model, "
           f"max_new_tokens {throughput.typical_budget(study.suite)} (mean task budget), device {study.device}, dtype {study.dtype}", flush=True)
 

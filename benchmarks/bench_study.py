@@ -56,16 +56,19 @@ def main(argv=None) -> int:
 
     print("\n== per step (states built in this run) ==")
     print(f"{'state':10s} {'operation':10s} {'build_s':>9s} {'size_MiB':>9s}")
-    for name in study.plan.states:
-        state = study.store.state(name)
-        if name in first["steps_built"] and state.record_path.exists():
-            rec = state.record()
-            print(f"{name:10s} {rec['operation'] or 'base':10s} {rec['seconds']:9.1f} {rec['size_bytes'] / 2**20:9.1f}")
+    shown = set()
+    for seeded in (study.for_seed(seed) for seed in study.params.seeds):
+        for name in seeded.plan.states:
+            state, label = seeded.store.state(name), seeded.store.label(name)
+            if label in first["steps_built"] and label not in shown and state.record_path.exists():
+                shown.add(label)
+                rec = state.record()
+                print(f"{label:10s} {rec['operation'] or 'base':10s} {rec['seconds']:9.1f} {rec['size_bytes'] / 2**20:9.1f}")
 
     print("\n== per ordering ==")
     print(f"{'ordering':10s} {'status':8s} {'ran':>4s} {'wall_s':>8s} {'eval_s':>8s}")
-    for ordering, r in first["orderings"].items():
-        result = study.load_result(ordering) or {}
+    for ordering, r in first["orderings"].items():  # one entry per run: F>P>Q, or F>P>Q.seed1 with several seeds
+        result = study.for_seed(r.get("seed", study.seed)).load_result(r.get("ordering", ordering)) or {}
         eval_s = (result.get("evaluation") or {}).get("seconds")
         print(f"{ordering:10s} {r['status']:8s} {'yes' if r['ran'] else 'no':>4s} {r['seconds']:8.1f} "
               f"{eval_s if eval_s is not None else float('nan'):8.1f}")

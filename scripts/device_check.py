@@ -94,7 +94,7 @@ def derive_params(src: Path, out: Path, model: Path, data: Path, device: str | N
     """Write ``src`` with this run's model and data paths (absolute) to ``out``; return the params.
 
     The study's relative paths (``cache/...``) name the repository's cache, which does not travel
-    to the device: the kit's copy is unpacked elsewhere.
+    to the device: the kit's copy is unpacked elsewhere. Of the study's seeds it keeps the first.
     """
     import yaml
 
@@ -105,6 +105,10 @@ def derive_params(src: Path, out: Path, model: Path, data: Path, device: str | N
     evaluation["mmlu_data"] = str((data / "mmlu").resolve())
     if device:
         params["device"] = device
+    # The first seed only: the check's budget is the device's, sized for one run per ordering (the
+    # CPU end-to-end tests run the smoke study's seeds).
+    if isinstance(params.get("seeds"), list):
+        params["seeds"] = params["seeds"][:1]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f"# {src} with the model and data paths of this device check\n"
                    + yaml.safe_dump(params, sort_keys=False, allow_unicode=True), encoding="utf-8")
@@ -120,18 +124,19 @@ def results(study_dir: Path, json_path: Path | None) -> int:
         r = _read_json(path)
         if not r.get("ordering"):
             continue
-        o = r["ordering"]
+        # A run: the ordering, with its seed when the study has several (F>P>Q.seed1, as last_run.json names it).
+        o = path.stem.replace("-", ">")
         work_s = sum(s.get("seconds") or 0 for s in r.get("steps", [])) + (r.get("evaluation") or {}).get("seconds", 0)
         rows.append({"ordering": o, "status": r.get("status"), "device": r.get("device"), "dtype": r.get("dtype"),
                      "run_s": ran.get(o, {}).get("seconds"), "work_s": round(work_s, 1),
                      "size_mib": round(r["size_bytes"] / 2**20, 2) if r.get("size_bytes") else None,
                      "scores": {b: v.get("score") for b, v in (r.get("benchmarks") or {}).items()},
                      "error": (r.get("error") or {}).get("message", "")[:200] or None})
-    order = list(ran) + sorted({r["ordering"] for r in rows} - set(ran))
+    order = list(ran) + sorted({r["ordering"] for r in rows} - set(ran))  # runs, in the order they ran
     rows.sort(key=lambda r: order.index(r["ordering"]))
     print(f"{len(rows)} orderings with a result in {study_dir}"
           + (f"; the run took {last_run['seconds']} s" if "seconds" in last_run else "; the run did not finish (no last_run.json)"))
-    print(f"{'ordering':9s} {'status':7s} {'device':6s} {'dtype':9s} {'run_s':>7s} {'work_s':>7s} {'MiB':>7s}  scores")
+    print(f"{'run':9s} {'status':7s} {'device':6s} {'dtype':9s} {'run_s':>7s} {'work_s':>7s} {'MiB':>7s}  scores")
     for r in rows:
         scores = " ".join(f"{b}={v:.2f}" for b, v in r["scores"].items() if v is not None)
         print(f"{r['ordering']:9s} {r['status'] or '?':7s} {r['device'] or '?':6s} {r['dtype'] or '?':9s} "

@@ -128,5 +128,6 @@ def test_derived_params_point_at_this_runs_model_and_data_and_change_nothing_els
     assert derived.evaluation.lawbench_data == str(tmp_path / "data" / "lawbench")
     assert derived.evaluation.mmlu_data == str(tmp_path / "data" / "mmlu")
     assert derived.device == "cuda" and original.device == "auto"
-    unchanged = {"device": True, "model": {"source"}, "evaluation": {"lawbench_data", "mmlu_data"}}
+    assert derived.seeds == original.seeds[:1]  # one run per ordering, as the device budget is sized
+    unchanged = {"device": True, "seeds": True, "model": {"source"}, "evaluation": {"lawbench_data", "mmlu_data"}}
     assert derived.model_dump(exclude=unchanged) == original.model_dump(exclude=unchanged)

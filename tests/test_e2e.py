@@ -1,10 +1,11 @@
-"""End-to-end tier: the smoke study (all 16 orderings, tiny settings) through papermill.
+"""End-to-end tier: the smoke study (all 16 orderings, two seeds, tiny settings) through papermill.
 
 The study itself runs once per test session (``smoke`` in conftest.py), shared with test_e2e_ray.py.
 """
 
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -15,30 +16,59 @@ from orderstudy.plan import REFERENCE_ORDER
 
 pytestmark = pytest.mark.e2e
 
+SEEDS = (0, 1)
+# Magnitude pruning and quantization draw nothing at random: these states are built once for both seeds.
+SHARED = {"base", "P", "Q", "P>Q", "Q>P"}
+
+
+def _result(study_dir, ordering, seed):
+    return json.loads((study_dir / "results" / f"{paths.run_filename(ordering, seed)}.json").read_text())
+
 
 def _main_rows(study_dir):
     with open(study_dir / "tables" / "main.csv", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
 
-def test_all_sixteen_orderings_run_through_papermill(smoke):
+def test_all_sixteen_orderings_run_through_papermill_once_per_seed(smoke):
     d = smoke["dir"]
     run = json.loads((d / "last_run.json").read_text())
-    assert run["executor"] == "local" and "ray" not in run
-    assert [o for o in run["orderings"]] == list(REFERENCE_ORDER)
+    assert run["executor"] == "local" and "ray" not in run and run["seeds"] == list(SEEDS)
+    # One run per ordering and seed, the first seed's study first.
+    assert [(r["ordering"], r["seed"]) for r in run["orderings"].values()] == [(o, s) for s in SEEDS for o in REFERENCE_ORDER]
+    assert list(run["orderings"])[:2] == ["base.seed0", "F.seed0"]
     failed = {o: r["error"] for o, r in run["orderings"].items() if r["status"] != "ok"}
     assert not failed, failed
-    # 15 operation steps plus the base, each built once and shared.
-    assert len(run["steps_built"]) == 16
+    # 16 states for the first seed; the second adds only the 11 a fine-tune decided: 27, not 32.
+    seeded = [o for o in REFERENCE_ORDER if o not in SHARED]
+    assert sorted(run["steps_built"]) == sorted(SHARED | {f"{o}.seed{s}" for o in seeded for s in SEEDS})
+    assert run["states_planned"] == 27 and set(run["states_shared"]) == SHARED
+    assert "2 seeds [0, 1]: 32 runs, 27 model states (5 shared by every seed)" in smoke["stdout"]
     for ordering in REFERENCE_ORDER:
-        nb = d / "notebooks" / f"{paths.ordering_filename(ordering)}.ipynb"
-        assert nb.is_file(), nb
-        assert ordering in nb.read_text(encoding="utf-8")
+        first, second = _result(d, ordering, 0), _result(d, ordering, 1)
+        assert (first["seed"], second["seed"]) == SEEDS
+        # The same items for both seeds: the seeds are paired.
+        assert first["sample_ids"] == second["sample_ids"]
+        if ordering in SHARED:  # one state, evaluated once: the second seed reused all of it
+            assert first["state_key"] == second["state_key"] and first["benchmarks"] == second["benchmarks"]
+            assert all(s["reused"] for s in second["steps"]) and second["evaluation"]["reused"]
+            assert (d / "items" / f"{paths.ordering_filename(ordering)}.seed0.json").read_text() == \
+                (d / "items" / f"{paths.ordering_filename(ordering)}.seed1.json").read_text()
+        else:  # its own state for each seed, from the first fine-tune on
+            assert first["state_key"] != second["state_key"]
+            assert [s["seed"] for s in second["steps"]] == [None if s["state"] in SHARED else 1 for s in second["steps"]]
+        for seed in SEEDS:
+            nb = d / "notebooks" / f"{paths.run_filename(ordering, seed)}.ipynb"
+            assert nb.is_file(), nb
+            assert ordering in nb.read_text(encoding="utf-8")
         # How the evaluation ran is in the result and in the notebook's overview.
-        runtime = json.loads((d / "results" / f"{paths.ordering_filename(ordering)}.json").read_text())["evaluation"]["runtime"]
+        runtime = first["evaluation"]["runtime"]
         assert runtime["backend"] == "hf" and runtime["generation"]["batch_size"] == 8
-        assert runtime["generation"]["new_tokens"] > 0 and runtime["loglikelihood"]["items"] == 22
+        assert runtime["generation"]["new_tokens"] > 0 and runtime["loglikelihood"]["items"] == 44
         assert "new_tokens_per_s" in nb.read_text(encoding="utf-8")
+    # Two seeds of a fine-tune are two trainings: different data order, different losses.
+    f0, f1 = (_result(d, "F", s)["steps"][-1]["train_losses"] for s in SEEDS)
+    assert f0 != f1
     assert (d / "notebooks" / "summary.ipynb").is_file()
     assert "15 operation steps (instead of 33" in smoke["stdout"]
 
@@ -67,9 +97,33 @@ def test_main_table_is_honest(smoke):
                 assert change in ("", "nan", "NaN")
     # Each size is the real checkpoint directory of the ordering's final state.
     for o in ("base", "P", "F>P>Q"):
-        result = json.loads((smoke["dir"] / "results" / f"{paths.ordering_filename(o)}.json").read_text())
+        result = _result(smoke["dir"], o, 0)
         state_dir = smoke["dir"] / "states" / result["state_key"] / "model"
         assert size[o] == sum(f.stat().st_size for f in state_dir.rglob("*") if f.is_file())
+        assert int(float(by[o]["weights_bytes"])) == sum(f.stat().st_size for f in state_dir.glob("*.safetensors"))
+    # Two seeds: means over them, their spread zero exactly where the state is shared.
+    for o, r in by.items():
+        assert r["seeds"] == "2"
+        for bench in ("lawbench", "stem", "mmlu_law"):
+            per_seed = [_result(smoke["dir"], o, s)["benchmarks"][bench]["score"] for s in SEEDS]
+            assert float(r[bench]) == pytest.approx(sum(per_seed) / 2, abs=1e-4)
+            if o in SHARED:
+                assert float(r[f"{bench}_seed_sd"]) == pytest.approx(0, abs=1e-6)
+    # LawBench has one item a task: no interval and no significance mark, and the tables say why.
+    # The MMLU groups have two a subject: intervals over items and both seeds.
+    assert all(r["lawbench_ci_low"] == "" for r in rows)
+    assert all(r["lawbench_change_significant"] == "" for r in rows if r["ordering"] != "base")
+    for r in rows:
+        assert float(r["stem_ci_low"]) <= float(r["stem"]) <= float(r["stem_ci_high"])
+    md = (smoke["dir"] / "tables" / "main.md").read_text()
+    assert re.search(r"LawBench: (\d+) of its \1 tasks have fewer than 2 items", md) and "lawbench_items_per_task ≥ 2" in md
+    power = {p["benchmark"]: p for p in csv.DictReader(open(smoke["dir"] / "tables" / "power.csv", encoding="utf-8"))}
+    assert power["lawbench"]["intervals"] == "False" and float(power["lawbench"]["items_per_task_needed"]) >= 2
+    assert power["stem"]["intervals"] == "True" and float(power["stem"]["mde_points"]) > 0
+    assert power["stem"]["items"] == "38" and power["stem"]["seeds"] == "2"
+    claims = list(csv.DictReader(open(smoke["dir"] / "tables" / "claims.csv", encoding="utf-8")))
+    assert len(claims) == 4 and {c["lawbench_verdict"] for c in claims} <= {"not resolved", "no prediction"}
+    assert all(c["stem_verdict"] in ("supported", "contradicted", "not resolved", "no prediction") for c in claims)
 
 
 def test_a_rerun_with_nothing_changed_does_no_model_work(smoke):
@@ -79,7 +133,7 @@ def test_a_rerun_with_nothing_changed_does_no_model_work(smoke):
     run = json.loads((smoke["dir"] / "last_run.json").read_text())
     assert not any(r["ran"] for r in run["orderings"].values())
     assert run["steps_built"] == []
-    assert proc.stdout.count("up to date, not rerun") == 16
+    assert proc.stdout.count("up to date, not rerun") == 32
 
 
 def test_benchmark_script_prints_real_figures(smoke):

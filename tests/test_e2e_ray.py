@@ -1,7 +1,7 @@
 """End-to-end tier: the smoke study on a local Ray cluster (CPU), killed once, then resumed.
 
 It must end exactly where the in-process run (``smoke`` in conftest.py) ends: the same states,
-byte for byte, the same scores item by item, the same tables.
+byte for byte, the same scores item by item, the same tables, for each of its two seeds.
 """
 
 import json
@@ -94,11 +94,14 @@ def test_smoke_study_on_ray_killed_then_resumed_ends_as_the_in_process_run(smoke
 
     # 2. What the killed run left: finished states, each matching its manifest, and nothing else.
     study = Study(params_file)
-    kept = {s for s in study.plan.states if study.store.is_complete(study.store.state(s))}
-    assert 2 <= len(kept) < len(study.plan.states), kept
-    assert _stored_state_dirs(study_dir) == {study.store.key(s) for s in kept}
+    studies = [study.for_seed(seed) for seed in study.params.seeds]
+    every = {seeded.store.label(s): seeded.store.state(s) for seeded in studies for s in seeded.plan.states}
+    assert len(every) == 27  # 16 states of the first seed, 11 more of the second
+    kept = {label for label, state in every.items() if study.store.is_complete(state)}
+    assert 2 <= len(kept) < len(every), kept
+    assert _stored_state_dirs(study_dir) == {every[label].key for label in kept}
     assert "running notebook" not in log.read_text()  # it was killed in the Ray phase
-    records = {s: study.store.state(s).record() for s in kept}
+    records = {label: every[label].record() for label in kept}
 
     # 3. The rerun builds only what is missing, on Ray, then runs the notebooks and the summary.
     resumed_at = time.perf_counter()
@@ -107,12 +110,13 @@ def test_smoke_study_on_ray_killed_then_resumed_ends_as_the_in_process_run(smoke
     resumed_s = time.perf_counter() - resumed_at
     run = json.loads((study_dir / "last_run.json").read_text())
     assert run["executor"] == "ray"
-    assert {o: r["status"] for o, r in run["orderings"].items()} == dict.fromkeys(REFERENCE_ORDER, "ok")
+    assert {(r["ordering"], r["seed"]): r["status"] for r in run["orderings"].values()} == \
+        {(o, s): "ok" for o in REFERENCE_ORDER for s in study.params.seeds}
     ray = run["ray"]
     assert ray["failed"] == [] and {t["status"] for t in ray["tasks"]} == {"ok"}
-    assert sorted(ray["built"]) == sorted(set(study.plan.states) - kept)
+    assert sorted(ray["built"]) == sorted(set(every) - kept)  # a state both seeds share was built once
     assert sorted(run["steps_built"]) == sorted(ray["built"])  # the notebooks built nothing more
-    assert all(study.store.state(s).record() == records[s] for s in kept)  # kept, not rebuilt
+    assert all(every[label].record() == records[label] for label in kept)  # kept, not rebuilt
     spans = sorted((t["start_s"], t["start_s"] + t["seconds"]) for t in ray["tasks"])
     latest_end, overlapped = spans[0][1], False
     for start, end in spans[1:]:
@@ -122,21 +126,21 @@ def test_smoke_study_on_ray_killed_then_resumed_ends_as_the_in_process_run(smoke
 
     # 4. The same study as the in-process run, to the byte.
     ref = smoke["dir"]
-    for ordering in REFERENCE_ORDER:
-        stem = paths.ordering_filename(ordering)
-        mine = json.loads((study_dir / "results" / f"{stem}.json").read_text())
-        theirs = json.loads((ref / "results" / f"{stem}.json").read_text())
-        for key in ("status", "state_key", "result_key", "params_hash", "benchmarks", "sample_ids", "size_bytes",
-                    "n_params", "quantized", "device", "dtype"):
-            assert mine[key] == theirs[key], (ordering, key)
-        for items in (f"{stem}.json", f"{stem}.lawbench_predictions.json"):
-            assert (study_dir / "items" / items).read_text() == (ref / "items" / items).read_text(), items
-        assert (study_dir / "notebooks" / f"{stem}.ipynb").is_file()
-    for state in study.plan.states:
-        key = study.store.key(state)
-        mine = json.loads((study_dir / "states" / key / "record.json").read_text())
-        theirs = json.loads((ref / "states" / key / "record.json").read_text())
-        assert mine["manifest"] == theirs["manifest"], state  # every checkpoint file's sha256
+    for seed in study.params.seeds:
+        for ordering in REFERENCE_ORDER:
+            stem = paths.run_filename(ordering, seed)
+            mine = json.loads((study_dir / "results" / f"{stem}.json").read_text())
+            theirs = json.loads((ref / "results" / f"{stem}.json").read_text())
+            for key in ("status", "seed", "state_key", "result_key", "params_hash", "benchmarks", "sample_ids",
+                        "size_bytes", "weights_bytes", "n_params", "quantized", "device", "dtype"):
+                assert mine[key] == theirs[key], (stem, key)
+            for items in (f"{stem}.json", f"{stem}.lawbench_predictions.json"):
+                assert (study_dir / "items" / items).read_text() == (ref / "items" / items).read_text(), items
+            assert (study_dir / "notebooks" / f"{stem}.ipynb").is_file()
+    for label, state in every.items():
+        mine = json.loads((study_dir / "states" / state.key / "record.json").read_text())
+        theirs = json.loads((ref / "states" / state.key / "record.json").read_text())
+        assert mine["manifest"] == theirs["manifest"], label  # every checkpoint file's sha256
     for table in sorted((ref / "tables").iterdir()):
         assert (study_dir / "tables" / table.name).read_text() == table.read_text(), table.name
     print(f"\nray smoke: killed after {killed_after_s:.0f} s with {len(kept)} states stored; "

@@ -124,3 +124,32 @@ def test_a_task_the_cluster_cannot_hold_is_an_error_naming_the_key(study):
     with pytest.raises(ParamsError, match=r"key 'ray.cpus_per_task': each task asks for 4 CPUs but the Ray cluster on "
                                           r"this machine has 2"):
         _check_resources(tight, {"CPU": 2.0}, 1)
+
+
+def test_with_two_seeds_shared_states_are_one_task_and_seeded_ones_one_per_seed(tmp_path, tiny_model_dir, outputs_dir,
+                                                                                 mmlu_dir):
+    from orderstudy.runner import planned_states
+
+    first = Study(_params(tmp_path, tiny_model_dir, "executor: ray\nseeds: [0, 1]\n"))
+    studies = [first.for_seed(0), first.for_seed(1)]
+    tasks = plan_tasks(studies, REFERENCE_ORDER)
+    builds = {t.id: t for t in tasks if t.kind == "build"}
+    evaluations = {t.id: t for t in tasks if t.kind == "evaluate"}
+    shared = {"base", "P", "Q", "P>Q", "Q>P"}
+    seeded = [s for s in REFERENCE_ORDER if s not in shared]
+    assert set(builds) == {f"build {s}" for s in shared} | {f"build {s}.seed{n}" for s in seeded for n in (0, 1)}
+    assert len(builds) == 5 + 2 * 11 and len(evaluations) == 5 + 2 * 11
+    assert builds["build P>F.seed1"].depends_on == ("build P",) and builds["build P>F.seed1"].seed == 1
+    assert builds["build F>P.seed1"].depends_on == ("build F.seed1",)
+    assert evaluations["evaluate Q>P"].depends_on == ("build Q>P",)
+    assert builds["build F.seed0"].key != builds["build F.seed1"].key
+    position = {t.id: i for i, t in enumerate(tasks)}
+    assert all(position[d] < position[t.id] for t in tasks for d in t.depends_on)
+    assert worker_spec(studies[1]).seed == 1
+    planned = planned_states(studies)
+    assert len(planned) == 27 and {label for label, every in planned.items() if every} == shared
+
+
+def test_a_seed_the_params_do_not_list_is_refused(study):
+    with pytest.raises(ParamsError, match=r"key 'seeds': seed 3 was asked for, but the study's seeds are \[0\]"):
+        Study(study.params_file, seed=3)

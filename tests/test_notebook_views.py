@@ -5,19 +5,20 @@ import math
 import pytest
 
 from orderstudy import notebook_views
-from orderstudy.params import ReportParams
 
 
-def test_a_tasks_interval_is_the_bootstrap_of_its_items_around_the_reported_score():
-    params = ReportParams(bootstrap_resamples=2000)
+def test_a_tasks_interval_is_the_reports_wilson_interval_around_the_reported_score():
     items = {f"t/{i}": float(i % 2) for i in range(40)}  # half right: 50%
-    low, high = notebook_views.task_interval(items, "stem", "t", 50.0, params)
-    # A binomial proportion of 40 items at 0.5: about ±15.5 points at 95%.
-    assert 33 < low < 37 and 63 < high < 67
-    # A corpus-level score (LawBench 2-1) that differs from the item mean: the interval follows it.
-    shifted = notebook_views.task_interval(items, "stem", "t", 55.0, params)
-    assert shifted == pytest.approx((low + 5, high + 5), abs=1e-9)
-    assert all(math.isnan(v) for v in notebook_views.task_interval({"t/0": 1.0}, "stem", "t", 100.0, params))
+    low, high = notebook_views.task_interval(items, "t", 50.0, 0.95)
+    # A binomial proportion of 40 items at 0.5: about ±15 points at 95% (Wilson, t quantile, 39 df).
+    assert 33 < low < 37 and 63 < high < 67 and (50 - low) == pytest.approx(high - 50, abs=1e-6)
+    # A corpus-level score (LawBench 2-1) that differs from the item mean: the interval is around it.
+    s_low, s_high = notebook_views.task_interval(items, "t", 55.0, 0.95)
+    assert s_low < 55 < s_high and s_low == pytest.approx(low + 5, abs=1.0) and s_high == pytest.approx(high + 5, abs=1.0)
+    # Every item right: not a zero-width interval at 100 (Wilson), and none from a single item.
+    all_right = notebook_views.task_interval({f"t/{i}": 1.0 for i in range(5)}, "t", 100.0, 0.95)
+    assert all_right[1] == 100.0 and 30 < all_right[0] < 80
+    assert all(math.isnan(v) for v in notebook_views.task_interval({"t/0": 1.0}, "t", 100.0, 0.95))
 
 
 @pytest.mark.parametrize("ordering,index,title", [

@@ -76,6 +76,37 @@ def test_executor_defaults_to_in_process_and_ray_keys_are_read(tmp_path):
         assert _load(tmp_path, MINIMAL + f"ray: {{address: '{address}'}}\n")[0].ray.address == address
 
 
+def test_seeds_a_list_and_an_old_seed_is_a_list_of_one(tmp_path):
+    params, _ = _load(tmp_path, MINIMAL)
+    assert params.seeds == (0,) and params.sample_seed == 0
+    params, _ = _load(tmp_path, MINIMAL + "seeds: [3, 1, 2]\n")
+    assert params.seeds == (3, 1, 2) and params.sample_seed == 3  # the first seed draws the evaluation sample
+    params, _ = _load(tmp_path, MINIMAL + "seeds: [3, 1]\nevaluation: {sample_seed: 0}\n")
+    assert params.sample_seed == 0
+    old, _ = _load(tmp_path, MINIMAL + "seed: 5\n")
+    assert old.seeds == (5,) and old.sample_seed == 5
+
+
+@pytest.mark.parametrize("text,key,expected", [
+    (MINIMAL + "seed: 1\nseeds: [1, 2]\n", "seed' and 'seeds", "not both"),
+    (MINIMAL + "seeds: []\n", "seeds", "at least one seed"),
+    (MINIMAL + "seeds: [1, 1]\n", "seeds", "listed twice"),
+    (MINIMAL + "seeds: [-1]\n", "seeds.0", "greater than or equal to 0"),
+    (MINIMAL + "report: {bootstrap_resamples: 100}\n", "report.bootstrap_resamples", "no longer used"),
+])
+def test_bad_seeds_name_the_file_and_the_key(tmp_path, text, key, expected):
+    with pytest.raises(ParamsError) as err:
+        _load(tmp_path, text)
+    assert str(tmp_path / "study.yaml") in str(err.value) and key in str(err.value) and expected in str(err.value)
+
+
+def test_adding_a_seed_leaves_the_hash_and_a_sample_seed_changes_it(tmp_path):
+    one, _ = _load(tmp_path, MINIMAL + "seeds: [0]\n")
+    three, _ = _load(tmp_path, MINIMAL + "seeds: [0, 1, 2]\n")
+    other_sample, _ = _load(tmp_path, MINIMAL + "seeds: [1, 0]\n")
+    assert one.hash() == three.hash() != other_sample.hash()
+
+
 def test_one_chat_template_setting_decides_training_calibration_and_evaluation(tmp_path, outputs_dir, lawbench_dir,
                                                                             tiny_model_dir):
     """evaluation.chat_template could be false while fine-tuning always used the template."""

@@ -106,3 +106,36 @@ def test_two_processes_wanting_the_same_state_build_it_once(tmp_path):
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0]
     assert sorted(counter.read_text().split()) == ["P", "base"]
+
+
+ALL_STATES = ["base", "F", "P", "Q", "P>F", "P>Q", "Q>F", "Q>P", "F>P", "F>Q",
+              "F>P>Q", "F>Q>P", "P>F>Q", "Q>F>P", "Q>P>F", "P>Q>F"]
+
+
+def _seeded_store(root, seed, **sections):
+    return StateStore(root, _params(seeds=[0, 1, 2], **sections), "float32", "cpu",
+                      lambda op: {"training_data": "d1"} if op == "F" else {}, seed)
+
+
+def test_the_seed_is_in_a_key_only_where_a_stochastic_step_decided_the_state(tmp_path):
+    keys = {seed: {s: _seeded_store(tmp_path, seed).key(s) for s in ALL_STATES} for seed in (0, 1, 2)}
+    shared = {s for s in ALL_STATES if len({keys[seed][s] for seed in keys}) == 1}
+    # Magnitude pruning and quantization draw nothing at random: base, P, Q, P>Q, Q>P are one state for every seed.
+    assert shared == {"base", "P", "Q", "P>Q", "Q>P"}
+    # Everything after a fine-tune is a state of its seed: 11 states, three times.
+    assert len({keys[seed][s] for seed in keys for s in ALL_STATES}) == 5 + 3 * 11
+    store = _seeded_store(tmp_path, 1)
+    assert store.label("P>Q") == "P>Q" and store.label("Q>F>P") == "Q>F>P.seed1"
+    assert store.build_seed("P>Q") == 0 and store.build_seed("Q>F>P") == 1
+
+
+def test_pruning_that_samples_calibration_data_is_a_state_of_its_seed(tmp_path):
+    calibrated = {"method": "wanda"}
+    keys = {seed: {s: _seeded_store(tmp_path, seed, prune=calibrated).key(s) for s in ALL_STATES} for seed in (0, 1)}
+    assert {s for s in ALL_STATES if keys[0][s] == keys[1][s]} == {"base", "Q"}
+
+
+def test_adding_a_seed_keeps_every_key_of_the_seeds_already_there(tmp_path):
+    one = StateStore(tmp_path, _params(seeds=[0]), "float32", "cpu", lambda op: {"training_data": "d1"} if op == "F" else {})
+    three = _seeded_store(tmp_path, 0)
+    assert all(one.key(s) == three.key(s) for s in ALL_STATES)

@@ -58,7 +58,10 @@ def test_orderings_make_honest_states_and_results(tiny_study):
     for r in results.values():
         for bench, b in r["benchmarks"].items():
             assert 0.0 <= b["score"] <= 100.0
-            assert b["score"] == pytest.approx(sum(t["score"] for t in b["tasks"].values()) / len(b["tasks"]))
+            # LawBench: the unweighted mean of its tasks; mmlu_law: weighted by subject size, as lm-eval's MMLU groups.
+            assert b["score"] == pytest.approx(sum(t["weight"] * t["score"] for t in b["tasks"].values()))
+        assert r["benchmarks"]["mmlu_law"]["tasks"]["professional_law"]["weight"] == pytest.approx(1534 / 1763)
+        assert r["weights_bytes"] < r["size_bytes"] and r["seed"] == 0
         items = json.loads((tiny_study.paths.dir / r["items_file"]).read_text())
         for task, t in r["benchmarks"]["mmlu_law"]["tasks"].items():
             assert t["score"] == pytest.approx(100 * sum(items["mmlu_law"][task].values()) / t["n"])
@@ -112,6 +115,23 @@ def test_mmlu_generative_scoring_extracts_the_letter(tiny_model_dir, mmlu_dir, t
     assert gen["new_tokens"] > 0 and gen["new_tokens_per_s"] == pytest.approx(gen["new_tokens"] / gen["seconds"], rel=0.01)
     assert out["benchmarks"]["mmlu_law"]["scoring"] == "MMLU generative"
     assert out["benchmarks"]["mmlu_law"]["n_items"] == 6
+
+
+def test_seeds_share_the_evaluation_sample_and_the_training_data(tiny_study, tmp_path):
+    text = tiny_study.params_file.read_text(encoding="utf-8").replace("seed: 0", "seeds: [0, 1]")
+    params = tmp_path / "two-seeds.yaml"
+    params.write_text(text, encoding="utf-8")
+    first, second = Study(params), Study(params, seed=1)
+    assert (first.seed, second.seed) == (0, 1) and first.params.sample_seed == second.params.sample_seed == 0
+    # Paired seeds: the same items scored, the same pairs trained on (in an order of the seed's own).
+    assert first.suite.key == second.suite.key == tiny_study.suite.key
+    assert first.training_examples == second.training_examples
+    # One run per ordering and seed, each named after its seed.
+    assert first.result_path("Q>F").name == "Q-F.seed0.json" and second.result_path("Q>F").name == "Q-F.seed1.json"
+    assert second.notebook_path("base").name == "base.seed1.ipynb" and tiny_study.result_path("base").name == "base.json"
+    assert first.store.key("P>Q") == second.store.key("P>Q") == tiny_study.store.key("P>Q")
+    assert first.store.key("Q>F") != second.store.key("Q>F") and first.store.key("Q>F") == tiny_study.store.key("Q>F")
+    assert first.result_key("P>Q") != second.result_key("P>Q")  # a result says which seed it is
 
 
 VOLATILE_RESULT_KEYS = ("finished_at",)

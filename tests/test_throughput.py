@@ -26,21 +26,22 @@ def test_estimate_counts_the_smoke_study_and_times_it(tmp_path, default_model_di
     assert out.returncode == 0, out.stderr[-3000:]
     est = json.loads((tmp_path / "est.json").read_text())
     size = est["size"]
-    # 16 orderings share 15 steps, 5 ending in each operation (33 without sharing).
-    assert size["orderings"] == 16
-    assert size["steps"] == {"F": 5, "P": 5, "Q": 5, "total": 15, "without_sharing": 33}
-    # smoke.yaml: 13 LawBench tasks x 1 item, 1 question per MMLU subject (19 STEM, 3 law).
-    assert size["items"] == {"lawbench": 13, "stem": 19, "mmlu_law": 3}
+    # 16 orderings share 15 steps; with smoke.yaml's two seeds, the 11 states a fine-tune decided
+    # are made once per seed: 26 steps (F 10, P 8, Q 8), 27 states to evaluate (66 runs' steps without sharing).
+    assert size["orderings"] == 16 and size["seeds"] == 2 and size["evaluations"] == 27
+    assert size["steps"] == {"F": 10, "P": 8, "Q": 8, "total": 26, "without_sharing": 66}
+    # smoke.yaml: 13 LawBench tasks x 1 item, 2 questions per MMLU subject (19 STEM, 3 law).
+    assert size["items"] == {"lawbench": 13, "stem": 38, "mmlu_law": 6}
     assert size["per_model"]["generation_requests"] == 13
     assert size["per_model"]["max_new_tokens"] == 13 * 8
-    assert size["per_model"]["loglikelihood_requests"] == 22 * 4
-    assert size["study"]["max_new_tokens"] == 16 * 13 * 8
+    assert size["per_model"]["loglikelihood_requests"] == 44 * 4
+    assert size["study"]["max_new_tokens"] == 27 * 13 * 8
     m = est["measured"]
     assert m["generation"]["prompts"] == 4 and m["generation"]["new_tokens_per_s"] > 0
     assert m["loglikelihood"]["requests"] == 16 and m["train_step_s"] > 0
     s = est["estimated_seconds"]
     assert s["total"] == pytest.approx(s["evaluations"] + s["fine_tuning"] + s["checkpoints"], abs=0.2)
-    assert "operation steps                          15" in out.stdout and "total" in out.stdout
+    assert "operation steps                          26" in out.stdout and "total" in out.stdout
 
 
 def test_transformers_batching_keeps_greedy_answers_and_vllm_says_why_not(tmp_path, default_model_dir, lawbench_dir,

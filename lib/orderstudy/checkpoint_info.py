@@ -43,6 +43,27 @@ def read_header(path: Path) -> tuple[dict, dict, int]:
     return header, metadata, 8 + size
 
 
+FLOATING_DTYPES = ("F64", "F32", "F16", "BF16")
+
+
+def bf16_weights_bytes(model_dir: Path) -> int:
+    """Return what a checkpoint's weight files would weigh in bf16: floating-point tensors at 2 bytes a value.
+
+    Computed from the safetensors headers alone (shapes and dtypes): every floating-point tensor
+    counts 2 bytes per value, whatever dtype it is stored in (a base saved in fp32 on a CPU
+    without bf16 counts as half its size); other tensors (integer codes, masks) count as stored;
+    the headers count as they are.
+    """
+    total = 0
+    for path in sorted(Path(model_dir).glob("*.safetensors")):
+        tensors, _, header_bytes = read_header(path)
+        total += header_bytes
+        for meta in tensors.values():
+            stored = meta["data_offsets"][1] - meta["data_offsets"][0]
+            total += 2 * int(np.prod(meta["shape"], dtype=np.int64)) if meta["dtype"] in FLOATING_DTYPES else stored
+    return total
+
+
 def part_of(name: str) -> str:
     """Return the part of the model a tensor belongs to.
 

@@ -149,9 +149,11 @@ def build_suite(params: EvaluationParams, seed: int, work_dir: Path, tokenizer, 
     sample_ids = {b: {t: [i["id"] for i in items] for t, items in tasks.items()} for b, tasks in samples.items()}
     content = {b: {t: items for t, items in tasks.items()} for b, tasks in samples.items()}
     # The cap and the tables' location are keyed through what they decide: the budgets, the tables' digests.
-    key = stable_hash({"params": params.model_dump(mode="json", exclude={"max_new_tokens", "cherrant_data"}), "seed": seed,
-                       "items": content, "generation": generation, "stop": stop, "context_tokens": context_tokens,
-                       "chat_template": chat_template,
+    # The sample seed is in the key as "seed"; how benchmark scores are aggregated decides no item's score.
+    key = stable_hash({"params": params.model_dump(mode="json", exclude={"max_new_tokens", "cherrant_data", "sample_seed",
+                                                                         "mmlu_weight_by_size"}),
+                       "seed": seed, "items": content, "generation": generation, "stop": stop,
+                       "context_tokens": context_tokens, "chat_template": chat_template,
                        "tokenizer": tokenizer_fingerprint(tokenizer),
                        "cherrant": cherrant.key() if cherrant is not None else None, "format": 2,
                        "engine": engine.key()})

@@ -8,6 +8,10 @@ study runs on CUDA. A task builds or evaluates through ``Study.get_state`` and
 ``Study.evaluate_state``, exactly as a notebook does, so the state store on the shared outputs
 directory (atomic renames, sha256 manifests, locks) stays the one source of truth: the ordering
 notebooks that run afterwards find every state and evaluation stored and only write results.
+
+With several seeds, each seed's states are tasks of their own (``build F>P.seed1``) and a state
+every seed shares (one key: no stochastic step decided it) is one task (``build Q>P``), as is its
+evaluation; a task runs as the seed it was planned for.
 """
 
 from __future__ import annotations
@@ -36,39 +40,50 @@ class ExecutorError(RuntimeError):
 class Task:
     """One unit of work for the cluster: build a state, or evaluate an ordering's final state."""
 
-    id: str                          # "build F>P" or "evaluate F>P"
+    id: str                          # "build F>P" or "evaluate F>P" ("build F>P.seed1" with several seeds)
     kind: Literal["build", "evaluate"]
     name: str                        # the state built, or the ordering evaluated
     key: str                         # the state's key, checked again on the worker
     depends_on: tuple[str, ...]      # ids of the tasks that must finish first
+    seed: int = 0                    # the seed whose study makes it
 
 
-def plan_tasks(study, orderings: list[str] | tuple[str, ...]) -> list[Task]:
+def plan_tasks(studies, orderings: list[str] | tuple[str, ...]) -> list[Task]:
     """Return the tasks that make what ``orderings`` still miss, each after the tasks it waits for.
 
-    An ordering whose result is up to date needs nothing; a state already in the store, or an
-    evaluation already stored, is not a task. A build waits for its parent's build when the parent
-    is missing too; an evaluation waits for the build of the state it evaluates (or, when that is
-    stored but a state before it is not, for that one's).
+    ``studies``: the study, or one per seed (``Study.for_seed``). A run whose result is up to date
+    needs nothing; a state already in the store, or an evaluation already stored, is not a task,
+    and a state every seed shares is one task. A build waits for its parent's build when the
+    parent is missing too; an evaluation waits for the build of the state it evaluates (or, when
+    that is stored but a state before it is not, for that one's).
     """
-    todo = [o for o in orderings if not study.is_up_to_date(o)]
-    if not todo:
-        return []
-    states = make_plan(todo).states  # parents before children
-    missing = {s for s in states if not study.store.is_complete(study.store.state(s), verify_hashes=False)}
+    studies = list(studies) if isinstance(studies, (list, tuple)) else [studies]
+    builds: dict[str, Task] = {}
+    evaluations: dict[str, Task] = {}
+    for study in studies:
+        todo = [o for o in orderings if not study.is_up_to_date(o)]
+        if not todo:
+            continue
+        states = make_plan(todo).states  # parents before children
+        missing = {s for s in states if not study.store.is_complete(study.store.state(s), verify_hashes=False)}
 
-    def after(state: str) -> tuple[str, ...]:
-        # Getting a state gets its prefixes first: wait for the deepest one still missing (which
-        # itself waits for the ones before it).
-        waits = [s for s in prefixes(state) if s in missing]
-        return (f"build {waits[-1]}",) if waits else ()
+        def after(state: str) -> tuple[str, ...]:
+            # Getting a state gets its prefixes first: wait for the deepest one still missing
+            # (which itself waits for the ones before it).
+            waits = [s for s in prefixes(state) if s in missing]
+            return (f"build {study.store.label(waits[-1])}",) if waits else ()
 
-    tasks = [Task(f"build {s}", "build", s, study.store.key(s), after(parent(s)) if parent(s) else ())
-             for s in states if s in missing]
-    for o in todo:
-        if o in missing or study.stored_evaluation(study.store.state(o)) is None:
-            tasks.append(Task(f"evaluate {o}", "evaluate", o, study.store.key(o), after(o)))
-    return tasks
+        for s in states:
+            key = study.store.key(s)
+            if s in missing and key not in builds:
+                builds[key] = Task(f"build {study.store.label(s)}", "build", s, key,
+                                   after(parent(s)) if parent(s) else (), study.seed)
+        for o in todo:
+            key = study.store.key(o)
+            if key not in evaluations and (o in missing or study.stored_evaluation(study.store.state(o)) is None):
+                evaluations[key] = Task(f"evaluate {study.store.label(o)}", "evaluate", o, key, after(o), study.seed)
+    # Every build before every evaluation, parents before children: each task after what it waits for.
+    return sorted(builds.values(), key=lambda t: len(prefixes(t.name))) + list(evaluations.values())
 
 
 def dependents(tasks: list[Task], task_id: str) -> set[str]:
@@ -92,6 +107,7 @@ class WorkerSpec:
     device: str
     dtype: str
     torch_threads: int
+    seed: int = 0  # the seed whose states and evaluations the worker makes
 
 
 def runtime_env(study) -> dict:
@@ -113,19 +129,23 @@ def worker_spec(study) -> WorkerSpec:
     # On CPU the worker computes with as many threads as an in-process run would, so its numbers
     # are bit-identical to the local executor's; on a GPU it needs only the CPUs it was given.
     threads = torch.get_num_threads() if study.device == "cpu" else max(1, int(settings.cpus_per_task))
-    return WorkerSpec(str(study.params_file), study.params, str(study.paths.dir), study.device, study.dtype, threads)
+    return WorkerSpec(str(study.params_file), study.params, str(study.paths.dir), study.device, study.dtype, threads,
+                      study.seed)
 
 
-def run_on_ray(study, orderings: list[str] | tuple[str, ...], log_to_driver: bool = True,
+def run_on_ray(studies, orderings: list[str] | tuple[str, ...], log_to_driver: bool = True,
                show: Callable = print) -> dict:
     """Build and evaluate on Ray whatever ``orderings`` miss; return the phase's report.
 
-    A task that fails is reported (and its dependents are not run), never raised: the ordering's
-    notebook then meets the same step and records the failure as it does with the local executor.
+    ``studies``: the study, or one per seed. A task that fails is reported (and its dependents are
+    not run), never raised: the ordering's notebook then meets the same step and records the
+    failure as it does with the local executor.
     """
+    studies = list(studies) if isinstance(studies, (list, tuple)) else [studies]
+    study = studies[0]
     settings = study.params.ray
     tag = f"[{study.params.study}] ray"
-    tasks = plan_tasks(study, orderings)
+    tasks = plan_tasks(studies, orderings)
     report: dict = {"address": settings.address, "tasks": [], "built": [], "evaluated": [], "failed": [],
                     "seconds": 0.0}
     if not tasks:
@@ -144,12 +164,13 @@ def run_on_ray(study, orderings: list[str] | tuple[str, ...], log_to_driver: boo
         show(f"{tag}: {n_build} states to build, {len(tasks) - n_build} evaluations, on a cluster of "
              f"{report['cluster']['nodes']} node(s), {report['cluster']['CPU']:g} CPUs, {report['cluster']['GPU']:g} GPUs "
              f"({settings.cpus_per_task:g} CPU and {gpus:g} GPU a task; started in {report['init_seconds']:.1f} s)")
-        spec = worker_spec(study)
+        specs = {seeded.seed: worker_spec(seeded) for seeded in studies}
         remote = {"build": ray.remote(build_state), "evaluate": ray.remote(evaluate_ordering)}
         refs: dict[str, object] = {}
         for t in tasks:
             refs[t.id] = remote[t.kind].options(name=t.id, num_cpus=settings.cpus_per_task, num_gpus=gpus,
-                                                max_retries=0).remote(spec, t.name, t.key, *[refs[d] for d in t.depends_on])
+                                                max_retries=0).remote(specs[t.seed], t.name, t.key,
+                                                                      *[refs[d] for d in t.depends_on])
         task_of = {refs[t.id]: t for t in tasks}
         pending = [refs[t.id] for t in tasks]
         blocked: set[str] = set()
@@ -170,10 +191,11 @@ def run_on_ray(study, orderings: list[str] | tuple[str, ...], log_to_driver: boo
             entry = {"id": t.id, "kind": t.kind, "name": t.name, "key": t.key,
                      "end_s": round(time.time() - phase_t0, 2), **entry}
             report["tasks"].append(entry)
+            # By label, as last_run.json's steps_built: F>P.seed1 where the seed decides the state.
             if entry["status"] == "ok" and t.kind == "build" and not entry["reused"]:
-                report["built"].append(t.name)
+                report["built"].append(t.id.removeprefix("build "))
             if entry["status"] == "ok" and t.kind == "evaluate" and not entry["reused"]:
-                report["evaluated"].append(t.name)
+                report["evaluated"].append(t.id.removeprefix("evaluate "))
             if entry["status"] != "ok":
                 report["failed"].append(t.id)
             show(f"{tag} [{len(report['tasks'])}/{len(tasks)}] {_describe(entry)}")
@@ -263,7 +285,7 @@ def _worker_study(spec: WorkerSpec, name: str, key: str):
     from .study import Study
 
     torch.set_num_threads(spec.torch_threads)
-    study = Study(spec.params_file, params=spec.params)
+    study = Study(spec.params_file, params=spec.params, seed=spec.seed)
     here = {"device": study.device, "dtype": study.dtype, "outputs": str(study.paths.dir)}
     driver = {"device": spec.device, "dtype": spec.dtype, "outputs": spec.study_dir}
     if here != driver:
@@ -295,8 +317,11 @@ def _finished(started_at: float, t0: float, reused: bool) -> dict:
 
 # -- in process: every missing state, then every missing evaluation on engines kept across states --
 
-def run_in_process(study, orderings: list[str] | tuple[str, ...], show: Callable = print) -> dict:
+def run_in_process(studies, orderings: list[str] | tuple[str, ...], show: Callable = print) -> dict:
     """Build and evaluate in this process whatever ``orderings`` miss; return the phase's report.
+
+    ``studies``: the study, or one per seed (each task runs as the seed it was planned for; the
+    engines serve every seed).
 
     The same tasks as on Ray (``plan_tasks``), one after another: every missing state (parents
     first), then every missing evaluation, grouped by checkpoint shape so that one vLLM engine per
@@ -308,8 +333,11 @@ def run_in_process(study, orderings: list[str] | tuple[str, ...], show: Callable
     from . import backends
     from .backends import shape_of
 
+    studies = list(studies) if isinstance(studies, (list, tuple)) else [studies]
+    study = studies[0]
+    by_seed = {seeded.seed: seeded for seeded in studies}
     tag = f"[{study.params.study}] pre-evaluation"
-    tasks = plan_tasks(study, orderings)
+    tasks = plan_tasks(studies, orderings)
     report: dict = {"tasks": [], "built": [], "evaluated": [], "failed": [], "seconds": 0.0}
     if not tasks:
         show(f"{tag}: every state and evaluation needed is already stored; nothing to run")
@@ -331,17 +359,18 @@ def run_in_process(study, orderings: list[str] | tuple[str, ...], show: Callable
                  **entry}
         report["tasks"].append(entry)
         if entry["status"] == "ok" and not entry["reused"]:
-            report["built" if t.kind == "build" else "evaluated"].append(t.name)
+            # By label, as last_run.json's steps_built: F>P.seed1 where the seed decides the state.
+            report["built" if t.kind == "build" else "evaluated"].append(t.id.split(" ", 1)[1])
         if entry["status"] != "ok":
             report["failed"].append(t.id)
         show(f"{tag} [{len(report['tasks'])}/{len(tasks)}] {_describe({**entry, 'host': platform.node(), 'pid': os.getpid()})}")
 
     for t in [t for t in tasks if t.kind == "build"]:
-        run(t, lambda t=t: study.get_state(t.name, show=show)[1])
+        run(t, lambda t=t: by_seed[t.seed].get_state(t.name, show=show)[1])
     evaluations = [t for t in tasks if t.kind == "evaluate"]
 
     def shape(t: Task) -> str:
-        state = study.store.state(t.name)
+        state = by_seed[t.seed].store.state(t.name)
         return shape_of(state.model_dir) if (state.model_dir / "config.json").is_file() else ""
 
     # Sorted by shape (stable: the plan's order within a shape), so each engine starts once.
@@ -349,8 +378,8 @@ def run_in_process(study, orderings: list[str] | tuple[str, ...], show: Callable
     engines = backends.VllmEngines(study.dtype, study.device, study.params.evaluation)
     try:
         for t in evaluations:
-            run(t, lambda t=t: study.evaluate_state(study.get_state(t.name, show=show)[0], show=show,
-                                                    engines=engines)["reused"])
+            run(t, lambda t=t: by_seed[t.seed].evaluate_state(by_seed[t.seed].get_state(t.name, show=show)[0], show=show,
+                                                              engines=engines)["reused"])
     finally:
         engines.close()
     report["engines"] = engines.stats()

@@ -13,7 +13,7 @@ import math
 import pandas as pd
 from matplotlib.figure import Figure
 
-from . import step_figures
+from . import aggregation, step_figures
 from .checkpoint_info import PARTS
 from .plan import BASE, OPERATION_NAMES, parent, parse_ordering
 
@@ -87,7 +87,7 @@ def step_section(study, ordering: str, step: dict | None, index: int) -> list:
              f"({', '.join(sorted({d for p in record['parts']['parts'].values() if isinstance(p, dict) for d in p['dtypes']}))})")
     what = "The `model` section of the params file" if step["operation"] is None else \
         f"The `{PARAMS_SECTIONS[step['operation']]}` parameters as run"
-    return [title, facts, f"{what} (seed {study.params.seed}, dtype {record['dtype']}):", params_table(record)]
+    return [title, facts, f"{what} (seed {study.store.build_seed(step['state'])}, dtype {record['dtype']}):", params_table(record)]
 
 
 def params_table(record: dict) -> pd.DataFrame:
@@ -250,13 +250,13 @@ def evaluation_section(study, scores: dict) -> list:
     runtime = scores.get("runtime") or {}
     where = "read from the store (this state was evaluated before)" if scores["reused"] else \
         f"evaluated now in {scores['seconds']:.1f} s"
-    items = [f"Scores {where}. Each benchmark's score is the unweighted mean of its tasks' scores, in percent.",
-             benchmark_table(scores),
+    items = [f"Scores {where}, in percent. LawBench's score is the unweighted mean of its tasks' scores; an MMLU "
+             "group's is " + aggregation.describe("stem", study.params.evaluation) + ".",
+             benchmark_table(scores, study.params.evaluation),
              step_figures.task_scores_figure(tasks, confidence), Caption(
-                 f"Every task's score (dots) with its {confidence:.0%} bootstrap interval over the task's sampled items "
-                 f"({study.params.report.bootstrap_resamples} resamples); the dashed line is the benchmark's score. With "
-                 "one item a task has no interval, and with a few the interval is wide: the demo samples few items, "
-                 "so read differences between tasks with care."),
+                 f"Every task's score (dots) with its {confidence:.0%} interval from the task's sampled items (Wilson, "
+                 "as the report's); the dashed line is the benchmark's score. With one item a task has no interval, "
+                 "and with a few the interval is wide: read differences between tasks with care."),
              "Every task: score, interval, items scored, the share of answers LawBench could not use "
              "(`abstention_pct`), how many tokens it could generate (`max_new_tokens`) and whether its gold answers "
              "need more (`capped`: its score can only understate the model).",
@@ -277,19 +277,20 @@ def evaluated_as(runtime: dict) -> str:
     return text
 
 
-def benchmark_table(scores: dict) -> pd.DataFrame:
-    """Return one row per benchmark: score (percent), items, how it was scored."""
+def benchmark_table(scores: dict, params) -> pd.DataFrame:
+    """Return one row per benchmark: score (percent, aggregated as the result file's), items, how it was scored."""
+    benchmarks = aggregation.aggregate(scores.get("benchmarks", {}), params)
     return pd.DataFrame([{"benchmark": b, "score_pct": v["score"], "items": v["n_items"], "scoring": v["scoring"]}
-                         for b, v in scores.get("benchmarks", {}).items()])
+                         for b, v in benchmarks.items()])
 
 
 def task_scores(study, scores: dict) -> pd.DataFrame:
-    """Return one row per task: score (percent), its bootstrap interval, items, abstention rate."""
+    """Return one row per task: score (percent), its interval, items, abstention rate."""
     params = study.params.report
     rows = []
-    for bench, v in scores["benchmarks"].items():
+    for bench, v in aggregation.aggregate(scores["benchmarks"], study.params.evaluation).items():
         for task, t in v["tasks"].items():
-            low, high = task_interval(scores["items"][bench][task], bench, task, t["score"], params)
+            low, high = task_interval(scores["items"][bench][task], task, t["score"], params.confidence)
             rows.append({"benchmark": bench, "task": task, "score_pct": t["score"], "ci_low": low, "ci_high": high,
                          "items": t["n"], "abstention_pct": None if "abstention_rate" not in t else round(100 * t["abstention_rate"], 1),
                          "max_new_tokens": t.get("max_new_tokens"), "capped": t.get("capped"),
@@ -297,20 +298,24 @@ def task_scores(study, scores: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def task_interval(item_scores: dict[str, float], benchmark: str, task: str, reported: float, params) -> tuple[float, float]:
-    """Return the bootstrap interval (percent) of one task's score for one model; NaNs with fewer than two items.
+def task_interval(item_scores: dict[str, float], task: str, reported: float, confidence: float) -> tuple[float, float]:
+    """Return the interval (percent) of one task's score for one model; NaNs with fewer than two items.
 
-    The report's bootstrap (``report.bootstrap``) resamples the task's items; its replicates vary
-    around the item mean, and are shifted to vary around the reported score (they differ for a
-    corpus-level metric such as LawBench 2-1).
+    The report's score interval (``report.intervals.score_interval``: Wilson with the items'
+    effective sample size) on a benchmark of this one task, around the reported score (it differs
+    from the item mean for a corpus-level metric such as LawBench 2-1).
     """
-    from .report import bootstrap
+    import numpy as np
 
-    if len(item_scores) < 2:
+    from .report import intervals
+
+    values = np.array(list(item_scores.values()), dtype=float)
+    if values.size < intervals.MIN_ITEMS_PER_TASK:
         return math.nan, math.nan
-    draws = bootstrap.benchmark_draws({"model": {task: item_scores}}, benchmark=benchmark,
-                                      resamples=params.bootstrap_resamples, seed=params.bootstrap_seed)
-    return bootstrap.interval(draws.values[:, 0] + (reported - draws.estimates[0]), params.confidence)
+    design = intervals.Design(tasks=(task,), task_of=np.zeros(values.size, dtype=int), weights=np.array([1.0]))
+    arm = intervals.Arm(values=values[None, :], reported=np.array([reported / 100.0]))
+    estimate = intervals.score_interval(design, arm, confidence)
+    return estimate.low, estimate.high
 
 
 def runtime_table(scores: dict) -> pd.DataFrame:

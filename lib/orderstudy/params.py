@@ -141,6 +141,12 @@ class EvaluationParams(_Section):
     # dequantized weights, what bitsandbytes' reference kernel multiplies by; dense speed), or by
     # bitsandbytes itself, pinned to that reference kernel on every CPU (numerics.py).
     quantized_on_cpu: Literal["equivalent", "bitsandbytes"] = "equivalent"
+    # The seed of the evaluation sample and of the LawBench train/evaluation split: one for every
+    # seed of the study, so that seeds are scored on the same items (paired). None: the first seed.
+    sample_seed: Annotated[int, Field(ge=0)] | None = None
+    # MMLU groups (stem, mmlu_law) as lm-eval aggregates them (weight_by_size): each subject
+    # weighs its number of questions in the full data; false: the unweighted mean of the subjects.
+    mmlu_weight_by_size: bool = True
 
     @model_validator(mode="before")
     @classmethod
@@ -164,11 +170,32 @@ class EvaluationParams(_Section):
         return value
 
 
+# Keys of earlier versions that a params file may still carry, and what to do instead.
+RETIRED_REPORT_KEYS = {
+    "bootstrap_resamples": "intervals are no longer bootstrapped (see report/intervals.py); remove the key",
+    "bootstrap_seed": "intervals are no longer bootstrapped (see report/intervals.py); remove the key",
+}
+
+
 class ReportParams(_Section):
     language: Literal["en", "zh"] = "en"
-    bootstrap_resamples: Annotated[int, Field(ge=10)] = 1000
-    bootstrap_seed: int = 0
     confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+    # The power at which the report states each benchmark's minimum detectable change.
+    power: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.8
+    # The change (points) the power table says how many items per task it would take to detect.
+    target_change_points: Annotated[float, Field(gt=0.0, le=100.0)] = 5.0
+    # A YAML file of claims of your own, added to the packaged ones (report/claims.yaml's format).
+    claims_file: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired(cls, data):
+        if isinstance(data, dict):
+            for key, why in RETIRED_REPORT_KEYS.items():
+                if key in data:
+                    raise PydanticCustomError("retired_key", "key 'report.{key}' is no longer used: {why}",
+                                              {"key": key, "why": why})
+        return data
 
 
 class RayParams(_Section):
@@ -193,7 +220,9 @@ EXECUTION_KEYS = ("executor", "ray")
 
 class StudyParams(_Section):
     study: str
-    seed: int = 0
+    # Every stochastic step (fine-tuning; pruning that samples calibration data) runs once per
+    # seed; states no stochastic step touches are built once and shared by every seed.
+    seeds: tuple[Annotated[int, Field(ge=0)], ...] = (0,)
     device: Literal["cpu", "cuda", "auto"] = "auto"
     # auto: bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), else float32 (bf16
     # matmuls are emulated and ~7x slower than fp32 on a plain AVX2 CPU; measured, see README).
@@ -213,6 +242,25 @@ class StudyParams(_Section):
     # evaluations on a Ray cluster first (independent branches at once), then the notebooks.
     executor: Literal["local", "ray"] = "local"
     ray: RayParams = RayParams()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_seed_is_a_list_of_one(cls, data):
+        # Params files written before seed repeats say `seed: N`: that is `seeds: [N]`.
+        if isinstance(data, dict) and "seed" in data:
+            if "seeds" in data:
+                raise ValueError(SEED_AND_SEEDS)
+            data = {("seeds" if k == "seed" else k): ([v] if k == "seed" else v) for k, v in data.items()}
+        return data
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value):
+        if not value:
+            raise ValueError("list at least one seed, e.g. [0]")
+        if len(set(value)) != len(value):
+            raise ValueError("a seed is listed twice")
+        return value
 
     @field_validator("study")
     @classmethod
@@ -235,12 +283,26 @@ class StudyParams(_Section):
     def ordering_list(self) -> tuple[str, ...]:
         return REFERENCE_ORDER if self.orderings == "all" else self.orderings
 
+    @property
+    def sample_seed(self) -> int:
+        """The seed of the evaluation sample and the train/evaluation split, shared by every seed."""
+        return self.seeds[0] if self.evaluation.sample_seed is None else self.evaluation.sample_seed
+
     def hash(self) -> str:
-        """Return a short stable hash of the parameters that decide the results (not the executor)."""
-        return stable_hash(self.model_dump(mode="json", exclude=set(EXECUTION_KEYS)))
+        """Return a short stable hash of the parameters that decide the results (not the executor).
+
+        The list of seeds is left out: it says which runs exist, and each result records its own
+        seed, so adding a seed leaves the other runs' hash as it was.
+        """
+        data = self.model_dump(mode="json", exclude=set(EXECUTION_KEYS) | {"seeds"})
+        data["evaluation"]["sample_seed"] = self.sample_seed
+        return stable_hash(data)
 
     def operation_params(self, op: str) -> BaseModel:
         return {"F": self.finetune, "P": self.prune, "Q": self.quantize}[op]
+
+
+SEED_AND_SEEDS = "set either 'seeds' (a list, e.g. [0, 1, 2]) or the older 'seed' (one number), not both"
 
 
 def stable_hash(data) -> str:
@@ -260,6 +322,8 @@ def load_params(path: str | Path) -> StudyParams:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of keys to values at the top level, got {type(raw).__name__}")
+    if "seed" in raw and "seeds" in raw:
+        raise ParamsError(f"{path}: keys 'seed' and 'seeds': {SEED_AND_SEEDS}")
     try:
         return StudyParams.model_validate(raw)
     except ValidationError as exc:
@@ -274,6 +338,8 @@ def _describe(path: Path, exc: ValidationError) -> str:
             lines.append(f"  - key '{key}': unknown key; check its spelling against the keys documented in params/README.md")
         elif err["type"] == "missing":
             lines.append(f"  - key '{key}': required but missing")
+        elif err["type"] == "retired_key":
+            lines.append(f"  - {err['msg']}")
         elif err["type"] == "moved_key":
             lines.append(f"  - key '{key}.{err['ctx']['key']}': {err['msg']}")
         else:

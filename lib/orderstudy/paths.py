@@ -50,13 +50,39 @@ class StudyPaths:
         self.data = self.dir / "data"
         self.logs = self.dir / "logs"
 
-    def result(self, ordering: str) -> Path:
-        return self.results / f"{ordering_filename(ordering)}.json"
+    def result(self, ordering: str, seed: int | None = None) -> Path:
+        """Return a run's result file; ``seed`` None in a study of one seed (``run_filename``)."""
+        return self.results / f"{run_filename(ordering, seed)}.json"
 
-    def notebook(self, ordering: str) -> Path:
-        return self.notebooks / f"{ordering_filename(ordering)}.ipynb"
+    def notebook(self, ordering: str, seed: int | None = None) -> Path:
+        return self.notebooks / f"{run_filename(ordering, seed)}.ipynb"
 
 
 def ordering_filename(ordering: str) -> str:
     """Return the file stem of an ordering: ``F>P>Q`` -> ``F-P-Q`` (``>`` is unsafe in shells)."""
     return ordering.replace(">", "-")
+
+
+def run_filename(ordering: str, seed: int | None = None) -> str:
+    """Return the file stem of one run (an ordering with one seed): ``F-P-Q``, or ``F-P-Q.seed1``.
+
+    A study of one seed names its files after the ordering alone; a study of several seeds names
+    every run's files after its seed too, the first seed's included.
+
+    >>> run_filename("F>P>Q"), run_filename("F>P>Q", 1)
+    ('F-P-Q', 'F-P-Q.seed1')
+    """
+    stem = ordering_filename(ordering)
+    return stem if seed is None else f"{stem}.seed{seed}"
+
+
+def parse_run_filename(stem: str) -> tuple[str, int | None]:
+    """Return ``(ordering, seed)`` from a run's file stem, the inverse of ``run_filename``.
+
+    >>> parse_run_filename("F-P-Q.seed12"), parse_run_filename("base")
+    (('F>P>Q', 12), ('base', None))
+    """
+    name, dot, seed = stem.partition(".seed")
+    if dot and not seed.isdigit():
+        raise ValueError(f"{stem!r}: expected <ordering> or <ordering>.seed<N>")
+    return name.replace("-", ">"), int(seed) if dot else None

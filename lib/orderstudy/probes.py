@@ -40,7 +40,7 @@ def held_out_pairs(study, tokenizer_dir: Path) -> tuple[list[dict], bool]:
     fitting = [x for x in study.training_examples
                if finetune.encode_example(tokenizer, x["prompt"], x["answer"], params.max_seq_len,
                                           study.params.chat_template) is not None]
-    train, validation = finetune.split_examples(fitting, params.validation_fraction, study.params.seed)
+    train, validation = finetune.split_examples(fitting, params.validation_fraction, study.seed)
     return (validation, True) if validation else (train, False)
 
 

@@ -1,10 +1,13 @@
-"""Runs a whole study: the ordering notebook once per ordering with papermill, then the summary.
+"""Runs a whole study: the ordering notebook once per run with papermill, then the summary.
 
-An ordering whose result is up to date (same final state, same evaluation suite, status ok) is
+A run is one ordering with one seed of the study (``seeds: [0, 1]`` makes two runs of each
+ordering; a study of one seed has one run per ordering, named after the ordering alone). A run
+whose result is up to date (same final state, same evaluation suite, same seed, status ok) is
 not run again, so a rerun with nothing changed does no model work and starts no notebook; a
-failed ordering is rerun. Each executed notebook is written to a temporary path and renamed to
-``outputs/<study>/notebooks/<ordering>.ipynb``. A failed ordering is recorded and the others go
-on. Two runs of the same study at once: the second stops with a message (a study lock).
+failed run is rerun. Each executed notebook is written to a temporary path and renamed to
+``outputs/<study>/notebooks/<ordering>.ipynb`` (``<ordering>.seed<N>.ipynb`` with several seeds).
+A failed run is recorded and the others go on. Two runs of the same study at once: the second
+stops with a message (a study lock).
 
 With ``executor: ray`` the missing states and evaluations are made on a Ray cluster first
 (``executors.run_on_ray``), then the same notebooks run and find them stored.
@@ -82,6 +85,7 @@ def run_study(params_file: str | Path, orderings: list[str] | None = None, log_o
     from .study import Study
 
     study = Study(params_file)
+    studies = [study.for_seed(seed) for seed in study.params.seeds]
     todo = list(study.plan.orderings)
     if orderings:
         try:
@@ -93,14 +97,22 @@ def run_study(params_file: str | Path, orderings: list[str] | None = None, log_o
             raise ParamsError(f"--orderings {', '.join(unplanned)}: not in the study's plan ({study.params_file}: "
                               f"orderings = {', '.join(todo)})")
         todo = [o for o in todo if o in wanted]
+    # "orderings": one entry per run, keyed by the run's name (F>P>Q, or F>P>Q.seed1 with several seeds).
     report = {"study": study.params.study, "params_file": str(study.params_file), "executor": study.params.executor,
-              "orderings": {}, "steps_planned": len(study.plan.steps), "steps_naive": study.plan.naive_step_count}
+              "seeds": list(study.params.seeds), "orderings": {},
+              "steps_planned": len(study.plan.steps), "steps_naive": study.plan.naive_step_count}
     started = time.perf_counter()
     with study_lock(study.paths.dir):
         preflight(study)
+        planned = planned_states(studies)  # after the checks: a state's key reads its data
+        report |= {"states_planned": len(planned),
+                   "states_shared": sorted(label for label, shared in planned.items() if shared)}
         print(f"[{study.params.study}] {len(todo)} orderings, {len(study.plan.steps)} operation steps "
               f"(instead of {study.plan.naive_step_count} without sharing); device {study.device}, dtype {study.dtype}",
               flush=True)
+        if len(studies) > 1:
+            print(f"[{study.params.study}] {len(studies)} seeds {list(study.params.seeds)}: {len(todo) * len(studies)} runs, "
+                  f"{len(planned)} model states ({len(report['states_shared'])} shared by every seed)", flush=True)
         # Chosen once, for every state, before any work (backends.choose_engine).
         print(f"[{study.params.study}] evaluation engine: {study.engine.describe()}", flush=True)
         report["engine"] = {**study.engine.key(), "reason": study.engine.reason}
@@ -110,38 +122,44 @@ def run_study(params_file: str | Path, orderings: list[str] | None = None, log_o
             # An engine start costs seconds to minutes and a notebook's kernel cannot keep one for
             # the next ordering: every missing state and evaluation here first, one engine per
             # checkpoint shape; the notebooks below then find them stored.
-            report["pre_evaluation"] = run_in_process(study, todo, show=lambda line: print(line, flush=True))
+            report["pre_evaluation"] = run_in_process(studies, todo, show=lambda line: print(line, flush=True))
         if study.params.executor == "ray":
             from .executors import run_on_ray
 
             # Every missing state and evaluation first, independent branches at once; the notebooks
             # below then find them stored. A step that failed there fails again in its notebook,
             # which records it as the local executor would.
-            report["ray"] = run_on_ray(study, todo, log_to_driver=log_output, show=lambda line: print(line, flush=True))
-        for i, ordering in enumerate(todo, start=1):
+            report["ray"] = run_on_ray(studies, todo, log_to_driver=log_output, show=lambda line: print(line, flush=True))
+        runs = [(seeded, ordering) for seeded in studies for ordering in todo]  # the first seed's study first
+        for i, (seeded, ordering) in enumerate(runs, start=1):
             t0 = time.perf_counter()
-            if study.is_up_to_date(ordering):
-                print(f"[{study.params.study}] [{i}/{len(todo)}] {ordering}: up to date, not rerun", flush=True)
-                report["orderings"][ordering] = {"status": "ok", "ran": False, "seconds": 0.0}
+            name = seeded.run_name(ordering)
+            if seeded.is_up_to_date(ordering):
+                print(f"[{study.params.study}] [{i}/{len(runs)}] {name}: up to date, not rerun", flush=True)
+                report["orderings"][name] = {"ordering": ordering, "seed": seeded.seed, "status": "ok", "ran": False,
+                                             "seconds": 0.0}
                 continue
-            print(f"[{study.params.study}] [{i}/{len(todo)}] {ordering}: running notebook", flush=True)
+            print(f"[{study.params.study}] [{i}/{len(runs)}] {name}: running notebook", flush=True)
             status, error = "ok", None
             try:
-                execute_notebook(paths.ORDERING_NOTEBOOK, study.paths.notebook(ordering),
-                                 {"params_file": str(study.params_file), "ordering": ordering}, log_output)
+                execute_notebook(paths.ORDERING_NOTEBOOK, seeded.notebook_path(ordering),
+                                 {"params_file": str(study.params_file), "ordering": ordering, "seed": seeded.seed},
+                                 log_output)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # papermill's execution error, or a kernel that died
-                status, error = "failed", record_failure(study, ordering, exc)
+                status, error = "failed", record_failure(seeded, ordering, exc)
             seconds = time.perf_counter() - t0
-            result = study.load_result(ordering) or {}
-            report["orderings"][ordering] = {"status": status, "ran": True, "seconds": round(seconds, 2),
-                                             "steps": result.get("steps", []), "error": error}
-            print(f"[{study.params.study}] [{i}/{len(todo)}] {ordering}: {status} in {seconds:.1f} s"
+            result = seeded.load_result(ordering) or {}
+            report["orderings"][name] = {"ordering": ordering, "seed": seeded.seed, "status": status, "ran": True,
+                                         "seconds": round(seconds, 2), "steps": result.get("steps", []), "error": error}
+            print(f"[{study.params.study}] [{i}/{len(runs)}] {name}: {status} in {seconds:.1f} s"
                   + (f" — {error}" if error else ""), flush=True)
         report["seconds"] = round(time.perf_counter() - started, 2)
-        report["steps_built"] = sorted({s["state"] for o in report["orderings"].values() for s in o.get("steps", [])
-                                        if not s.get("reused")} | set(report.get("ray", {}).get("built", []))
+        # States by label (F>P.seed1 where the seed decides the state), each counted once.
+        report["steps_built"] = sorted({s.get("label", s["state"]) for o in report["orderings"].values()
+                                        for s in o.get("steps", []) if not s.get("reused")}
+                                       | set(report.get("ray", {}).get("built", []))
                                        | set(report.get("pre_evaluation", {}).get("built", [])))
         atomic.write_json(study.paths.dir / "last_run.json", report)
         if summary:
@@ -156,6 +174,18 @@ def run_study(params_file: str | Path, orderings: list[str] | None = None, log_o
     return report
 
 
+def planned_states(studies) -> dict[str, bool]:
+    """Return every model state the seeds' runs need, by label (``F>P.seed1``), and whether every seed shares it.
+
+    A state no stochastic step decides has one key for every seed: one state, shared.
+    """
+    by_key: dict[str, list[str]] = {}
+    for seeded in studies:
+        for state in seeded.plan.states:
+            by_key.setdefault(seeded.store.key(state), []).append(seeded.store.label(state))
+    return {labels[0]: len(labels) > 1 or len(studies) == 1 for labels in by_key.values()}
+
+
 def record_failure(study, ordering: str, exc: Exception) -> str:
     """Make sure a failed ordering has a failed result; return a one-line reason."""
     result = study.load_result(ordering)
@@ -168,7 +198,7 @@ def record_failure(study, ordering: str, exc: Exception) -> str:
     failed = study._result(ordering, [], status="failed", error={
         "type": ename, "message": evalue, "traceback": "\n".join(tb) if isinstance(tb, list) else str(exc),
         "step": "notebook"})
-    atomic.write_json(study.paths.result(ordering), failed)
+    atomic.write_json(study.result_path(ordering), failed)
     return f"{ename}: {evalue}".splitlines()[0][:300]
 
 
@@ -221,7 +251,11 @@ def estimate_disk_bytes(study) -> int:
     else:
         src = paths.resolve(study.params.model.source)
         base_bytes = models.dir_size_bytes(src) if src.exists() else 0
-    missing = [s for s in study.plan.states if not study.store.is_complete(study.store.state(s), verify_hashes=False)]
+    missing = set()
+    for seed in study.params.seeds:  # each seed's own states; a shared state counts once
+        seeded = study.for_seed(seed)
+        missing |= {seeded.store.key(s) for s in seeded.plan.states
+                    if not seeded.store.is_complete(seeded.store.state(s), verify_hashes=False)}
     return base_bytes * len(missing)
 
 
@@ -310,10 +344,22 @@ def print_plan(params_file) -> None:
     from .study import Study
 
     study = Study(params_file)
+    studies = [study.for_seed(seed) for seed in study.params.seeds]
+    planned = planned_states(studies)
     print(f"study {study.params.study}: {len(study.plan.orderings)} orderings, {len(study.plan.steps)} steps "
-          f"(naive {study.plan.naive_step_count})")
-    for s in study.plan.states:
-        st = study.store.state(s)
-        print(f"  state {s:8s} {st.key}  {'built' if study.store.is_complete(st, verify_hashes=False) else 'missing'}")
-    for o in study.plan.orderings:
-        print(f"  ordering {o:8s} {'up to date' if study.is_up_to_date(o) else 'to run'}")
+          f"(naive {study.plan.naive_step_count})"
+          + (f"; seeds {list(study.params.seeds)}: {len(planned)} states, "
+             f"{sum(planned.values())} shared by every seed" if len(studies) > 1 else ""))
+    seen = set()
+    for seeded in studies:
+        for s in seeded.plan.states:
+            st = seeded.store.state(s)
+            if st.key in seen:
+                continue
+            seen.add(st.key)
+            shared = "  (every seed)" if len(studies) > 1 and not seeded.store.seeded(s) else ""
+            print(f"  state {seeded.store.label(s):14s} {st.key}  "
+                  f"{'built' if seeded.store.is_complete(st, verify_hashes=False) else 'missing'}{shared}")
+    for seeded in studies:
+        for o in seeded.plan.orderings:
+            print(f"  run {seeded.run_name(o):14s} {'up to date' if seeded.is_up_to_date(o) else 'to run'}")

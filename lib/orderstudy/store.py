@@ -2,7 +2,11 @@
 
 A state's key hashes its parent's key, the operation, the operation's parameters and the data it
 used (and, for the base, the model source and dtype). Changing any of these gives a new key, so
-that state and everything after it are rebuilt, and nothing else. A state directory holds:
+that state and everything after it are rebuilt, and nothing else. The seed is in the key only of
+a state that a stochastic step decided (its own operation or an ancestor's: ``ops.STOCHASTIC``):
+base, Q and P with magnitude importance are the same for every seed, stored once and shared.
+
+A state directory holds:
 
     states/<key>/model/        a standard Hugging Face checkpoint
     states/<key>/record.json   how it was made, what it is, and a manifest of the model files
@@ -28,7 +32,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from . import atomic, models
-from .plan import BASE, last_operation, parent
+from .plan import BASE, last_operation, parent, parse_ordering
 from .params import StudyParams, stable_hash
 
 # 2: the base records its provenance, a fine-tune its pairs per task and a held-out loss interval, a
@@ -86,14 +90,34 @@ class StateStore:
     """Finds, verifies and builds the model states of one study."""
 
     def __init__(self, root: Path, params: StudyParams, dtype: str, device: str,
-                 step_inputs: Callable[[str], dict] | None = None):
+                 step_inputs: Callable[[str], dict] | None = None, seed: int | None = None):
         self.root = Path(root)
         self.params = params
         self.dtype = dtype
         self.device = device
+        # The seed of this store's stochastic steps (one of params.seeds).
+        self.seed = params.seeds[0] if seed is None else seed
         # For operations that read data (fine-tuning), what identifies that data in the key.
         self._step_inputs = step_inputs or (lambda op: {})
         self._keys: dict[str, str] = {}
+
+    def seeded(self, state: str) -> bool:
+        """Return whether a stochastic step made ``state`` (its own or an ancestor's), so that it differs by seed."""
+        from .ops import STOCHASTIC
+
+        return any(STOCHASTIC[op](self.params.operation_params(op)) for op in parse_ordering(state))
+
+    def build_seed(self, state: str) -> int:
+        """Return the seed ``state`` is built with: this store's seed if the state is seeded, else 0.
+
+        A state no stochastic step decides has no seed in its key; building it with a fixed seed
+        keeps it a function of its key, whichever seed asked for it first.
+        """
+        return self.seed if self.seeded(state) else 0
+
+    def label(self, state: str) -> str:
+        """Return the state's name with its seed where the seed decides it and the study has several: ``F>P.seed1``."""
+        return f"{state}.seed{self.seed}" if len(self.params.seeds) > 1 and self.seeded(state) else state
 
     # -- keys ---------------------------------------------------------------------------------
     def key(self, state: str) -> str:
@@ -106,7 +130,9 @@ class StateStore:
                 op = last_operation(state)
                 spec = {"parent": self.key(parent(state)), "operation": op,
                         "params": self.params.operation_params(op).model_dump(mode="json"),
-                        "inputs": self._step_inputs(op), "seed": self.params.seed, "dtype": self.dtype}
+                        "inputs": self._step_inputs(op), "dtype": self.dtype}
+                if self.seeded(state):
+                    spec["seed"] = self.seed
             self._keys[state] = stable_hash({"record_version": RECORD_VERSION, **spec})
         return self._keys[state]
 
@@ -193,6 +219,7 @@ class StateStore:
             "operation": op,
             "params": self.params.operation_params(op).model_dump(mode="json") if op else self.params.model.model_dump(mode="json"),
             "inputs": self._step_inputs(op) if op else {},
+            "seed": self.seed if self.seeded(state.name) else None,
             "info": info,
             "quantized": models.is_quantized(model_dir),
             "quantization_config": models.quantization_config(model_dir),

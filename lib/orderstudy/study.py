@@ -3,6 +3,12 @@
 ``Study(params_file).run_ordering("F>P>Q")`` gets every state on the ordering's path (reusing
 the ones already built), evaluates the final state (reusing a stored evaluation), and writes the
 ordering's result file. A failure is recorded in the result with its step, error and traceback.
+
+A study with several seeds (``seeds: [0, 1, 2]``) runs each ordering once per seed:
+``Study(params_file, seed=1)`` is the study as seed 1 sees it. Its stochastic steps use seed 1;
+the states no stochastic step decides, the evaluation sample and the fine-tuning data are the
+same for every seed (``params.sample_seed``), so the seeds' scores are paired item by item.
+
 The ordering notebook takes the same pieces one section at a time: ``study.ordering_run(ordering)``
 gives an ``OrderingRun`` with ``step(i)``, ``evaluate()`` and ``finish()``.
 """
@@ -17,7 +23,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
-from . import atomic, data, evaluation, models, paths, probes, provenance
+from . import aggregation, atomic, checkpoint_info, data, evaluation, models, paths, probes, provenance
 from .ops import OPERATIONS, OperationContext
 from .ops.finetune import finetune_warning
 from .params import ParamsError, StudyParams, load_params, stable_hash
@@ -28,16 +34,41 @@ RESULT_SCHEMA = 1
 
 
 class Study:
-    """A study loaded from its params file."""
+    """A study loaded from its params file, as one of its seeds sees it (default: the first)."""
 
-    def __init__(self, params_file: str | Path, params: StudyParams | None = None):
+    def __init__(self, params_file: str | Path, params: StudyParams | None = None, seed: int | None = None):
         self.params_file = paths.resolve(params_file)
         self.params = params or load_params(self.params_file)
+        if seed is not None and seed not in self.params.seeds:
+            raise ParamsError(f"{self.params_file}: key 'seeds': seed {seed} was asked for, but the study's seeds are "
+                              f"{list(self.params.seeds)}; add it there or ask for one of them")
+        self.seed = self.params.seeds[0] if seed is None else int(seed)
         self.paths = paths.StudyPaths(self.params.study)
         self.device = models.resolve_device(self.params.device)
         self.dtype = models.resolve_dtype(self.params.dtype, self.device)
         self.plan = make_plan(self.params.orderings)
-        self.store = StateStore(self.paths.states, self.params, self.dtype, self.device, self._step_inputs)
+        self.store = StateStore(self.paths.states, self.params, self.dtype, self.device, self._step_inputs, self.seed)
+
+    def for_seed(self, seed: int) -> "Study":
+        """Return the same study as ``seed`` sees it."""
+        return Study(self.params_file, self.params, seed)
+
+    @property
+    def run_seed(self) -> int | None:
+        """The seed in this study's run file names: None when the study has one seed (``F-P-Q.json``)."""
+        return self.seed if len(self.params.seeds) > 1 else None
+
+    def run_name(self, ordering: str) -> str:
+        """Return how runs are named in messages and ``last_run.json``: ``F>P>Q``, or ``F>P>Q.seed1``."""
+        return ordering if self.run_seed is None else f"{ordering}.seed{self.seed}"
+
+    def result_path(self, ordering: str) -> Path:
+        """Return this seed's result file of ``ordering``."""
+        return self.paths.result(ordering, self.run_seed)
+
+    def notebook_path(self, ordering: str) -> Path:
+        """Return this seed's executed notebook of ``ordering``."""
+        return self.paths.notebook(ordering, self.run_seed)
 
     # -- inputs -------------------------------------------------------------------------------
     @cached_property
@@ -51,7 +82,7 @@ class Study:
     def suite(self) -> evaluation.EvalSuite:
         """The evaluation suite: sampled items and lm-eval task files, shared by all states."""
         tokenizer, context = self.base_tokenizer
-        return evaluation.build_suite(self.params.evaluation, self.params.seed, self.paths.data, tokenizer, context,
+        return evaluation.build_suite(self.params.evaluation, self.params.sample_seed, self.paths.data, tokenizer, context,
                                       self.engine, self.params.chat_template)
 
     @cached_property
@@ -78,7 +109,7 @@ class Study:
         if ft.data == "lawbench":
             tasks = evaluation.lawbench_task_ids(ev)
             drawn = data.lawbench_training(paths.resolve(ev.lawbench_data), tasks,
-                                           ft.train_items_per_task, ev.lawbench_items_per_task, self.params.seed)
+                                           ft.train_items_per_task, ev.lawbench_items_per_task, self.params.sample_seed)
             if "lawbench" in self.suite.sample_ids:
                 data.check_disjoint({t: [{"id": i} for i in ids] for t, ids in self.suite.sample_ids["lawbench"].items()}, drawn)
             no_pool = data.training_pools(paths.resolve(ev.lawbench_data), tasks)
@@ -145,13 +176,14 @@ class Study:
             return {"source": m.source, "parameters": loaded["parameters"],
                     "provenance": provenance.base_provenance(m.source, m.gguf_file, m.revision, out_dir, loaded["hub_commit"])}
         op = last_operation(name)
+        seed = self.store.build_seed(name)
         calibrates = op == "P" and self.params.prune.needs_calibration
         ctx = OperationContext(
-            dtype=self.dtype, device=self.device, seed=self.params.seed,
+            dtype=self.dtype, device=self.device, seed=seed,
             training_examples=self.training_examples if op == "F" else [],
             calibration_examples=self.calibration_examples if calibrates else [],
             chat_template=self.params.chat_template)
-        _seed_everything(self.params.seed)
+        _seed_everything(seed)
         info = OPERATIONS[op](parent_dir, out_dir, self.params.operation_params(op), ctx)
         if op == "F":
             info["training_data"] = self.training_report
@@ -177,9 +209,9 @@ class Study:
         def event(kind: str, state: State, record: dict) -> None:
             if kind == "building":
                 op = last_operation(state.name)
-                show(f"[{self.params.study}] building {state.name} ({OPERATION_NAMES.get(op, 'base model')}) ...")
+                show(f"[{self.params.study}] building {self.store.label(state.name)} ({OPERATION_NAMES.get(op, 'base model')}) ...")
             elif kind == "discarded":
-                show(f"[{self.params.study}] discarding {state.name}: {record['reason']}")
+                show(f"[{self.params.study}] discarding {self.store.label(state.name)}: {record['reason']}")
         return self.store.get(name, self._build, event)
 
     def stored_evaluation(self, state: State) -> dict | None:
@@ -201,8 +233,8 @@ class Study:
             stored["reused"] = True
             return stored
         path = state.dir / "evals" / f"{self.suite.key}.json"
-        show(f"[{self.params.study}] evaluating {state.name} on {', '.join(self.suite.benchmarks)} ...")
-        _seed_everything(self.params.seed)
+        show(f"[{self.params.study}] evaluating {self.store.label(state.name)} on {', '.join(self.suite.benchmarks)} ...")
+        _seed_everything(self.params.sample_seed)  # greedy decoding: the same for every seed
         started = time.perf_counter()
         scores = evaluation.evaluate(self.suite, model_dir=state.model_dir, device=self.device, dtype=self.dtype,
                                      state=state, engines=engines)
@@ -213,11 +245,12 @@ class Study:
 
     # -- orderings ----------------------------------------------------------------------------
     def result_key(self, ordering: str) -> str:
-        """Return the hash that decides whether an ordering's result is up to date."""
-        return stable_hash({"state": self.store.key(ordering), "suite": self.suite.key, "schema": RESULT_SCHEMA})
+        """Return the hash that decides whether this seed's result of an ordering is up to date."""
+        return stable_hash({"state": self.store.key(ordering), "suite": self.suite.key, "schema": RESULT_SCHEMA,
+                            "seed": self.seed, "mmlu_weight_by_size": self.params.evaluation.mmlu_weight_by_size})
 
     def load_result(self, ordering: str) -> dict | None:
-        path = self.paths.result(ordering)
+        path = self.result_path(ordering)
         try:
             return atomic.read_json(path) if path.is_file() else None
         except ValueError:
@@ -250,6 +283,7 @@ class Study:
             "schema": RESULT_SCHEMA,
             "study": self.params.study,
             "ordering": ordering,
+            "seed": self.seed,
             "status": status,
             "error": error,
             "size_bytes": None,
@@ -306,6 +340,7 @@ class OrderingRun:
         self.steps: dict[str, dict] = {}
         self.scores: dict | None = None
         self._final: State | None = None
+        self._base_model_dir: Path | None = None
 
     def step(self, index: int) -> dict | None:
         """Return the summary of state ``index`` on the path (0: the base), getting the state; None past the end.
@@ -320,14 +355,18 @@ class OrderingRun:
             started = time.perf_counter()
             state, reused = self.study.get_state(name, self.show)
             record = state.record()
-            summary = _step_summary(name, state, record, reused, time.perf_counter() - started)
+            summary = _step_summary(name, state, record, reused, time.perf_counter() - started,
+                                    self.study.store.label(name),
+                                    self.study.store.seed if self.study.store.seeded(name) else None)
             if record.get("operation") == "F":
                 before, _ = self.study.get_state(parent(name), self.show)
                 summary["probes"] = probes.before_after(self.study, before, state, self.show)
         self.steps[name] = summary
+        if name == BASE:
+            self._base_model_dir = state.model_dir
         if name == self.states[-1]:
             self._final = state
-        self.show(f"[{self.study.params.study}] {name}: {'reused' if reused else 'built'} "
+        self.show(f"[{self.study.params.study}] {self.study.store.label(name)}: {'reused' if reused else 'built'} "
                   f"({record['size_bytes'] / 2**20:.1f} MiB, {_n_params(record):,} parameters)")
         warning = finetune_warning(summary)
         if warning:
@@ -346,7 +385,7 @@ class OrderingRun:
         if self.scores is None:
             self.evaluate()
         study, scores = self.study, self.scores
-        stem = paths.ordering_filename(self.ordering)
+        stem = paths.run_filename(self.ordering, study.run_seed)
         items_rel = f"items/{stem}.json"
         atomic.write_json(study.paths.dir / items_rel, scores["items"])
         if scores["lawbench_predictions"]:
@@ -356,9 +395,13 @@ class OrderingRun:
         result = study._result(self.ordering, self._steps_in_order(), status="ok", error=None)
         result.update({
             "size_bytes": final["size_bytes"],
+            # The weight files alone (what a compression paper reports), and what the base model
+            # would weigh in bf16 whatever dtype the study computes in: the compression ratio's base.
+            "weights_bytes": final["parts"]["weights_bytes"],
+            "base_bf16_weights_bytes": checkpoint_info.bf16_weights_bytes(self._base_model_dir),
             "n_params": _n_params(final),
             "quantized": final["quantized"],
-            "benchmarks": scores["benchmarks"],
+            "benchmarks": aggregation.aggregate(scores["benchmarks"], study.params.evaluation),
             "items_file": items_rel,
             "evaluation": {"reused": scores["reused"], "seconds": scores["seconds"], "suite": study.suite.key,
                            "runtime": scores.get("runtime")},
@@ -367,7 +410,7 @@ class OrderingRun:
                               "calibration": study.calibration_report
                               if study._uses("P") and study.params.prune.needs_calibration else None},
         })
-        atomic.write_json(study.paths.result(self.ordering), result)
+        atomic.write_json(study.result_path(self.ordering), result)
         return result
 
     def _take_missing_steps(self) -> None:
@@ -388,7 +431,7 @@ class OrderingRun:
         except BaseException as exc:
             result = self.study._result(self.ordering, self._steps_in_order(), status="failed", error={
                 "type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc(), "step": where})
-            atomic.write_json(self.study.paths.result(self.ordering), result)
+            atomic.write_json(self.study.result_path(self.ordering), result)
             raise
 
 
@@ -397,9 +440,13 @@ def _n_params(record: dict) -> int | None:
     return info.get("parameters")
 
 
-def _step_summary(name: str, state: State, record: dict, reused: bool, seconds: float) -> dict:
+def _step_summary(name: str, state: State, record: dict, reused: bool, seconds: float, label: str,
+                  seed: int | None) -> dict:
     info = record.get("info", {})
-    summary = {"state": name, "operation": record.get("operation"), "key": state.key, "reused": reused,
+    # label: the state with its seed where the seed decides it (F>P.seed1); seed: None for a state
+    # every seed shares.
+    summary = {"state": name, "label": label, "seed": seed, "operation": record.get("operation"), "key": state.key,
+               "reused": reused,
                "seconds": round(seconds, 3), "build_seconds": record.get("seconds"),
                "size_bytes": record["size_bytes"], "n_params": _n_params(record), "quantized": record["quantized"]}
     for k in ("validation_loss_before", "validation_loss_after", "train_losses", "method", "merge",

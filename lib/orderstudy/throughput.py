@@ -32,16 +32,22 @@ def study_size(study) -> dict:
     suite = study.suite
     params = suite.params
     tokenizer = models.load_tokenizer(base_model_dir(study))
-    steps = Counter(last_operation(s) for s in study.plan.steps)
+    # With several seeds each seed has its own states where a stochastic step decided them; a state
+    # every seed shares is built and evaluated once.
+    seeded = [study.for_seed(seed) for seed in study.params.seeds]
+    made = {s.store.key(name): name for s in seeded for name in s.plan.steps}
+    steps = Counter(last_operation(name) for name in made.values())
     generation, loglik = workload(suite)
     gen_prompt_tokens = sum(evaluation.prompt_tokens(tokenizer, p, suite.chat_template) for p in generation)
     loglik_prompt_tokens = sum(evaluation.prompt_tokens(tokenizer, p, False) for p in loglik)
-    evaluations = len(study.plan.orderings)
+    evaluations = len({s.store.key(o) for s in seeded for o in s.plan.orderings})
     max_new_tokens = sum(generation_budgets(suite))
     return {
-        "orderings": evaluations,
+        "orderings": len(study.plan.orderings),
+        "seeds": len(seeded),
+        "evaluations": evaluations,
         "steps": {"F": steps.get("F", 0), "P": steps.get("P", 0), "Q": steps.get("Q", 0),
-                  "total": len(study.plan.steps), "without_sharing": study.plan.naive_step_count},
+                  "total": len(made), "without_sharing": study.plan.naive_step_count * len(seeded)},
         "items": {bench: sum(len(ids) for ids in tasks.values()) for bench, tasks in suite.sample_ids.items()},
         "per_model": {"generation_requests": len(generation), "generation_prompt_tokens": gen_prompt_tokens,
                       "max_new_tokens": max_new_tokens,
@@ -177,7 +183,7 @@ def measure(study, items: int = 16) -> dict:
     engines = backends.VllmEngines(study.dtype, study.device, params)
     try:
         if generation:
-            prompts = sample(generation, items, study.params.seed)
+            prompts = sample(generation, items, study.params.sample_seed)
             batch = batch_size_for(params, config, study, tokenizer, prompts, suite.chat_template, loglikelihood=False)
             lm, batch = engine_lm(engine.for_request("generation"), engines, model_dir, model, tokenizer, study, batch)
             run = measure_generation(lm, tokenizer, prompts, typical_budget(suite), suite.chat_template)
@@ -185,7 +191,7 @@ def measure(study, items: int = 16) -> dict:
             out["generation"] = dict(run, batch_size=batch, engine=engine.for_request("generation"),
                                      mean_new_tokens=round(run["new_tokens"] / run["prompts"], 2))
         if loglik:
-            contexts = sample(loglik, items, study.params.seed)
+            contexts = sample(loglik, items, study.params.sample_seed)
             batch = batch_size_for(params, config, study, tokenizer, contexts, False, loglikelihood=True)
             lm, batch = engine_lm(engine.for_request("loglikelihood"), engines, model_dir, model, tokenizer, study, batch)
             out["loglikelihood"] = dict(measure_loglikelihood(lm, contexts), batch_size=batch,
@@ -229,7 +235,7 @@ def estimate(study, items: int = 16) -> dict:
     loglik_s = 0.0
     if "loglikelihood" in figures and figures["loglikelihood"]["requests_per_s"]:
         loglik_s = per_model["loglikelihood_requests"] / figures["loglikelihood"]["requests_per_s"]
-    evaluations_s = (generation_s + loglik_s) * size["orderings"]
+    evaluations_s = (generation_s + loglik_s) * size["evaluations"]
     finetune_s = size["steps"]["F"] * study.params.finetune.max_steps * figures.get("train_step_s", 0.0) \
         if study.params.finetune.epochs is None else None
     io_s = (size["steps"]["P"] + size["steps"]["Q"] + size["steps"]["F"] + 1) * figures["checkpoint_io_s"]
@@ -248,7 +254,8 @@ def format_estimate(study, result: dict) -> str:
         f"study {study.params.study} ({study.params_file}) on {m['device']} ({m['dtype']}), backend {m['backend']}",
         "",
         "size",
-        f"  orderings (evaluations)        {size['orderings']:>12,}",
+        f"  orderings, seeds               {size['orderings']:>12,}   ({size['seeds']} seed(s))",
+        f"  evaluations (distinct states)  {size['evaluations']:>12,}",
         f"  operation steps                {size['steps']['total']:>12,}   (F {size['steps']['F']}, P {size['steps']['P']}, "
         f"Q {size['steps']['Q']}; {size['steps']['without_sharing']} without sharing)",
     ]
@@ -306,7 +313,7 @@ def compare_backends(study, items: int = 16) -> dict:
     model_dir = base_model_dir(study)
     tokenizer = models.load_tokenizer(model_dir)
     generation, _ = workload(suite)
-    prompts = sample(generation, items, study.params.seed)
+    prompts = sample(generation, items, study.params.sample_seed)
     model = models.load_model(model_dir, study.dtype, study.device)
     config = models.read_config(model_dir)
     runs = {}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import torch
 
 from orderstudy import models
 from orderstudy.checkpoint_info import describe
@@ -51,3 +53,20 @@ def test_formats_and_quantization_by_part(states):
     assert adapter["parts"]["adapter"]["quantization"] is None
     assert adapter["parts"]["embed_tokens"]["quantization"] is None
     assert describe(states.get("Q:int8"))["parts"]["layers"]["quantization"] == "int8"
+
+
+def test_the_base_in_bf16_weighs_two_bytes_a_value_whatever_it_is_stored_in(tiny_model, tmp_path):
+    from orderstudy.checkpoint_info import bf16_weights_bytes, read_header
+
+    model = models.load_dense(tiny_model, "float32", "cpu")
+    model.to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
+    files = list(tiny_model.glob("*.safetensors"))
+    stored_fp32 = sum(f.stat().st_size for f in files)
+    stored_bf16 = sum(f.stat().st_size for f in (tmp_path / "bf16").glob("*.safetensors"))
+    # The fp32 checkpoint counts as the bf16 one would: every value at 2 bytes, the headers as they are.
+    values = sum(int(np.prod(meta["shape"])) for f in files for meta in read_header(f)[0].values())
+    headers = sum(read_header(f)[2] for f in files)
+    assert bf16_weights_bytes(tiny_model) == 2 * values + headers
+    assert stored_fp32 == 4 * values + headers
+    assert abs(bf16_weights_bytes(tiny_model) - stored_bf16) < 2_000  # only the headers differ a little
+    assert bf16_weights_bytes(tmp_path / "bf16") == stored_bf16

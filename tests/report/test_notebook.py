@@ -37,4 +37,7 @@ def test_summary_runs_and_exports_html(finished_study, study_writer, tmp_path, m
     assert html.count("data:image/png;base64") >= 3  # the figures, embedded
     assert "no other ordering is both smaller and better" in html and "Change rate" in html  # with captions
     assert "B = other" in html  # the comparison
+    # The power table and the literature's claims, each a section of its own.
+    assert "What this study can detect" in html and "Minimum detectable change" in html
+    assert "What the literature says, and what this study shows" in html and "arXiv:2405.20935" in html
     assert "build_report(" not in html and "params_file" not in html  # no code input

@@ -1,6 +1,8 @@
 """Tables: change rates against hand-computed values, N/A rows with reasons, CSV columns, labels."""
 
+import json
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -34,7 +36,7 @@ def _write_small_study(root, item_lists, *, failed=()):
             "error": {"type": "ValueError", "message": "no calibration data", "step": ordering},
         })
     params = write_text(root / "small.yaml", "study: small\nmodel:\n  source: m\norderings: [base, F, Q, F>Q, Q>F]\n"
-                        "evaluation:\n  benchmarks: [lawbench, stem]\nreport:\n  bootstrap_resamples: 100\n")
+                        "evaluation:\n  benchmarks: [lawbench, stem]\nreport:\n  confidence: 0.95\n")
     return params, paths
 
 
@@ -88,6 +90,18 @@ def test_main_csv_columns_are_the_contract(finished_study):
     significant = ok["stem_change_significant"].astype(bool)
     excludes = (ok["stem_change_ci_low"] > 0) | (ok["stem_change_ci_high"] < 0)
     assert (significant == excludes)[ok.ordering != "base"].all()
+    # Sizes as the field reports them: the weight files beside the directory, and the ratio
+    # against what the base weighs in bf16 (the base's own row: its fp32 or bf16 weights over that).
+    by = ok.set_index("ordering")
+    assert (by["weights_bytes"] < by["size_bytes"]).all()
+    result = json.loads((finished_study.paths.results / "P-Q.json").read_text())
+    assert by.at["P>Q", "compression_ratio"] == pytest.approx(result["base_bf16_weights_bytes"] / result["weights_bytes"])
+    assert set(by["compression_basis"]) == {"weights vs base in bf16"}
+    md = (finished_study.paths.tables / "main.md").read_text()
+    assert "| Weights " in md and "| Directory " in md and "what the base model's weights weigh in bf16" in md
+    # Which aggregation each score is, as the result files say.
+    assert "Scores: LawBench unweighted mean of the tasks, as LawBench's leaderboard; stem unweighted mean of the " \
+           "subjects; mmlu_law weighted by subject size (questions in the full data), as lm-eval's MMLU groups." in md
 
 
 def test_failed_and_missing_orderings(finished_study):
@@ -101,7 +115,7 @@ def test_failed_and_missing_orderings(finished_study):
 
     md = (finished_study.paths.tables / "main.md").read_text()
     failed_row = next(line for line in md.splitlines() if line.startswith("| quantize → prune → fine-tune"))
-    assert "¹" in failed_row and failed_row.count("N/A") == 8
+    assert "¹" in failed_row and failed_row.count("N/A") == 9
     assert f"¹ quantize → prune → fine-tune (Q>P>F): failed: OutOfMemoryError at Q>P>F: {finished_study.error_message}" in md
     not_run_row = next(line for line in md.splitlines() if line.startswith("| prune → quantize → fine-tune"))
     assert "not run" in not_run_row and "N/A" not in not_run_row
@@ -128,7 +142,7 @@ def test_base_score_zero_gives_na_with_reason(tmp_path):
     main = report.main.set_index("ordering")
     assert math.isnan(main.at["F", "stem_change_pct"])
     assert "stem: change rate undefined: the base score is 0" in main.at["F", "note"]
-    row = next(line for line in report.markdown["main"].splitlines() if line.startswith("| fine-tune¹ "))
+    row = next(line for line in report.markdown["main"].splitlines() if re.match(r"\| fine-tune[¹²³] ", line))
     assert "N/A" in row
     assert "change rate undefined: the base score is 0" in report.markdown["main"]
     # The absolute change is still defined, with its interval.

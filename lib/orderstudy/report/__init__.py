@@ -7,10 +7,12 @@ Entry points (the Makefile's ``summary`` and ``report`` targets call the first a
 - ``inconsistent_cells()``: the reference study's printed changes its printed scores cannot give.
 - ``build_html(params_file)``: run ``notebooks/summary.ipynb`` and export ``outputs/<study>/report.html``.
 
-Modules, one idea each: ``load`` (result files and their contract), ``bootstrap`` (resampled
-scores), ``estimates`` (scores, intervals, comparisons), ``changes`` (which states are compared),
-``tables``, ``markdown``, ``labels`` (English and the reference's Chinese), ``figures``,
-``reference``, ``compare``, ``build``, ``notebook``.
+Modules, one idea each: ``load`` (result files and their contract), ``intervals`` (intervals,
+paired tests and power from per-item scores, and why those), ``estimates`` (scores, intervals,
+comparisons over items and seeds), ``changes`` (which states are compared), ``tables``,
+``markdown``, ``power`` (the smallest change the study can detect), ``claims`` (the literature's
+claims about order, from ``claims.yaml``, tested), ``labels`` (English and the reference's
+Chinese), ``figures``, ``reference``, ``compare``, ``build``, ``notebook``.
 """
 
 from .build import Report, build_report, make_report, resolve_source

@@ -7,6 +7,8 @@ make. ``source`` is a params file (``params/demo.yaml``) or a study's output dir
     tables/main.csv, main.md                 one row per ordering (main.csv's columns are a contract)
     tables/finetune|prune|quantize.csv, .md  the effect of each operation on each state
     tables/order_effects.csv, .md            the same operations in another order
+    tables/power.csv, .md                    per benchmark, the smallest change the study can detect
+    tables/claims.csv, .md                   the literature's claims about order, tested (claims.yaml)
     figures/change_heatmap.png, .svg
     figures/score_vs_size.png, .svg
     figures/operation_effects.png, .svg
@@ -26,8 +28,10 @@ from ..params import ReportParams, load_params
 from ..paths import StudyPaths
 from . import figures as figs
 from . import labels, markdown
+from .claims import claims_markdown, claims_table, load_claims
 from .estimates import Estimates, estimate
 from .load import Study, load_study
+from .power import power_markdown, power_table
 from .tables import main_table, order_effect_table, transition_tables
 
 TABLE_NAMES = {"F": "finetune", "P": "prune", "Q": "quantize"}
@@ -43,6 +47,7 @@ class StudySource:
     orderings: tuple[str, ...] | None  # planned orderings; None = the reference 16 plus any found
     benchmarks: tuple[str, ...] | None  # None = those found in the results
     origin: str  # what the user passed, for messages and captions
+    seeds: tuple[int, ...] | None = None  # the study's seeds; None = those the result files say
 
 
 @dataclass
@@ -55,7 +60,9 @@ class Report:
     main: pd.DataFrame = field(repr=False)
     transitions: dict[str, pd.DataFrame] = field(repr=False)  # keyed F, P, Q
     order_effects: pd.DataFrame = field(repr=False)
-    markdown: dict[str, str] = field(repr=False)  # keyed main, F, P, Q, order_effects
+    power: pd.DataFrame = field(repr=False)
+    claims: pd.DataFrame = field(repr=False)
+    markdown: dict[str, str] = field(repr=False)  # keyed main, F, P, Q, order_effects, power, claims
     files: dict[str, Path] = field(default_factory=dict)  # file name -> path, e.g. "main.csv"
 
     @property
@@ -79,27 +86,35 @@ def resolve_source(source: str | os.PathLike, *, outputs_dir: str | os.PathLike 
     outputs = project_paths.resolve(outputs_dir) if outputs_dir else None
     return StudySource(
         StudyPaths(params.study, outputs), params.report, tuple(params.ordering_list),
-        tuple(params.evaluation.benchmarks), str(source),
+        tuple(params.evaluation.benchmarks), str(source), tuple(params.seeds),
     )
 
 
 def make_report(source: StudySource, language: str | None = None) -> Report:
     """Return the report of a study, computed in memory (nothing written)."""
     language = labels.check_language(language or source.params.language)
-    study = load_study(source.paths, source.orderings, source.benchmarks)
+    study = load_study(source.paths, source.orderings, source.benchmarks, source.seeds)
     est = estimate(study, source.params)
     main = main_table(est, language)
     transitions = transition_tables(est, language)
     order_effects = order_effect_table(est, language)
-    texts = {"main": markdown.main_markdown(main, study.benchmarks, language, source.params)}
+    power = power_table(est)
+    claims = claims_table(est, load_claims(source.params.claims_file), language)
+    notes = est.interval_notes()
+    aggregations = {b: next((r.benchmarks[b].aggregation for r in study.results.values() if r.ok and b in r.benchmarks), "")
+                    for b in study.benchmarks}
+    texts = {"main": markdown.main_markdown(main, study.benchmarks, language, source.params, notes, aggregations)}
     for op, table in transitions.items():
-        texts[op] = markdown.transition_markdown(table, op, study.benchmarks, language, source.params)
-    texts["order_effects"] = markdown.order_effect_markdown(order_effects, study.benchmarks, language, source.params)
+        texts[op] = markdown.transition_markdown(table, op, study.benchmarks, language, source.params, notes)
+    texts["order_effects"] = markdown.order_effect_markdown(order_effects, study.benchmarks, language, source.params,
+                                                            notes, len(study.seeds))
     # Scores of capped tasks are bounded by their ceiling: every table says so, and main.csv lists them.
     capped = study.capped_tasks()
     texts = {name: text + markdown.capped_note(capped, language) for name, text in texts.items()}
     main["capped_tasks"] = "; ".join(f"{b}:{t}" for b, tasks in capped.items() for t in tasks)
-    return Report(study, est, language, main, transitions, order_effects, texts)
+    texts["power"] = power_markdown(power, language, source.params.confidence, source.params.power)
+    texts["claims"] = claims_markdown(claims, study.benchmarks, language, source.params.confidence)
+    return Report(study, est, language, main, transitions, order_effects, power, claims, texts)
 
 
 def csv_text(frame: pd.DataFrame) -> str:
@@ -110,9 +125,10 @@ def csv_text(frame: pd.DataFrame) -> str:
 def write_tables(report: Report, tables_dir: Path) -> dict[str, Path]:
     """Write every table as CSV and Markdown under ``tables_dir``; return the paths by file name."""
     frames = {"main": report.main, **{TABLE_NAMES[op]: t for op, t in report.transitions.items()},
-              "order_effects": report.order_effects}
+              "order_effects": report.order_effects, "power": report.power, "claims": report.claims}
     texts = {"main": report.markdown["main"], **{TABLE_NAMES[op]: report.markdown[op] for op in report.transitions},
-             "order_effects": report.markdown["order_effects"]}
+             "order_effects": report.markdown["order_effects"], "power": report.markdown["power"],
+             "claims": report.markdown["claims"]}
     written = {}
     for name, frame in frames.items():
         written[f"{name}.csv"] = write_text(tables_dir / f"{name}.csv", csv_text(frame))

@@ -1,10 +1,11 @@
-"""A study's scores with their bootstrap replicates, and every comparison between two orderings.
+"""A study's scores with their intervals, and every comparison between orderings (``intervals.py`` says how).
 
-The point estimate of a score is the one in the result file. Its replicates come from
-``bootstrap.benchmark_draws`` over the per-item scores, shifted so that they vary around the
-reported score (they vary around the item mean, which differs from the reported score only for
-a corpus-level metric such as LawBench 2-1). A comparison of two orderings (a change) takes the
-difference replicate by replicate: the orderings share resampled items, so the interval is paired.
+The point estimate of a score is the result files' score, averaged over the ordering's finished
+seeds. Its interval, and the paired interval of a comparison, come from the per-item scores
+(``intervals``): the orderings were scored on the same items, and each seed on the same items
+too, so every comparison is paired item by item and seed by seed (over the seeds both orderings
+finished). A benchmark whose items are too few for an interval has none anywhere, and
+``interval_notes`` says why and what it would take.
 """
 
 from __future__ import annotations
@@ -16,14 +17,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..params import ReportParams
-from .bootstrap import Draws, benchmark_draws, excludes_zero, interval
+from . import intervals
 from .changes import change_rate
+from .intervals import Arm, Design, Estimate
 from .load import Study
+
+# The params key that sets a benchmark's items per task.
+ITEMS_KEY = {"lawbench": "evaluation.lawbench_items_per_task"}
+DEFAULT_ITEMS_KEY = "evaluation.mmlu_items_per_subject"
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """How one benchmark's score changes from ordering ``before`` to ordering ``after``."""
+    """How one benchmark's score changes from ``before`` to ``after`` (orderings, or groups of them for a claim)."""
 
     before: str
     after: str
@@ -36,34 +42,68 @@ class Comparison:
     change_ci: tuple[float, float]
     significant: bool | None  # the difference's interval excludes zero; None when there is no interval
     note: str = ""  # why something is N/A
+    seeds: int = 1  # the seeds the comparison is paired over
+    seed_sd: float = math.nan  # the difference's standard deviation over those seeds (points)
+    diff_se: float = math.nan  # the difference's standard error (points), items and seeds
+
+
+@dataclass
+class BenchmarkItems:
+    """One benchmark's per-item scores, aligned: the same items for every ordering and seed that has them."""
+
+    design: Design
+    values: dict[str, dict[int, np.ndarray]]  # ordering -> seed -> item scores in [0, 1], in the design's order
+    seeded: dict[str, bool]  # ordering -> whether a stochastic step decided its state
+    seed_variance: float  # pooled over the seeded orderings (fraction²)
+    seed_df: float
 
 
 @dataclass(frozen=True)
 class Estimates:
-    """Scores, replicates and intervals of one study."""
+    """Scores, intervals and comparisons of one study."""
 
     study: Study
     params: ReportParams
-    draws: dict[str, Draws] = field(repr=False)
+    items: dict[str, BenchmarkItems] = field(repr=False)
 
     @property
     def confidence(self) -> float:
         return self.params.confidence
 
     def score(self, ordering: str, benchmark: str) -> float:
-        """Return the reported score in percent, NaN when there is none."""
+        """Return the reported score in percent (the mean over finished seeds), NaN when there is none."""
         return self.study.score(ordering, benchmark)
 
-    def replicates(self, ordering: str, benchmark: str) -> np.ndarray:
-        """Return an ordering's bootstrap replicates on a benchmark, all NaN without per-item scores."""
-        return self.draws[benchmark].of(ordering) if benchmark in self.draws else np.full(self.params.bootstrap_resamples, np.nan)
+    def arm(self, ordering: str, benchmark: str, seeds: tuple[int, ...]) -> Arm | None:
+        """Return an ordering's item scores on ``seeds`` as an interval's input, None without per-item scores."""
+        data = self.items.get(benchmark)
+        if data is None or ordering not in data.values or any(s not in data.values[ordering] for s in seeds):
+            return None
+        by_seed = {s: r.score(benchmark) / 100 for s, r in self.study.runs[ordering].items()}
+        seeded = data.seeded[ordering] and len(seeds) > 1
+        return Arm(np.stack([data.values[ordering][s] for s in seeds]), np.array([by_seed[s] for s in seeds]),
+                   data.seed_variance if seeded else 0.0, data.seed_df if seeded else 0.0)
+
+    def score_estimate(self, ordering: str, benchmark: str) -> Estimate:
+        """Return an ordering's score with its interval (over its finished seeds)."""
+        seeds = self.study.ok_seeds(ordering)
+        arm = self.arm(ordering, benchmark, seeds) if seeds else None
+        if arm is None:
+            return Estimate(self.score(ordering, benchmark))
+        found = intervals.score_interval(self.items[benchmark].design, arm, self.confidence)
+        # The reported score (LawBench 2-1 is a corpus-level metric, not an item mean) with the items' interval.
+        score = self.score(ordering, benchmark)
+        return Estimate(score, min(found.low, score), max(found.high, score), found.se, found.df)
 
     def score_ci(self, ordering: str, benchmark: str) -> tuple[float, float]:
-        return interval(self.replicates(ordering, benchmark), self.confidence)
+        estimate = self.score_estimate(ordering, benchmark)
+        return estimate.low, estimate.high
 
     def why_missing(self, ordering: str, benchmark: str) -> str:
         """Return why an ordering has no score on a benchmark ("" when it has one)."""
         status = self.study.status(ordering)
+        if ordering not in self.study.orderings:
+            return f"{ordering} is not among the study's orderings"
         if status == "failed":
             return f"{ordering} failed ({self.study.results[ordering].error_text()})"
         if status != "ok":
@@ -72,48 +112,131 @@ class Estimates:
             return f"{ordering} has no {benchmark} score"
         return ""
 
+    def no_interval_reason(self, benchmark: str) -> str:
+        """Return why a benchmark has no intervals at all ("" when it has them)."""
+        data = self.items.get(benchmark)
+        if data is None:
+            return "no per-item scores"
+        few = data.design.too_few_items()
+        if few:
+            shown = ", ".join(few[:6]) + (", …" if len(few) > 6 else "")
+            key = ITEMS_KEY.get(benchmark, DEFAULT_ITEMS_KEY)
+            return (f"{len(few)} of its {len(data.design.tasks)} tasks have fewer than {intervals.MIN_ITEMS_PER_TASK} "
+                    f"items ({shown}): how a task's items vary cannot be told from one item, so there is no interval "
+                    f"and no significance mark; it needs {intervals.MIN_ITEMS_PER_TASK} or more items in every task "
+                    f"({key} ≥ {intervals.MIN_ITEMS_PER_TASK}), more to detect small changes (see the power table)")
+        return ""
+
+    def interval_notes(self) -> dict[str, str]:
+        """Return, for each benchmark without intervals, why (benchmark -> reason)."""
+        return {b: reason for b in self.study.benchmarks if (reason := self.no_interval_reason(b))}
+
     def compare(self, before: str, after: str, benchmark: str) -> Comparison:
         """Return the change of a benchmark's score from ``before`` to ``after``, with paired intervals."""
+        return self.contrast((before,), (after,), benchmark)
+
+    def contrast(self, before: tuple[str, ...], after: tuple[str, ...], benchmark: str) -> Comparison:
+        """Return the mean score of the orderings ``after`` minus that of ``before``, with paired intervals.
+
+        One ordering a side is a plain comparison; several (a claim: quantize-last triples against
+        the others) compare the two groups' means, item by item.
+        """
+        before_name, after_name = " + ".join(before), " + ".join(after)
         nan2 = (math.nan, math.nan)
-        b, a = self.score(before, benchmark), self.score(after, benchmark)
-        missing = [reason for reason in (self.why_missing(before, benchmark), self.why_missing(after, benchmark)) if reason]
+        missing = [reason for o in (*before, *after) if (reason := self.why_missing(o, benchmark))]
+        b = float(np.mean([self.score(o, benchmark) for o in before]))
+        a = float(np.mean([self.score(o, benchmark) for o in after]))
         if missing:
-            return Comparison(before, after, benchmark, b, a, math.nan, nan2, math.nan, nan2, None, "; ".join(missing))
-        if before == after:
-            return Comparison(before, after, benchmark, b, a, 0.0, (0.0, 0.0), 0.0, (0.0, 0.0), False)
-        rb, ra = self.replicates(before, benchmark), self.replicates(after, benchmark)
-        diff_ci = interval(ra - rb, self.confidence)
-        change_ci = interval(change_rate(ra, rb), self.confidence)
+            return Comparison(before_name, after_name, benchmark, b, a, math.nan, nan2, math.nan, nan2, None, "; ".join(missing))
+        if set(before) == set(after):
+            return Comparison(before_name, after_name, benchmark, b, a, 0.0, (0.0, 0.0), 0.0, (0.0, 0.0), False)
+        seeds = tuple(sorted(set.intersection(*(set(self.study.ok_seeds(o)) for o in (*before, *after)))))
         notes = []
-        if np.isnan(rb).all() or np.isnan(ra).all():
-            notes.append("no interval: per-item scores missing")
-        elif b == 0:
-            notes.append(f"change rate undefined: the {before} score is 0")
-        elif np.isnan(change_ci[0]):
-            notes.append(f"change-rate interval undefined: the {before} score is 0 in some resamples")
-        return Comparison(
-            before, after, benchmark, b, a, a - b, diff_ci, change_rate(a, b), change_ci,
-            excludes_zero(*diff_ci), "; ".join(notes),
-        )
+        if not seeds:
+            notes.append("no seed finished for every ordering compared")
+        # The point estimates: the reported scores, averaged over the seeds the comparison pairs.
+        b = float(np.mean([self._mean_over(o, benchmark, seeds) for o in before])) if seeds else b
+        a = float(np.mean([self._mean_over(o, benchmark, seeds) for o in after])) if seeds else a
+        arms_b = [self.arm(o, benchmark, seeds) for o in before] if seeds else [None]
+        arms_a = [self.arm(o, benchmark, seeds) for o in after] if seeds else [None]
+        diff, change = a - b, change_rate(a, b)
+        diff_ci = change_ci = nan2
+        significant, se, seed_sd = None, math.nan, math.nan
+        if any(x is None for x in (*arms_a, *arms_b)):
+            if seeds:
+                notes.append("no interval: per-item scores missing")
+        elif not self.no_interval_reason(benchmark):
+            design = self.items[benchmark].design
+            # Centred on the reported scores (not the item means: LawBench 2-1 is corpus-level).
+            arm_b, arm_a = intervals.average(arms_b), intervals.average(arms_a)
+            found = intervals.difference(design, arm_b, arm_a, self.confidence)
+            diff_ci, significant, se = (found.low, found.high), found.significant, found.se
+            rate = intervals.change_rate(design, arm_b, arm_a, self.confidence)
+            change_ci = (rate.low, rate.high)
+            if len(seeds) > 1:
+                seed_sd = 100 * float(np.std(arm_a.reported - arm_b.reported, ddof=1))
+            if b > 0 and not rate.has_interval:
+                notes.append(f"change-rate interval unbounded: the {before_name} score is not distinguishable from 0")
+        if b == 0:
+            notes.append(f"change rate undefined: the {before_name} score is 0")
+        partial = [f"{o}: {m}" for o in (*before, *after) if (m := self.study.missing_seeds(o))]
+        if partial:
+            notes.append("over seeds " + ", ".join(map(str, seeds)) + " only (" + "; ".join(partial) + ")")
+        return Comparison(before_name, after_name, benchmark, b, a, diff, diff_ci, change, change_ci, significant,
+                          "; ".join(notes), len(seeds), seed_sd, se)
+
+    def _mean_over(self, ordering: str, benchmark: str, seeds: tuple[int, ...]) -> float:
+        return float(np.mean([self.study.runs[ordering][s].score(benchmark) for s in seeds]))
+
+
+def _align(study: Study, benchmark: str) -> BenchmarkItems | None:
+    """Return the benchmark's item scores of every finished run, on the items all of them share."""
+    runs = {(o, s): study.items[o][s][benchmark] for o in study.orderings for s in study.ok_seeds(o)
+            if benchmark in study.items.get(o, {}).get(s, {}) and not math.isnan(study.runs[o][s].score(benchmark))}
+    if not runs:
+        return None
+    # Pairing needs every run on the same tasks: an ordering with fewer loses its intervals, not the report.
+    tasks = set().union(*(set(t) for t in runs.values()))
+    for ordering in sorted({o for (o, _), t in runs.items() if set(t) != tasks}):
+        lacking = sorted(set().union(*(tasks - set(t) for (o, _), t in runs.items() if o == ordering)))
+        warnings.warn(f"{benchmark}: {ordering} lacks per-item scores for {lacking}; its intervals are left out",
+                      stacklevel=3)
+        runs = {k: v for k, v in runs.items() if k[0] != ordering}
+    if not runs:
+        return None
+    order, task_of = [], []
+    tasks = sorted(tasks)
+    for index, task in enumerate(tasks):
+        every = set.union(*(set(items[task]) for items in runs.values()))
+        shared = set.intersection(*(set(items[task]) for items in runs.values()))
+        if shared != every:
+            warnings.warn(f"{benchmark}/{task}: the runs were scored on different items; the intervals use the "
+                          f"{len(shared)} items all of them share (of {len(every)})", stacklevel=3)
+        ids = sorted(shared)
+        order += [(task, i) for i in ids]
+        task_of += [index] * len(ids)
+    # The tasks' weights as the result files give them (equal when they do not), the first run's.
+    first = study.runs[next(iter(runs))[0]][next(iter(runs))[1]].benchmarks[benchmark]
+    weights = first.weights()
+    design = Design(tuple(tasks), np.array(task_of, dtype=int), np.array([weights.get(t, 0.0) for t in tasks]))
+    if design.weights.sum() > 0:
+        design = Design(design.tasks, design.task_of, design.weights / design.weights.sum())
+    values: dict[str, dict[int, np.ndarray]] = {}
+    for (o, s), items in runs.items():
+        values.setdefault(o, {})[s] = np.array([items[t][i] for t, i in order], dtype=float)
+    seeded = {}
+    for o, by_seed in values.items():
+        said = study.results[o].seeded
+        varies = len(by_seed) > 1 and len({study.runs[o][s].score(benchmark) for s in by_seed}) > 1
+        seeded[o] = said if said is not None else varies
+    per_seed = [np.array([study.runs[o][s].score(benchmark) / 100 for s in sorted(by_seed)])
+                for o, by_seed in values.items() if seeded[o] and len(by_seed) > 1]
+    seed_variance, seed_df = intervals.pooled_seed_variance(per_seed)
+    return BenchmarkItems(design, values, seeded, seed_variance, seed_df)
 
 
 def estimate(study: Study, params: ReportParams | None = None) -> Estimates:
-    """Return the study's scores with bootstrap replicates for every ordering that has per-item scores."""
+    """Return the study's scores and comparisons, with intervals where per-item scores allow them."""
     params = params or ReportParams()
-    draws = {}
-    for benchmark in study.benchmarks:
-        items = {
-            ordering: study.items[ordering][benchmark]
-            for ordering in study.orderings
-            if benchmark in study.items.get(ordering, {}) and not math.isnan(study.score(ordering, benchmark))
-        }
-        # Pairing needs every model on the same tasks: one with fewer loses its intervals, not the report.
-        tasks = set().union(*(set(t) for t in items.values()))
-        for ordering in [o for o, t in items.items() if set(t) != tasks]:
-            warnings.warn(f"{benchmark}: {ordering} lacks per-item scores for {sorted(tasks - set(items[ordering]))}; "
-                          "its intervals are left out", stacklevel=2)
-            del items[ordering]
-        raw = benchmark_draws(items, benchmark=benchmark, resamples=params.bootstrap_resamples, seed=params.bootstrap_seed)
-        reported = np.array([study.score(o, benchmark) for o in raw.models])
-        draws[benchmark] = Draws(benchmark, raw.models, raw.values + (reported - raw.estimates), reported)
-    return Estimates(study, params, draws)
+    aligned = {b: data for b in study.benchmarks if (data := _align(study, b)) is not None}
+    return Estimates(study, params, aligned)

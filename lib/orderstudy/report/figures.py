@@ -305,34 +305,35 @@ _CAPTIONS = {
             "**How much each ordering changed the score, against the base model.** One row per ordering "
             "(A → B: A applied first, then B), one column per benchmark. Each cell is the change rate, (score − base "
             "score) / base score × 100, in percent: blue cells scored better than the base model, red worse; the "
-            "colours saturate at ±100%. A * marks a change whose {confidence} paired bootstrap interval excludes "
-            "zero, i.e. a change that the choice of sampled items is unlikely to explain. N/A: the ordering failed, "
+            "colours saturate at ±100%. A * marks a change whose {confidence} paired interval (over the items, and the "
+            "seeds where a study has several) excludes zero, i.e. a change that the choice of sampled items and the "
+            "seed are unlikely to explain; no * where a benchmark has too few items for an interval. N/A: the ordering failed, "
             "or the base model scored 0."),
         "score_vs_size": (
             "**Score against size on disk.** One panel per benchmark; one point per ordering. A score is the percent "
-            "of the benchmark's sampled items answered right (LawBench: its own per-task metric), averaged over the "
-            "benchmark's tasks; the size is the model's checkpoint on disk. The bars are {confidence} bootstrap "
-            "intervals over the items. Circled points, joined by the red step line, are the Pareto front: no other "
+            "of the benchmark's sampled items answered right (LawBench: its own per-task metric, averaged over its tasks; "
+            "MMLU groups: weighted by subject size); the size is the model's checkpoint on disk. The bars are "
+            "{confidence} intervals over the items (Wilson; and the seeds, where a study has several). Circled points, joined by the red step line, are the Pareto front: no other "
             "ordering is both smaller and better. Orderings that land on the same point share one label; a label "
             "set away from its point has a line to it."),
         "operation_effects": (
             "**What each operation does, depending on what it is applied to.** One panel per operation (fine-tune, "
             "prune, quantize). Each group of bars is one state the operation was applied to (base: the base model; "
             "P: the pruned model, and so on), each bar one benchmark: the change in points, score after − score "
-            "before, with {confidence} paired bootstrap intervals. Above zero the operation helped there; an "
+            "before, with {confidence} paired intervals (MOVER, over the items and seeds). Above zero the operation helped there; an "
             "operation whose bars change sign from one state to another is one whose effect depends on the order."),
     },
     "zh": {
         "change_heatmap": (
             "**各顺序相对原始模型的变化率。** 每行一个顺序（A → B：先 A 后 B），每列一个基准。格中数值为变化率 (得分 − 原始得分) / "
-            "原始得分 × 100（%）：蓝色优于原始模型，红色较差，颜色在 ±100% 处饱和。* 表示其 {confidence} 配对自助法区间不含零。"
+            "原始得分 × 100（%）：蓝色优于原始模型，红色较差，颜色在 ±100% 处饱和。* 表示其 {confidence} 配对区间（对题目及种子）不含零；题目太少、无法给出区间的基准不标 *。"
             "不适用：该顺序失败，或原始模型得分为 0。"),
         "score_vs_size": (
-            "**得分与磁盘大小。** 每个基准一幅，每个顺序一点；误差线为对题目的 {confidence} 自助法区间。圈出并以红色阶梯线相连的点"
+            "**得分与磁盘大小。** 每个基准一幅，每个顺序一点；误差线为对题目（及种子）的 {confidence} Wilson 区间。圈出并以红色阶梯线相连的点"
             "构成帕累托前沿：没有其他顺序既更小又更好。落在同一点的顺序共用一个标签；离点较远的标签以细线连到其点。"),
         "operation_effects": (
             "**各操作的效果随其作用的状态而变。** 每个操作一幅；每组柱为该操作作用的一个状态，每根柱为一个基准："
-            "得分变化（分，之后 − 之前）及 {confidence} 配对自助法区间。"),
+            "得分变化（分，之后 − 之前）及 {confidence} 配对区间（MOVER，对题目及种子）。"),
     },
 }
 

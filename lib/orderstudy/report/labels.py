@@ -31,7 +31,8 @@ _WORDS = {
         "score": "",
         "change": "change",
         "change_pct": "change %",
-        "size": "Size",
+        "size": "Directory",
+        "weights": "Weights",
         "compression": "Compression",
         "status": "Status",
         "not_applicable": "N/A",
@@ -47,11 +48,69 @@ _WORDS = {
         "swap": "swap {a} and {b}",
         "rotation": "rotation",
         "adjacent": "adjacent",
-        "significant": "* the {confidence:.0%} interval excludes zero.",
+        "significant": (
+            "* the paired {confidence:.0%} interval of the change excludes zero: the change is larger than "
+            "what the sampled items (and, with several seeds, the seeds) make scores vary by."
+        ),
         "interval_note": (
-            "Brackets: {confidence:.0%} bootstrap interval over the benchmark's items "
-            "({resamples} resamples, seed {seed}); change intervals are paired (both models "
-            "scored on the same resampled items)."
+            "Brackets: {confidence:.0%} intervals from the per-item scores, paired where two orderings are "
+            "compared (same items, same seeds): Wilson score intervals with the effective sample size for a "
+            "score; for a change in points the paired MOVER interval (Newcombe's hybrid score method, for 0/1 "
+            "items the interval counterpart of McNemar's test); Fieller's interval for a change rate. Items "
+            "vary within their task (pooled over tasks); with several seeds the seed-to-seed variance is added; "
+            "± after a score is its standard deviation over seeds (±0.00: a state no stochastic step decided, "
+            "the same for every seed)."
+        ),
+        "no_interval": "{benchmark}: {reason}.",
+        "aggregation_note": "Scores: {parts}.",
+        "no_interval_short": "no interval",
+        "compression_old": (
+            "ratio of whole directories against the base as stored: these result files predate the weight "
+            "sizes; rerun the orderings for the ratio against the base in bf16"
+        ),
+        "size_note": (
+            "Weights: the weight files (*.safetensors) alone, what compression papers report; Directory: the "
+            "whole checkpoint directory. Compression: what the base model's weights weigh in bf16 (2 bytes a "
+            "value, from its tensor shapes, whatever dtype the study computes in) over the ordering's weights."
+        ),
+        "seed_model": (
+            "Seeds: each difference is paired over the items within each of the {seeds} seeds and averaged over "
+            "them; its interval adds the seed-to-seed variance (pooled over the orderings a stochastic step "
+            "decided), so a * marks an order effect larger than both item sampling and seed noise. sd: the "
+            "difference's standard deviation over the seeds."
+        ),
+        "one_seed": (
+            "One seed: whether an order effect exceeds seed noise is not measured here (fine-tuning is "
+            "stochastic; set seeds: [0, 1, 2])."
+        ),
+        "benchmark": "Benchmark",
+        "items_col": "Items (tasks × per task)",
+        "seeds_col": "Seeds",
+        "se_col": "SE of a paired difference (points)",
+        "mde_col": "Minimum detectable change (points, {power:.0%} power, {confidence:.0%})",
+        "needed_col": "Items per task to detect {target:g} points",
+        "more_seeds": "none: seed noise alone exceeds it; at least {seeds} seeds, then more items",
+        "power_legend": (
+            "A true change smaller than the minimum detectable change is found less often than {power:.0%} of "
+            "the time at {confidence:.0%} confidence: an order effect below it is not resolved by this study, "
+            "whatever its sign. SE: root mean square over the study's order-effect pairs (or its comparisons "
+            "against the base), items and seeds. Items per task for {target:g} points: the same number in every "
+            "task, from the observed variance (a projection)."
+        ),
+        "claims_title": "What the literature says, and what this study shows",
+        "power_title": "What this study can detect",
+        "claim": "Claim (source)",
+        "tested_by": "Compared (expected better vs worse)",
+        "verdict_supported": "supported",
+        "verdict_contradicted": "contradicted",
+        "verdict_not_resolved": "not resolved at this sample size",
+        "verdict_not_tested": "not tested",
+        "verdict_no_prediction": "no prediction",
+        "claims_legend": (
+            "Each cell: the verdict, then the difference (points) between the mean of the orderings the claim "
+            "expects better and the mean of those it expects worse, with its paired {confidence:.0%} interval. "
+            "Supported / contradicted: the interval lies above / below zero; not resolved: it contains zero or "
+            "there is no interval."
         ),
         "failed_note": "failed at step {step}: {type}: {message}",
         "failed_note_nostep": "failed: {type}: {message}",
@@ -69,6 +128,7 @@ _WORDS = {
         "change": "变化",
         "change_pct": "变化率%",
         "size": "模型大小",
+        "weights": "权重大小",
         "compression": "压缩比",
         "status": "状态",
         "not_applicable": "不适用",
@@ -84,10 +144,50 @@ _WORDS = {
         "swap": "交换{a}与{b}",
         "rotation": "轮换",
         "adjacent": "相邻",
-        "significant": "* {confidence:.0%} 区间不含零。",
+        "significant": "* 变化的 {confidence:.0%} 配对区间不含零：变化大于题目抽样（多个种子时还有种子）造成的波动。",
         "interval_note": (
-            "括号内为 {confidence:.0%} 自助法区间（对基准题目重抽样 {resamples} 次，种子 {seed}）；"
-            "变化的区间为配对区间（两个模型使用同一组重抽样题目）。"
+            "括号内为基于逐题得分的 {confidence:.0%} 区间，两个顺序比较时为配对区间（同一组题目、同一组种子）："
+            "单个得分用按有效样本量计算的 Wilson 区间；点数变化用配对 MOVER 区间（Newcombe 混合得分法，"
+            "对 0/1 题目即 McNemar 检验对应的区间）；变化率用 Fieller 区间。题目在各自任务内波动（跨任务合并估计）；"
+            "多个种子时加入种子间方差；得分后的 ± 为各种子得分的标准差（±0.00：未经随机步骤的状态，各种子相同）。"
+        ),
+        "no_interval": "{benchmark}：{reason}。",
+        "aggregation_note": "得分汇总方式：{parts}。",
+        "no_interval_short": "无区间",
+        "compression_old": "整个目录相对原始存储格式的比值：这些结果文件早于权重大小字段；重新运行后得到相对 bf16 原始模型的压缩比",
+        "size_note": (
+            "权重大小：仅权重文件（*.safetensors），即压缩论文报告的大小；模型大小：整个检查点目录。"
+            "压缩比：原始模型权重按 bf16 计算的大小（每个值 2 字节，由张量形状得出，与研究所用计算精度无关）除以该顺序的权重大小。"
+        ),
+        "seed_model": (
+            "种子：每个差值在 {seeds} 个种子内逐题配对后取平均；其区间加入种子间方差（在所有含随机步骤的顺序上合并估计），"
+            "因此 * 表示顺序效应同时大于题目抽样误差和种子噪声。sd：差值在各种子间的标准差。"
+        ),
+        "one_seed": "单个种子：无法判断顺序效应是否超过种子噪声（微调具有随机性；设置 seeds: [0, 1, 2]）。",
+        "benchmark": "基准",
+        "items_col": "题目数（任务数 × 每任务）",
+        "seeds_col": "种子数",
+        "se_col": "配对差值的标准误（点）",
+        "mde_col": "最小可检测变化（点，检验力 {power:.0%}，{confidence:.0%}）",
+        "needed_col": "检测 {target:g} 点所需每任务题目数",
+        "more_seeds": "无论多少题目都不够：仅种子噪声已超过；至少需要 {seeds} 个种子，再增加题目",
+        "power_legend": (
+            "小于最小可检测变化的真实变化，在 {confidence:.0%} 置信水平下被检出的概率低于 {power:.0%}："
+            "低于该值的顺序效应本研究无法分辨，无论其方向。标准误：在本研究的顺序效应配对（或与原始模型的比较）上的均方根，"
+            "含题目与种子。检测 {target:g} 点所需题目数：每个任务相同数量，由观测方差推算（仅为估计）。"
+        ),
+        "claims_title": "文献怎么说，本研究显示什么",
+        "power_title": "本研究能检测到多大的变化",
+        "claim": "论断（来源）",
+        "tested_by": "比较（预期较好 vs 较差）",
+        "verdict_supported": "支持",
+        "verdict_contradicted": "反驳",
+        "verdict_not_resolved": "在此样本量下无法判定",
+        "verdict_not_tested": "未检验",
+        "verdict_no_prediction": "无预测",
+        "claims_legend": (
+            "每格：结论，随后为论断预期较好的顺序的平均得分减去预期较差的顺序的平均得分（点），及其 {confidence:.0%} 配对区间。"
+            "支持 / 反驳：区间完全高于 / 低于零；无法判定：区间包含零或没有区间。"
         ),
         "failed_note": "在步骤 {step} 失败：{type}: {message}",
         "failed_note_nostep": "失败：{type}: {message}",
@@ -96,6 +196,20 @@ _WORDS = {
         "capped_task": "{benchmark} {task} 最多生成 {tokens} 个词元（上限 {ceiling}）",
     },
 }
+
+
+# How a benchmark's score was aggregated, as result files say it (aggregation.describe), in Chinese.
+_AGGREGATION_ZH = {
+    "weighted by subject size (questions in the full data), as lm-eval's MMLU groups":
+        "按科目题目数（完整数据）加权，同 lm-eval 的 MMLU 分组",
+    "unweighted mean of the subjects": "各科目不加权平均",
+    "unweighted mean of the tasks, as LawBench's leaderboard": "各任务不加权平均，同 LawBench 排行榜",
+}
+
+
+def aggregation(text: str, language: str) -> str:
+    """Return how a score was aggregated (a result file's ``aggregation``) in ``language``."""
+    return _AGGREGATION_ZH.get(text, text) if check_language(language) == "zh" else text
 
 
 def check_language(language: str) -> str:

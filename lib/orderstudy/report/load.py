@@ -1,9 +1,10 @@
 """Finished result files, read and checked against the runner's contract.
 
-One file per ordering, ``outputs/<study>/results/<ordering>.json`` (``F>P>Q`` -> ``F-P-Q.json``),
-and beside it a per-item scores file named by its ``items_file`` key. A malformed file raises
-``ResultFileError`` naming the file, the key and what was expected; a planned ordering without a
-file has not run yet, which is not an error (``Study.status`` says ``not run``).
+One file per run, ``outputs/<study>/results/<ordering>.json`` (``F>P>Q`` -> ``F-P-Q.json``), or,
+in a study of several seeds, one per ordering and seed (``F-P-Q.seed1.json``); beside it a
+per-item scores file named by its ``items_file`` key. A malformed file raises ``ResultFileError``
+naming the file, the key and what was expected; a planned ordering without a file has not run
+yet, which is not an error (``Study.status`` says ``not run``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..paths import StudyPaths
+import numpy as np
+
+from ..paths import StudyPaths, parse_run_filename
 from ..plan import REFERENCE_ORDER, format_ordering, parse_ordering
 from .changes import reference_rank
 
@@ -35,6 +38,7 @@ class TaskScore:
     score: float  # percent
     n: int
     abstention_rate: float | None = None
+    weight: float | None = None  # the task's weight in its benchmark's score; None: equal weights
     # A task whose answers need more tokens than evaluation.max_new_tokens allowed: its score is
     # bounded by ceiling_pct (its gold answers cut at max_new_tokens).
     capped: bool = False
@@ -44,10 +48,19 @@ class TaskScore:
 
 @dataclass(frozen=True)
 class BenchmarkScore:
-    score: float  # percent, the unweighted mean of the task scores
+    score: float  # percent, the weighted mean of the task scores (aggregation says how)
     scoring: str
     n_items: int
     tasks: dict[str, TaskScore]
+    aggregation: str = ""
+
+    def weights(self) -> dict[str, float]:
+        """Return each task's weight in the score, summing to 1 (equal when the file gives none)."""
+        given = {t: s.weight for t, s in self.tasks.items()}
+        if self.tasks and all(w is not None for w in given.values()) and sum(given.values()) > 0:
+            total = sum(given.values())
+            return {t: w / total for t, w in given.items()}
+        return {t: 1.0 / len(self.tasks) for t in self.tasks}
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,7 @@ class Result:
 
     path: Path
     ordering: str
+    seed: int | None  # the run's seed (None in a result written before seed repeats)
     status: str  # "ok" or "failed"
     error: dict | None  # {"type", "message", "traceback"?, "step"?} when failed
     size_bytes: int | None
@@ -65,6 +79,15 @@ class Result:
     items_file: str | None
     steps: list[dict] = field(default_factory=list)
     raw: dict = field(default_factory=dict, repr=False)
+    weights_bytes: int | None = None  # the weight files alone (None in older results)
+    base_bf16_weights_bytes: int | None = None  # what the base weighs in bf16
+
+    @property
+    def seeded(self) -> bool | None:
+        """Whether a stochastic step decided the final state (it differs by seed); None when the file does not say."""
+        if not self.steps or "seed" not in self.steps[-1]:
+            return None
+        return self.steps[-1]["seed"] is not None
 
     @property
     def ok(self) -> bool:
@@ -96,13 +119,46 @@ class Study:
     dir: Path
     orderings: tuple[str, ...]  # planned or found, in the reference row order
     benchmarks: tuple[str, ...]
-    results: dict[str, Result]  # the orderings that have a result file
-    items: dict[str, Items]  # the orderings that have per-item scores
+    runs: dict[str, dict[int, Result]]  # ordering -> seed -> its result file
+    items: dict[str, dict[int, Items]]  # ordering -> seed -> per-item scores
+    seeds: tuple[int, ...] = (0,)  # the study's seeds
+
+    @property
+    def results(self) -> dict[str, Result]:
+        """Return one result per ordering that has any: its first finished seed's, else its first seed's.
+
+        What every seed shares (size on disk, parameters, quantization) is read from it.
+        """
+        out = {}
+        for ordering, by_seed in self.runs.items():
+            ok = [r for _, r in sorted(by_seed.items()) if r.ok]
+            out[ordering] = ok[0] if ok else by_seed[min(by_seed)]
+        return out
+
+    def ok_seeds(self, ordering: str) -> tuple[int, ...]:
+        """Return the seeds whose run of ``ordering`` finished."""
+        return tuple(s for s, r in sorted(self.runs.get(ordering, {}).items()) if r.ok)
 
     def status(self, ordering: str) -> str:
-        """Return ``ok``, ``failed`` or ``not run``."""
-        result = self.results.get(ordering)
-        return result.status if result is not None else NOT_RUN
+        """Return ``ok`` (some seed finished), ``failed`` (none did, some failed) or ``not run``."""
+        by_seed = self.runs.get(ordering, {})
+        if not by_seed:
+            return NOT_RUN
+        return "ok" if any(r.ok for r in by_seed.values()) else "failed"
+
+    def missing_seeds(self, ordering: str) -> str:
+        """Return which of the study's seeds an ordering that finished lacks, and why ("" when none)."""
+        if self.status(ordering) != "ok":
+            return ""
+        by_seed = self.runs.get(ordering, {})
+        parts = [f"seed {s} {'failed (' + by_seed[s].error_text() + ')' if s in by_seed else 'not run'}"
+                 for s in self.seeds if s not in self.ok_seeds(ordering)]
+        return "; ".join(parts)
+
+    def seed_scores(self, ordering: str, benchmark: str) -> np.ndarray:
+        """Return the ordering's score on a benchmark for each finished seed, in percent (empty when none)."""
+        values = [r.score(benchmark) for s, r in sorted(self.runs.get(ordering, {}).items()) if r.ok]
+        return np.array([v for v in values if not math.isnan(v)])
 
     def capped_tasks(self) -> dict[str, dict[str, TaskScore]]:
         """Return, per benchmark, the tasks whose generation budget was capped below their answers' length.
@@ -119,13 +175,18 @@ class Study:
         return capped
 
     def score(self, ordering: str, benchmark: str) -> float:
-        """Return a score in percent, NaN for an ordering that failed, did not run, or lacks the benchmark.
+        """Return a score in percent (the mean over finished seeds), NaN for an ordering that failed, did not run, or lacks the benchmark.
 
-        A failed ordering may have scored some benchmarks before failing; those partial scores stay
-        in its result file and out of the tables, which compare finished models only.
+        A failed run may have scored some benchmarks before failing; those partial scores stay in
+        its result file and out of the tables, which compare finished models only.
         """
-        result = self.results.get(ordering)
-        return result.score(benchmark) if result is not None and result.ok else math.nan
+        scores = self.seed_scores(ordering, benchmark)
+        return float(scores.mean()) if scores.size else math.nan
+
+    def seed_sd(self, ordering: str, benchmark: str) -> float:
+        """Return the standard deviation of an ordering's score over its finished seeds (NaN with fewer than 2)."""
+        scores = self.seed_scores(ordering, benchmark)
+        return float(scores.std(ddof=1)) if scores.size > 1 else math.nan
 
 
 class _Checker:
@@ -193,6 +254,7 @@ def parse_result(data: Any, path: Path, *, study: str | None = None, ordering: s
         raise check.fail("ordering", f"an ordering such as 'F>P>Q' or 'base' ({exc})", text) from None
     if ordering is not None and found_ordering != ordering:
         raise check.fail("ordering", f"{ordering!r}, the ordering the file name stands for", text)
+    seed = check.get(data, "seed", "", int, "the run's seed (an integer)", required=False, nullable=True)
     status = check.get(data, "status", "", str, " or ".join(repr(s) for s in STATUSES))
     if status not in STATUSES:
         raise check.fail("status", " or ".join(repr(s) for s in STATUSES), status)
@@ -208,6 +270,11 @@ def parse_result(data: Any, path: Path, *, study: str | None = None, ordering: s
     size_bytes = check.get(data, "size_bytes", "", int, "bytes on disk (an integer) or null", required=status == "ok", nullable=True)
     if size_bytes is not None and size_bytes <= 0:
         raise check.fail("size_bytes", "a positive number of bytes", size_bytes)
+    sizes = {}
+    for key in ("weights_bytes", "base_bf16_weights_bytes"):
+        sizes[key] = check.get(data, key, "", int, "bytes (a positive integer) or null", required=False, nullable=True)
+        if sizes[key] is not None and sizes[key] <= 0:
+            raise check.fail(key, "a positive number of bytes", sizes[key])
     n_params = check.get(data, "n_params", "", int, "a parameter count or null", required=False, nullable=True)
     quantized = check.get(data, "quantized", "", bool, "true or false", required=False, nullable=True)
 
@@ -229,8 +296,12 @@ def parse_result(data: Any, path: Path, *, study: str | None = None, ordering: s
             if not 0.0 <= task_score <= 100.0:
                 raise check.fail(f"{task_where}.score", "a score in percent (0-100)", task_score)
             abstention = check.get(task_entry, "abstention_rate", task_where, _NUMBER, "a fraction or null", required=False, nullable=True)
+            weight = check.get(task_entry, "weight", task_where, _NUMBER, "the task's weight (0-1)", required=False, nullable=True)
+            if weight is not None and not 0.0 <= weight <= 1.0:
+                raise check.fail(f"{task_where}.weight", "the task's weight (0-1)", weight)
             tasks[task] = TaskScore(
                 task_score, check.get(task_entry, "n", task_where, int, "the number of items"), abstention,
+                weight=None if weight is None else float(weight),
                 capped=bool(check.get(task_entry, "capped", task_where, bool, "true or false", required=False)),
                 max_new_tokens=check.get(task_entry, "max_new_tokens", task_where, int, "a number of tokens", required=False),
                 ceiling_pct=check.get(task_entry, "ceiling_pct", task_where, _NUMBER, "a score in percent or null",
@@ -240,11 +311,13 @@ def parse_result(data: Any, path: Path, *, study: str | None = None, ordering: s
             scoring=check.get(entry, "scoring", where, str, "how it was scored", required=False) or "",
             n_items=check.get(entry, "n_items", where, int, "the number of items", required=False) or sum(t.n for t in tasks.values()),
             tasks=tasks,
+            aggregation=check.get(entry, "aggregation", where, str, "how task scores are aggregated", required=False) or "",
         )
 
     items_file = check.get(data, "items_file", "", str, "a path relative to the study directory, or null", required=False, nullable=True)
     steps = check.get(data, "steps", "", list, "a list of step records", required=False, nullable=True) or []
-    return Result(path, found_ordering, status, error, size_bytes, n_params, quantized, benchmarks, items_file, steps, data)
+    return Result(path, found_ordering, seed, status, error, size_bytes, n_params, quantized, benchmarks, items_file, steps,
+                  data, sizes["weights_bytes"], sizes["base_bf16_weights_bytes"])
 
 
 def load_result(path: Path, *, study: str | None = None, ordering: str | None = None) -> Result:
@@ -287,42 +360,59 @@ def load_study(
     paths: StudyPaths,
     orderings: tuple[str, ...] | None = None,
     benchmarks: tuple[str, ...] | None = None,
+    seeds: tuple[int, ...] | None = None,
 ) -> Study:
     """Return a study's finished results, read from ``paths.results``.
 
     ``orderings``: the planned orderings (default: all 16). Orderings with a result file are
     shown too, planned or not (an earlier run's results stay valid); all in the reference row
     order. ``benchmarks``: the benchmarks to report (default: those found in the results).
+    ``seeds``: the study's seeds (default: those the file names say, ``F-P-Q.seed1.json``, or the
+    one seed of plain ``F-P-Q.json`` files). With several seeds, the ``.seed<N>`` files of those
+    seeds are read; with one, the plain files.
     """
     if not paths.dir.is_dir():
         raise FileNotFoundError(f"{paths.dir}: no such study directory; run the study first (make run) or check the study name")
-    found = {}
+    files: dict[tuple[str, int | None], Path] = {}
     for path in sorted(paths.results.glob("*.json")) if paths.results.is_dir() else []:
         if path.name.startswith("."):
             continue  # a temporary file of an atomic write in progress
-        stem_ordering = path.stem.replace("-", ">")
         try:
-            expected = format_ordering(parse_ordering(stem_ordering))
+            name, file_seed = parse_run_filename(path.stem)
+            ordering = format_ordering(parse_ordering(name))
         except ValueError:
-            warnings.warn(f"{path}: ignored, the file name is not an ordering (expected e.g. F-P-Q.json)", stacklevel=2)
+            warnings.warn(f"{path}: ignored, the file name is not a run (expected e.g. F-P-Q.json or F-P-Q.seed1.json)",
+                          stacklevel=2)
             continue
-        found[expected] = load_result(path, study=paths.study, ordering=expected)
+        files[(ordering, file_seed)] = path
+    several = len(seeds) > 1 if seeds is not None else any(seed is not None for _, seed in files)
+    found: dict[str, dict[int, Result]] = {}
+    for (ordering, file_seed), path in files.items():
+        if several != (file_seed is not None) or (several and seeds is not None and file_seed not in seeds):
+            continue  # another seed set's runs (the study had one seed then, or other seeds)
+        result = load_result(path, study=paths.study, ordering=ordering)
+        seed = file_seed if file_seed is not None else (result.seed if result.seed is not None else (seeds or (0,))[0])
+        found.setdefault(ordering, {})[seed] = result
+    if seeds is None:
+        seeds = tuple(sorted({s for by_seed in found.values() for s in by_seed})) or (0,)
 
     planned = set(orderings) if orderings is not None else set(REFERENCE_ORDER)
     # Tables keep the reference study's row order, whatever order the params file lists.
     shown = tuple(sorted(planned | set(found), key=reference_rank))
-    items = {}
-    for ordering, result in found.items():
-        if result.items_file:
-            items_path = paths.dir / result.items_file
-            if not items_path.is_file():
-                raise ResultFileError(f"{result.path}: key 'items_file': names {items_path}, which does not exist")
-            items[ordering] = load_items(items_path)
+    items: dict[str, dict[int, Items]] = {}
+    for ordering, by_seed in found.items():
+        for seed, result in by_seed.items():
+            if result.items_file:
+                items_path = paths.dir / result.items_file
+                if not items_path.is_file():
+                    raise ResultFileError(f"{result.path}: key 'items_file': names {items_path}, which does not exist")
+                items.setdefault(ordering, {})[seed] = load_items(items_path)
     return Study(
         name=paths.study,
         dir=paths.dir,
         orderings=shown,
-        benchmarks=study_benchmarks(found.values(), benchmarks),
-        results=found,
+        benchmarks=study_benchmarks([r for by_seed in found.values() for r in by_seed.values()], benchmarks),
+        runs=found,
         items=items,
+        seeds=tuple(seeds),
     )

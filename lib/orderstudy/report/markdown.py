@@ -2,9 +2,12 @@
 
 Numbers are printed the way the reference prints them: scores with two decimals, change rates
 with two decimals, a sign and a percent sign (``+97.83%``), sizes in binary units. Each value is
-followed by its interval in brackets, and ``*`` marks a change whose interval excludes zero. A
-row that cannot be computed prints N/A (不适用) in every cell and carries a footnote with the
-reason, as the reference does for the two orderings it could not run.
+followed by its interval in brackets, and ``*`` marks a change whose interval excludes zero.
+With several seeds a score is the mean over seeds followed by ``±`` its standard deviation over
+them, and a difference by ``sd`` its standard deviation over them. A row that cannot be computed
+prints N/A (不适用) in every cell and carries a footnote with the reason, as the reference does
+for the two orderings it could not run; a benchmark whose items are too few for an interval gets
+one footnote under the table saying so and what it would need.
 """
 
 from __future__ import annotations
@@ -44,17 +47,21 @@ def _interval(low, high, signed: bool) -> str:
     return f" [{low:{spec}}, {high:{spec}}]"
 
 
-def format_score(score, low=math.nan, high=math.nan) -> str:
-    """Return ``15.53 [12.10, 18.95]`` (the interval left out when there is none)."""
-    return "" if _missing(score) else f"{score:.2f}{_interval(low, high, signed=False)}"
+def format_score(score, low=math.nan, high=math.nan, seed_sd=math.nan) -> str:
+    """Return ``15.53 [12.10, 18.95]``, or ``15.53 ±0.40 [12.10, 18.95]`` with a spread over seeds (parts left out when missing)."""
+    if _missing(score):
+        return ""
+    spread = "" if _missing(seed_sd) else f" ±{seed_sd:.2f}"
+    return f"{score:.2f}{spread}{_interval(low, high, signed=False)}"
 
 
-def format_change(value, low=math.nan, high=math.nan, significant=None, *, percent: bool) -> str:
-    """Return a signed change with its interval: ``+97.83% [+50.12, +140.20]*``, or ``-2.08 [-3.10, -1.05]``."""
+def format_change(value, low=math.nan, high=math.nan, significant=None, *, percent: bool, seed_sd=math.nan) -> str:
+    """Return a signed change with its interval: ``+97.83% [+50.12, +140.20]*``, or ``-2.08 [-3.10, -1.05] sd 0.40``."""
     if _missing(value):
         return ""
     mark = "*" if significant is True else ""
-    return f"{value:+.2f}{'%' if percent else ''}{_interval(low, high, signed=True)}{mark}"
+    spread = "" if _missing(seed_sd) else f" sd {seed_sd:.2f}"
+    return f"{value:+.2f}{'%' if percent else ''}{_interval(low, high, signed=True)}{mark}{spread}"
 
 
 def pipe_table(header: list[str], rows: list[list[str]]) -> str:
@@ -90,13 +97,17 @@ class _Footnotes:
 
 def _legend(language: str, params: ReportParams) -> str:
     return (
-        labels.word("interval_note", language).format(
-            confidence=params.confidence, resamples=params.bootstrap_resamples, seed=params.bootstrap_seed
-        )
+        labels.word("interval_note", language).format(confidence=params.confidence)
         + " "
         + labels.word("significant", language).format(confidence=params.confidence)
         + "\n"
     )
+
+
+def _benchmark_notes(notes: _Footnotes, interval_notes: dict[str, str] | None, language: str) -> None:
+    """Add one footnote per benchmark that has no intervals, first, so they read before the rows' notes."""
+    for benchmark, reason in (interval_notes or {}).items():
+        notes.mark(labels.word("no_interval", language).format(benchmark=labels.benchmark_name(benchmark), reason=reason))
 
 
 def capped_note(capped: dict, language: str = "en") -> str:
@@ -118,15 +129,24 @@ def _failure_text(row, language: str) -> str:
     return f"{name}: {labels.word('failed', language)}: {error}" if error else f"{name}: {labels.word('failed', language)}"
 
 
-def main_markdown(main: pd.DataFrame, benchmarks, language: str = "en", params: ReportParams | None = None) -> str:
-    """Return the main table as Markdown: scores, change rates against the base, size, compression."""
+def main_markdown(main: pd.DataFrame, benchmarks, language: str = "en", params: ReportParams | None = None,
+                  interval_notes: dict[str, str] | None = None, aggregations: dict[str, str] | None = None) -> str:
+    """Return the main table as Markdown: scores, change rates against the base, sizes, compression.
+
+    ``interval_notes``: benchmark -> why it has no intervals (``Estimates.interval_notes``);
+    ``aggregations``: benchmark -> how its score aggregates its tasks (the result files say it).
+    """
     params = params or ReportParams()
     na, notes = labels.word("not_applicable", language), _Footnotes()
+    _benchmark_notes(notes, interval_notes, language)
     names = [labels.benchmark_name(b) for b in benchmarks]
+    for i, b in enumerate(benchmarks):
+        if b in (interval_notes or {}):
+            names[i] += notes.mark(labels.word("no_interval", language).format(benchmark=names[i], reason=interval_notes[b]))
     header = (
         [labels.word("ordering", language)] + names
         + [f"{n} {labels.word('change_pct', language)}" for n in names]
-        + [labels.word("size", language), labels.word("compression", language)]
+        + [labels.word("weights", language), labels.word("size", language), labels.word("compression", language)]
     )
     rows = []
     for _, row in main.iterrows():
@@ -137,7 +157,8 @@ def main_markdown(main: pd.DataFrame, benchmarks, language: str = "en", params: 
                 label += notes.mark(_failure_text(row, language))
             rows.append([label] + [filler] * (len(header) - 1))
             continue
-        scores = [format_score(row[b], row[f"{b}_ci_low"], row[f"{b}_ci_high"]) for b in benchmarks]
+        scores = [format_score(row[b], row[f"{b}_ci_low"], row[f"{b}_ci_high"], row.get(f"{b}_seed_sd", math.nan))
+                  for b in benchmarks]
         if row["ordering"] == BASE:
             changes = ["0.00%"] * len(benchmarks)  # as the reference prints it
         else:
@@ -148,9 +169,17 @@ def main_markdown(main: pd.DataFrame, benchmarks, language: str = "en", params: 
             ]
         if row.get("note"):
             label += notes.mark(f"{row['label']} ({row['ordering']}): {row['note']}")
-        ratio = row["compression_ratio"]
-        rows.append([label] + scores + changes + [format_size(row["size_bytes"]), "" if _missing(ratio) else f"×{ratio:.2f}"])
-    return pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params)
+        ratio, basis = row["compression_ratio"], row.get("compression_basis", "")
+        shown = "" if _missing(ratio) else f"×{ratio:.2f}"
+        if shown and basis and basis != "weights vs base in bf16":
+            shown += notes.mark(labels.word("compression_old", language))
+        rows.append([label] + scores + changes
+                    + [format_size(row.get("weights_bytes")), format_size(row["size_bytes"]), shown])
+    parts = "; ".join(f"{labels.benchmark_name(b)} {labels.aggregation(how, language)}"
+                      for b, how in (aggregations or {}).items() if how)
+    aggregated = labels.word("aggregation_note", language).format(parts=parts) + "\n" if parts else ""
+    return (pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params) + aggregated
+            + labels.word("size_note", language) + "\n")
 
 
 def _pair_rows(frame: pd.DataFrame, benchmarks, language: str, columns, notes: _Footnotes, name_of) -> list[list[str]]:
@@ -166,7 +195,8 @@ def _pair_rows(frame: pd.DataFrame, benchmarks, language: str, columns, notes: _
             for kind in columns:
                 if kind == "diff":
                     text = format_change(row[f"{b}_diff"], row[f"{b}_diff_ci_low"], row[f"{b}_diff_ci_high"],
-                                         row.get(f"{b}_diff_significant", row.get(f"{b}_change_significant")), percent=False)
+                                         row.get(f"{b}_diff_significant", row.get(f"{b}_change_significant")), percent=False,
+                                         seed_sd=row.get(f"{b}_seed_sd", math.nan))
                 else:
                     text = format_change(row[f"{b}_change_pct"], row[f"{b}_change_ci_low"], row[f"{b}_change_ci_high"],
                                          row[f"{b}_change_significant"], percent=True)
@@ -176,9 +206,10 @@ def _pair_rows(frame: pd.DataFrame, benchmarks, language: str, columns, notes: _
 
 
 def transition_markdown(frame: pd.DataFrame, operation: str, benchmarks, language: str = "en",
-                        params: ReportParams | None = None) -> str:
+                        params: ReportParams | None = None, interval_notes: dict[str, str] | None = None) -> str:
     """Return one per-operation table (S → S+operation) as Markdown, in the reference's layout."""
     params, notes = params or ReportParams(), _Footnotes()
+    _benchmark_notes(notes, interval_notes, language)
     header = [labels.word("comparison", language)]
     for b in benchmarks:
         name = labels.benchmark_name(b)
@@ -188,11 +219,18 @@ def transition_markdown(frame: pd.DataFrame, operation: str, benchmarks, languag
     return f"{caption}\n\n" + pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params)
 
 
-def order_effect_markdown(frame: pd.DataFrame, benchmarks, language: str = "en", params: ReportParams | None = None) -> str:
-    """Return the order-effect table as Markdown: for each pair A, B the score difference B − A."""
+def order_effect_markdown(frame: pd.DataFrame, benchmarks, language: str = "en", params: ReportParams | None = None,
+                          interval_notes: dict[str, str] | None = None, seeds: int = 1) -> str:
+    """Return the order-effect table as Markdown: for each pair A, B the score difference B − A.
+
+    ``seeds``: how many seeds the study has; with several, a line under the table says how the
+    order effects are weighed against the seed-to-seed spread, and with one that it is not measured.
+    """
     params, notes = params or ReportParams(), _Footnotes()
+    _benchmark_notes(notes, interval_notes, language)
     header = [labels.word("pair", language), labels.word("differs_by", language)]
     header += [f"{labels.benchmark_name(b)} {labels.word('diff', language)}" for b in benchmarks]
     rows = _pair_rows(frame, benchmarks, language, ("diff",), notes, lambda row: [row["differs_by"]])
     caption = labels.word("order_effects", language)
-    return f"{caption}\n\n" + pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params)
+    model = labels.word("seed_model" if seeds > 1 else "one_seed", language).format(seeds=seeds)
+    return f"{caption}\n\n" + pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params) + model + "\n"

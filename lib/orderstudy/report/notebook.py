@@ -51,12 +51,19 @@ _MAIN_HELP = """\
 - Rows: the orderings, `A → B` = A first, then B, in the reference study's row order.
 - **Change rate** = (score − base score) / base score × 100: +97.83% means the score almost doubled.
   When the base score is 0 the rate is undefined and shown as N/A with the reason.
-- **Brackets** are 95% confidence intervals (the confidence and the number of resamples are in the
-  params file, `report:`) from a bootstrap over the benchmark's items: items are resampled within
-  each task and the tasks averaged again. Intervals of changes are **paired**: both models are
-  scored on the same resampled items, so what the items do to every model cancels out.
-- **\\*** marks a change whose interval excludes zero: the data say the change is real, not noise
-  of which items were sampled.
+- **Brackets** are 95% confidence intervals (the confidence is in the params file, `report:`) from
+  the per-item scores: how items vary within their task says how much the score would move with
+  other items (Wilson intervals for a score; paired MOVER intervals, Newcombe's method, for a
+  change; Fieller's for a change rate: `lib/orderstudy/report/intervals.py` says why these, and a
+  calibration test checks they cover the truth 95% of the time at the study's sample sizes).
+  Intervals of changes are **paired**: both models are scored on the same items, so what the items
+  do to every model cancels out.
+- **Seeds**: with several seeds (`seeds: [0, 1, 2]`) a score is the mean over seeds, `±` its
+  standard deviation over them, and the intervals include the seed-to-seed variance.
+- **\\*** marks a change whose interval excludes zero: the change is larger than the noise of which
+  items were sampled (and of the seeds). A benchmark with a task of fewer than 2 items has no
+  interval and no mark at all: the footnote (and the line below the table) says which, and what it
+  would take.
 - A failed ordering shows **N/A** in every cell and a footnote with its error; an ordering with no
   result file yet shows **not run**."""
 
@@ -73,14 +80,30 @@ _ORDER_HELP = """\
 
 Each row sets two orderings with the same operations side by side (e.g. F → Q against Q → F) and
 gives the score difference B − A with a paired interval. A **\\*** here is direct evidence that
-the order matters for that benchmark."""
+the order matters for that benchmark. Fine-tuning is stochastic: with several seeds each
+difference is paired within each seed and averaged over them, `sd` is its spread from seed to
+seed, and the interval includes that seed noise, so a **\\*** is an order effect beyond it; with
+one seed, the line under the table says that seed noise is not measured."""
+
+_SHOW_POWER = """\
+from orderstudy.report import labels
+
+display(Markdown("## " + labels.word("power_title", report.language)))
+display(Markdown(report.markdown["power"]))"""
+
+_SHOW_CLAIMS = """\
+display(Markdown("## " + labels.word("claims_title", report.language)))
+display(Markdown(report.markdown["claims"]))"""
 
 _FIGURES_HELP = """\
 ## Figures
 
 Each figure is followed by its caption: what is drawn and how to read it."""
 
-_SHOW_MAIN = 'display(Markdown(report.markdown["main"]))'
+_SHOW_MAIN = """\
+display(Markdown(report.markdown["main"]))
+for benchmark, reason in report.estimates.interval_notes().items():
+    display(Markdown(f"**{benchmark}** has no intervals: {reason}."))"""
 _SHOW_OPERATIONS = 'for operation in ("F", "P", "Q"):\n    display(Markdown(report.markdown[operation]))'
 _SHOW_ORDER = 'display(Markdown(report.markdown["order_effects"]))'
 _SHOW_FIGURES = """\
@@ -115,6 +138,8 @@ def summary_notebook() -> nbformat.NotebookNode:
         md(_MAIN_HELP), code(_SHOW_MAIN),
         md(_OPERATIONS_HELP), code(_SHOW_OPERATIONS),
         md(_ORDER_HELP), code(_SHOW_ORDER),
+        code(_SHOW_POWER),
+        code(_SHOW_CLAIMS),
         md(_FIGURES_HELP), code(_SHOW_FIGURES),
         md(_COMPARE_HELP), code(_SHOW_COMPARE),
     ]

@@ -261,11 +261,11 @@ def reference_as_study(reference: ReferenceStudy | None = None) -> Study:
         path = REFERENCE_FILE
         if ordering in ref.not_applicable:
             error = {"type": "NotApplicable", "message": "the reference study could not run this ordering (footnote ¹)"}
-            results[ordering] = Result(path, ordering, "failed", error, None, None, None, {}, None)
+            results[ordering] = Result(path, ordering, 0, "failed", error, None, None, None, {}, None)
             continue
         benchmarks = {b: BenchmarkScore(float(ref.scores.at[ordering, b]), "printed, rounded to 0.01", 0, {}) for b in BENCHMARKS}
-        results[ordering] = Result(path, ordering, "ok", None, _size_bytes(ref.sizes[ordering]), None, None, benchmarks, None)
-    return Study("reference", REFERENCE_DIR, tuple(ref.scores.index), BENCHMARKS, results, {})
+        results[ordering] = Result(path, ordering, 0, "ok", None, _size_bytes(ref.sizes[ordering]), None, None, benchmarks, None)
+    return Study("reference", REFERENCE_DIR, tuple(ref.scores.index), BENCHMARKS, {o: {0: r} for o, r in results.items()}, {})
 
 
 def reproduced_changes(reference: ReferenceStudy | None = None) -> pd.DataFrame:
@@ -280,7 +280,7 @@ def reproduced_changes(reference: ReferenceStudy | None = None) -> pd.DataFrame:
     from .tables import main_table, transition_tables
 
     ref = reference or load_reference()
-    est = estimate(reference_as_study(ref), ReportParams(bootstrap_resamples=10))
+    est = estimate(reference_as_study(ref), ReportParams())
     main = main_table(est, "zh").set_index("ordering")
     per_operation = {op: t.set_index(["before", "after"]) for op, t in transition_tables(est, "zh").items()}
     scores, rows = ref.scores, []

@@ -1,14 +1,17 @@
 """The report's tables as data frames, with machine-readable column names.
 
 - ``main_table``: one row per ordering, reference row order. Its columns are a contract other
-  tools read (``main.csv``): ordering, status, ``<b>``, ``<b>_change_pct``, size_bytes,
-  ``<b>_ci_low``/``_ci_high``, ``<b>_change_ci_low``/``_ci_high``, ``<b>_change_significant``,
-  compression_ratio, error; ``build`` adds capped_tasks (``benchmark:task`` of the tasks whose
-  generation budget was capped below their answers' length).
+  tools read (``main.csv``): ordering, status, ``<b>`` (the mean over seeds), ``<b>_change_pct``,
+  size_bytes (the whole checkpoint directory), ``<b>_ci_low``/``_ci_high``,
+  ``<b>_change_ci_low``/``_ci_high``, ``<b>_change_significant``, compression_ratio, error; and
+  seeds (how many finished), ``<b>_seed_sd`` (the score's spread over them), weights_bytes (the
+  weight files alone), compression_basis (what the ratio divides); ``build`` adds capped_tasks
+  (``benchmark:task`` of the tasks whose generation budget was capped below their answers' length).
 - ``transition_table``: the effect of one operation on each state it was applied to (the
   reference study's per-operation tables): ``<b>_diff`` (points) and ``<b>_change_pct`` with
   intervals.
-- ``order_effect_table``: the same operations in two orders, ``<b>_diff`` = B - A.
+- ``order_effect_table``: the same operations in two orders, ``<b>_diff`` = B - A, paired over
+  items and seeds; ``<b>_seed_sd``: how much that difference moves from seed to seed.
 
 Scores and changes are in percent points and percent; printing them is ``markdown``'s job.
 """
@@ -54,24 +57,42 @@ def _with_boolean(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def compression(study, ordering: str) -> tuple[float, str]:
+    """Return ``(ratio, basis)``: what the base would weigh in bf16 over the ordering's weight files.
+
+    The base in bf16 whatever dtype the study computes in (a CPU without bf16 stores the base in
+    fp32, and an NF4 model against it would look twice as small as a paper would print). Older
+    result files without those sizes give the whole directories' ratio, and the basis says so.
+    """
+    result, base = study.results.get(ordering), study.results.get(BASE)
+    if result is None or not result.ok:
+        return math.nan, ""
+    base_bf16 = result.base_bf16_weights_bytes or (base.base_bf16_weights_bytes if base is not None else None)
+    if result.weights_bytes and base_bf16:
+        return base_bf16 / result.weights_bytes, "weights vs base in bf16"
+    if base is not None and base.ok and base.size_bytes and result.size_bytes:
+        return base.size_bytes / result.size_bytes, "directories vs base as stored"
+    return math.nan, ""
+
+
 def main_table(est: Estimates, language: str = "en") -> pd.DataFrame:
     """Return one row per ordering: status, scores, change rates against the base, size, intervals, error."""
     study, rows = est.study, []
-    base_size = study.results[BASE].size_bytes if study.status(BASE) == "ok" else None
     for ordering in study.orderings:
         result = study.results.get(ordering)
-        row = {"ordering": ordering, "label": labels.ordering_label(ordering, language), "status": study.status(ordering)}
+        row = {"ordering": ordering, "label": labels.ordering_label(ordering, language), "status": study.status(ordering),
+               "seeds": len(study.ok_seeds(ordering))}
         comparisons = [est.compare(BASE, ordering, b) for b in study.benchmarks]
         for b in study.benchmarks:
             row[b] = est.score(ordering, b)
         for b, c in zip(study.benchmarks, comparisons):
             row[f"{b}_change_pct"] = c.change_pct
-        size = result.size_bytes if result is not None else None
-        row["size_bytes"] = size
-        row["compression_ratio"] = base_size / size if base_size and size else math.nan
+        row["size_bytes"] = result.size_bytes if result is not None else None
+        row["weights_bytes"] = result.weights_bytes if result is not None else None
+        row["compression_ratio"], row["compression_basis"] = compression(study, ordering)
         for b, c in zip(study.benchmarks, comparisons):
             low, high = est.score_ci(ordering, b)
-            row |= {f"{b}_ci_low": low, f"{b}_ci_high": high}
+            row |= {f"{b}_ci_low": low, f"{b}_ci_high": high, f"{b}_seed_sd": study.seed_sd(ordering, b)}
             row |= {k: v for k, v in _comparison_columns(b, c, diff=False).items() if k != f"{b}_change_pct"}
         row["n_params"] = result.n_params if result is not None else None
         row["quantized"] = result.quantized if result is not None else None
@@ -81,11 +102,14 @@ def main_table(est: Estimates, language: str = "en") -> pd.DataFrame:
             row["note"] = ""
         elif study.status(BASE) != "ok":
             row["note"] = f"no change rates: the base model {study.status(BASE)}"
+        elif ordering == BASE and study.missing_seeds(BASE):
+            row["note"] = f"{BASE}: {study.missing_seeds(BASE)}"
         else:
             row["note"] = _notes(comparisons)
         rows.append(row)
     frame = pd.DataFrame(rows)
     frame["size_bytes"] = frame["size_bytes"].astype("Int64")
+    frame["weights_bytes"] = frame["weights_bytes"].astype("Int64")
     frame["n_params"] = frame["n_params"].astype("Int64")
     frame["quantized"] = frame["quantized"].astype("boolean")
     return _with_boolean(frame)
@@ -149,10 +173,11 @@ def order_effect_table(est: Estimates, language: str = "en") -> pd.DataFrame:
         for bench, c in zip(est.study.benchmarks, comparisons):
             row |= {f"{bench}_a": c.before_score, f"{bench}_b": c.after_score, f"{bench}_diff": c.diff,
                     f"{bench}_diff_ci_low": c.diff_ci[0], f"{bench}_diff_ci_high": c.diff_ci[1],
-                    f"{bench}_diff_significant": c.significant}
+                    f"{bench}_diff_significant": c.significant, f"{bench}_seeds": c.seeds, f"{bench}_seed_sd": c.seed_sd}
         row["note"] = _notes(comparisons)
         rows.append(row)
     columns = ["a", "b", "label", "differs_by", "status"]
     for bench in est.study.benchmarks:
-        columns += [f"{bench}_a", f"{bench}_b", f"{bench}_diff", f"{bench}_diff_ci_low", f"{bench}_diff_ci_high", f"{bench}_diff_significant"]
+        columns += [f"{bench}_a", f"{bench}_b", f"{bench}_diff", f"{bench}_diff_ci_low", f"{bench}_diff_ci_high",
+                    f"{bench}_diff_significant", f"{bench}_seeds", f"{bench}_seed_sd"]
     return _with_boolean(pd.DataFrame(rows, columns=columns + ["note"]))

@@ -1,0 +1,54 @@
+"""The power table: the smallest change the study can detect, and what a benchmark without intervals needs."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from orderstudy.report import build_report
+from orderstudy.report.changes import order_pairs
+
+
+def test_minimum_detectable_change_follows_from_the_observed_variance(finished_study):
+    report = build_report(finished_study.params_file, figures=False, outputs_dir=finished_study.outputs_dir)
+    power = report.power.set_index("benchmark")
+    est = report.estimates
+    for benchmark in ("lawbench", "stem", "mmlu_law"):
+        row = power.loc[benchmark]
+        assert row["tasks"] == 3 and row["items"] == 60 and row["items_per_task"] == "20" and row["intervals"]
+        assert row["basis"] == "order effects"
+        # se: the root mean square over the finished order-effect pairs of their paired standard errors.
+        ok = [o for o in est.study.orderings if est.study.status(o) == "ok"]
+        ses = [est.compare(a, b, benchmark).diff_se for a, b in order_pairs(ok)]
+        assert row["comparisons"] == len(ses) == 3 + 6  # 3 pairs, 6 among the 4 triples that ran
+        assert row["se_points"] == pytest.approx(math.sqrt(np.mean(np.square(ses))), rel=1e-6)
+        df = est.items[benchmark].design.item_df
+        assert row["mde_points"] == pytest.approx((stats.t.ppf(0.975, df) + stats.t.ppf(0.8, df)) * row["se_points"],
+                                                  rel=1e-6)
+        # More items are needed to detect 5 points than to detect the minimum detectable change today.
+        assert row["items_per_task_needed"] > 20 if row["mde_points"] > 5 else row["items_per_task_needed"] <= 20
+    md = report.markdown["power"]
+    assert "Minimum detectable change (points, 80% power, 95%)" in md and "Items per task to detect 5 points" in md
+    assert f"{power.at['stem', 'mde_points']:.1f}" in md
+
+
+def test_a_benchmark_with_one_item_a_task_has_no_interval_and_says_what_it_needs(finished_study):
+    # Keep one item of each stem subject, as a demo sampling one item per MMLU subject does.
+    for path in finished_study.paths.items.glob("*.json"):
+        items = json.loads(path.read_text())
+        items["stem"] = {task: dict(list(scores.items())[:1]) for task, scores in items["stem"].items()}
+        path.write_text(json.dumps(items))
+    report = build_report(finished_study.params_file, figures=False, outputs_dir=finished_study.outputs_dir)
+    main = report.main.set_index("ordering")
+    assert main["stem_ci_low"].isna().all() and main["stem_change_significant"].drop("base").isna().all()
+    assert not main["lawbench_ci_low"].isna().all()  # the other benchmarks keep theirs
+    assert report.order_effects["stem_diff_significant"].isna().all()
+    reason = report.estimates.interval_notes()["stem"]
+    assert "3 of its 3 tasks have fewer than 2 items" in reason and "mmlu_items_per_subject ≥ 2" in reason
+    assert f"stem: {reason}." in report.markdown["main"] and "| stem¹" in report.markdown["main"]
+    row = report.power.set_index("benchmark").loc["stem"]
+    assert not row["intervals"] and math.isnan(row["mde_points"])
+    assert row["items_per_task_needed"] >= 2  # planned from the spread of all its items
+    assert "no interval" in report.markdown["power"]
