@@ -124,12 +124,17 @@ def jupyter_lab(root_dir: Path, log_path: Path, timeout_s: float = 120) -> Itera
             _wait(lambda: _http_ok(f"{base}/api/status?token={token}"), timeout_s, "JupyterLab", process)
             yield base, token
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Terminate ``process``, killing it if it has not exited 20 s later."""
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _http_ok(url: str) -> bool:
@@ -162,12 +167,7 @@ def chromium(log_path: Path, timeout_s: float = 60) -> Iterator[str]:
 
             yield _wait(page_socket, timeout_s, "Chromium's page", process)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _stop(process)
 
 
 class DevTools:

@@ -75,33 +75,26 @@ def context() -> OperationContext:
 
 def make_tiny_model(out_dir: Path) -> Path:
     """Save a randomly initialised 3-layer Llama with SmolLM2's tokenizer in ``out_dir``."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(TOKENIZER_SOURCE)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256,
-        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config).to(torch.float32)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    return out_dir
+    return _save_random_llama(out_dir, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256)
 
 
 def make_360m_shaped_model(out_dir: Path, layers: int = 2) -> Path:
     """Save a random Llama with SmolLM2-360M's widths and head layout (hidden 960, 15 heads in 5
     key/value groups of 3, head_dim 64, MLP 2560, tied embeddings) but ``layers`` decoder layers,
     with SmolLM2's tokenizer. The vocabulary stays the tokenizer's 49,152: its token ids reach it."""
+    return _save_random_llama(out_dir, hidden_size=960, intermediate_size=2560, num_hidden_layers=layers,
+                              num_attention_heads=15, num_key_value_heads=5, head_dim=64,
+                              max_position_embeddings=8192, rope_theta=100000.0)
+
+
+def _save_random_llama(out_dir: Path, **shape) -> Path:
+    """Save a Llama of ``shape`` (seeded random weights, float32, tied embeddings) with SmolLM2's tokenizer."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(TOKENIZER_SOURCE)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=960, intermediate_size=2560, num_hidden_layers=layers,
-        num_attention_heads=15, num_key_value_heads=5, head_dim=64, max_position_embeddings=8192, rope_theta=100000.0,
-        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(vocab_size=len(tokenizer), tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **shape)
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).to(torch.float32)
     model.save_pretrained(out_dir)
