@@ -26,7 +26,7 @@ def test_jupyterlab_shows_the_notebooks_sections_and_figures(smoke):
             pytest.fail(str(exc))
         pytest.skip(str(exc))
     out = smoke["dir"] / "browser"
-    report = browser_check.check_notebook(smoke["dir"] / "notebooks" / "F-P-Q.ipynb", out, expect=SECTIONS)
+    report = browser_check.check_notebook(smoke["dir"] / "notebooks" / "F-P-Q.seed0.ipynb", out, expect=SECTIONS)
     for title in SECTIONS + ("Fine-tune (F)", "Prune (P)", "Quantize (Q)"):
         assert any(h.startswith(title) for h in report.headings), (title, report.headings)
     assert report.images >= 8  # F: 2, P: 3, Q: 2, the evaluation: 1

@@ -26,7 +26,7 @@ EXPECTED = {
     "Step 1": ("Fine-tune (F)", ("held-out pair", "The same prompts before and after"), 2),
     "Step 2": ("Prune (P)", ("What width pruning kept", "importance scores", "Size on disk and parameters"), 3),
     "Step 3": ("Quantize (Q)", ("deq(Q(W))", "Size on disk and parameters"), 2),
-    "Evaluation": ("Scores evaluated", ("bootstrap interval", "A few scored LawBench answers", "How the evaluation ran"), 1),
+    "Evaluation": ("Scores evaluated", ("interval from the task's sampled items", "A few scored LawBench answers", "How the evaluation ran"), 1),
 }
 # What an executed notebook must not hold: text progress bars updating in place, the library
 # messages notebook_output hides.
@@ -44,7 +44,7 @@ def sections(html: str) -> dict[str, str]:
 def test_the_executed_notebook_shows_section_by_section_what_each_operation_did(smoke):
     from nbconvert import HTMLExporter
 
-    notebook = nbformat.read(smoke["dir"] / "notebooks" / "F-P-Q.ipynb", as_version=4)
+    notebook = nbformat.read(smoke["dir"] / "notebooks" / "F-P-Q.seed0.ipynb", as_version=4)  # the smoke study has two seeds
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     streams = "".join(o.text for o in outputs if o.output_type == "stream")
@@ -59,7 +59,7 @@ def test_the_executed_notebook_shows_section_by_section_what_each_operation_did(
         assert heading in body, title
         assert all(c in body for c in captions), (title, [c for c in captions if c not in body])
         assert body.count("data:image/png;base64") >= figures, title
-    assert "smoke/results/F-P-Q.json" in found["The result file"]
+    assert "smoke/results/F-P-Q.seed0.json" in found["The result file"]
 
 
 def test_run_cell_by_cell_with_steps_executed_twice_it_writes_the_result_papermill_wrote(smoke, tmp_path, monkeypatch):
@@ -72,7 +72,7 @@ def test_run_cell_by_cell_with_steps_executed_twice_it_writes_the_result_papermi
     monkeypatch.delenv("ORDERSTUDY_PROGRESS", raising=False)  # as in JupyterLab: bars, not lines
     notebook = nbformat.read(paths.ORDERING_NOTEBOOK, as_version=4)
     parameters = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
-    parameters.source = f'params_file = "params/smoke.yaml"\nordering = "F>P>Q"'  # what a reader edits
+    parameters.source = 'params_file = "params/smoke.yaml"\nordering = "F>P>Q"\nseed = 0'  # what a reader edits
     client = NotebookClient(notebook, kernel_name="python3", resources={"metadata": {"path": str(paths.ROOT)}})
     with client.setup_kernel():
         for index, cell in enumerate(notebook.cells):
@@ -83,8 +83,8 @@ def test_run_cell_by_cell_with_steps_executed_twice_it_writes_the_result_papermi
     errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors, errors
 
-    interactive = json.loads((study_dir / "results" / "F-P-Q.json").read_text())
-    papermill = json.loads((smoke["dir"] / "results" / "F-P-Q.json").read_text())
+    interactive = json.loads((study_dir / "results" / "F-P-Q.seed0.json").read_text())
+    papermill = json.loads((smoke["dir"] / "results" / "F-P-Q.seed0.json").read_text())
     assert all(s["reused"] for s in interactive["steps"]) and interactive["evaluation"]["reused"]
     assert _comparable(interactive) == _comparable(papermill)
 

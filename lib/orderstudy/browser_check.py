@@ -262,8 +262,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m orderstudy.browser_check", description=__doc__.splitlines()[0])
     parser.add_argument("target", type=Path,
-                        help="an executed notebook (outputs/<study>/notebooks/F-P-Q.ipynb), or a params file: its study's notebook of --ordering")
+                        help="an executed notebook (outputs/<study>/notebooks/F-P-Q.ipynb), or a params file: its study's notebook of --ordering (and --seed)")
     parser.add_argument("--ordering", default="F>P>Q", help="with a params file: which ordering's notebook (default F>P>Q)")
+    parser.add_argument("--seed", type=int, help="with a params file of several seeds: which seed's notebook (default the first)")
     parser.add_argument("--out", type=Path, help="where the screenshots go (default: outputs/<study>/browser)")
     parser.add_argument("--expect", nargs="*", default=["The base model", "Step 1", "Evaluation", "The result file"],
                         help="headings the page must show")
@@ -273,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         from .params import load_params
         from .paths import StudyPaths
 
-        notebook = StudyPaths(load_params(args.target).study).notebook(args.ordering)
+        params = load_params(args.target)
+        seed = args.seed if args.seed is not None else params.seeds[0]
+        notebook = StudyPaths(params.study).notebook(args.ordering, seed if len(params.seeds) > 1 else None)
     if not notebook.is_file():
         print(f"error: {notebook}: no such notebook (run the study first: make study)", file=sys.stderr)
         return 2
