@@ -52,3 +52,26 @@ def test_a_benchmark_with_one_item_a_task_has_no_interval_and_says_what_it_needs
     assert not row["intervals"] and math.isnan(row["mde_points"])
     assert row["items_per_task_needed"] >= 2  # planned from the spread of all its items
     assert "no interval" in report.markdown["power"]
+
+
+def test_a_pair_scoring_every_item_alike_is_left_out_of_the_typical_error(finished_study):
+    # P>Q and Q>P answer no stem item right, as heavily pruned models do: their paired difference
+    # has a standard error of exactly 0, which says nothing of how items vary.
+    for ordering in ("P>Q", "Q>P"):
+        path = finished_study.paths.dir / "items" / f"{ordering.replace('>', '-')}.json"
+        items = json.loads(path.read_text())
+        items["stem"] = {task: {i: 0.0 for i in scores} for task, scores in items["stem"].items()}
+        path.write_text(json.dumps(items))
+    report = build_report(finished_study.params_file, figures=False, outputs_dir=finished_study.outputs_dir)
+    row = report.power.set_index("benchmark").loc["stem"]
+    est = report.estimates
+    ok = [o for o in est.study.orderings if est.study.status(o) == "ok"]
+    ses = {(a, b): est.compare(a, b, "stem").diff_se for a, b in order_pairs(ok)}
+    zero = [pair for pair, se in ses.items() if se == 0]
+    assert zero == [("P>Q", "Q>P")] or zero == [("Q>P", "P>Q")]
+    assert row["uninformative"] == 1 and row["comparisons"] == len(ses) - 1
+    kept = [se for se in ses.values() if se > 0]
+    assert row["se_points"] == pytest.approx(math.sqrt(np.mean(np.square(kept))), rel=1e-6)
+    assert row["se_points"] > math.sqrt(np.mean(np.square(list(ses.values()))))  # the zero would have shrunk it
+    # The other benchmarks keep every pair.
+    assert report.power.set_index("benchmark").loc["lawbench", "uninformative"] == 0

@@ -9,7 +9,10 @@ interval excludes zero) with that probability; smaller ones mostly are not, what
 
 "Typical" is the root mean square of the standard errors over the study's order-effect pairs
 (the comparisons the study is about), or over its comparisons against the base when no pair
-has scores. Then the items per task that would detect ``report.target_change_points`` (5 points
+has scores. A pair whose two orderings score every item alike (both 0 on every item, as heavily
+pruned models do, or the same answers) has a standard error of exactly 0 and says nothing of how
+items vary: it is left out (``uninformative``), else it would shrink the typical error and the
+minimum detectable change below what the intervals the report draws can resolve. Then the items per task that would detect ``report.target_change_points`` (5 points
 by default): the items' part of the variance shrinks with more items, the seeds' part does not,
 and when that alone exceeds what the target allows the answer is "more seeds", not more items.
 
@@ -52,14 +55,19 @@ def benchmark_power(est: Estimates, benchmark: str) -> dict:
             "items_per_task": f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}",
             "effective_items": round(design.effective_items, 1), "seeds": len(est.study.seeds)}
     pairs, basis = _pairs(est, benchmark)
-    noises = []
+    noises, uninformative = [], 0
     for a, b in pairs:
         seeds = tuple(sorted(set(est.study.ok_seeds(a)) & set(est.study.ok_seeds(b))))
         arm_a, arm_b = est.arm(a, benchmark, seeds), est.arm(b, benchmark, seeds)
         if seeds and arm_a is not None and arm_b is not None:
-            noises.append(intervals.pair_noise(design, arm_a, arm_b))
+            noise = intervals.pair_noise(design, arm_a, arm_b)
+            if noise.item + noise.seed == 0.0:
+                uninformative += 1
+            else:
+                noises.append(noise)
     reason = est.no_interval_reason(benchmark)
-    row |= {"intervals": not reason, "comparisons": len(noises), "basis": basis if noises else ""}
+    row |= {"intervals": not reason, "comparisons": len(noises), "uninformative": uninformative,
+            "basis": basis if noises else ""}
     if not noises or all(math.isnan(x.item) for x in noises):
         return row | {"note": reason or "no pair of orderings with scores"}
     item = float(np.nanmean([x.item for x in noises]))
@@ -85,7 +93,7 @@ def benchmark_power(est: Estimates, benchmark: str) -> dict:
 def power_table(est: Estimates) -> pd.DataFrame:
     """Return one row per benchmark: items, seeds, typical standard error, minimum detectable change, items needed."""
     columns = ["benchmark", "tasks", "items", "items_per_task", "effective_items", "seeds", "intervals", "comparisons",
-               "basis", "item_diff_sd_points", "se_points", "seed_share", "mde_points", "target_points",
+               "uninformative", "basis", "item_diff_sd_points", "se_points", "seed_share", "mde_points", "target_points",
                "items_per_task_needed", "seeds_needed", "note"]
     return pd.DataFrame([benchmark_power(est, b) for b in est.study.benchmarks], columns=columns)
 
