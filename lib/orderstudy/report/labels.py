@@ -95,8 +95,8 @@ _WORDS = {
             "the time at {confidence:.0%} confidence: an order effect below it is not resolved by this study, "
             "whatever its sign. SE: root mean square over the study's order-effect pairs (or its comparisons "
             "against the base), items and seeds, leaving out pairs whose two orderings score every item alike "
-            "(both 0 everywhere, say): their SE is 0 and says nothing of how items vary. Items per task for {target:g} points: the same number in every "
-            "task, from the observed variance (a projection)."
+            "(both 0 everywhere, say): their SE is 0 and says nothing of how items vary. Items per task for "
+            "{target:g} points: the same number in every task, from the observed variance (a projection)."
         ),
         "claims_title": "What the literature says, and what this study shows",
         "power_title": "What this study can detect",
@@ -175,7 +175,8 @@ _WORDS = {
         "power_legend": (
             "小于最小可检测变化的真实变化，在 {confidence:.0%} 置信水平下被检出的概率低于 {power:.0%}："
             "低于该值的顺序效应本研究无法分辨，无论其方向。标准误：在本研究的顺序效应配对（或与原始模型的比较）上的均方根，"
-            "含题目与种子；两个顺序在每道题上得分都相同的配对（例如都为 0）标准误为 0，不反映题目的变异，不计入。检测 {target:g} 点所需题目数：每个任务相同数量，由观测方差推算（仅为估计）。"
+            "含题目与种子；两个顺序在每道题上得分都相同的配对（例如都为 0）标准误为 0，不反映题目的变异，不计入。"
+            "检测 {target:g} 点所需题目数：每个任务相同数量，由观测方差推算（仅为估计）。"
         ),
         "claims_title": "文献怎么说，本研究显示什么",
         "power_title": "本研究能检测到多大的变化",

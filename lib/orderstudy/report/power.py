@@ -12,8 +12,10 @@ interval excludes zero) with that probability; smaller ones mostly are not, what
 has scores. A pair whose two orderings score every item alike (both 0 on every item, as heavily
 pruned models do, or the same answers) has a standard error of exactly 0 and says nothing of how
 items vary: it is left out (``uninformative``), else it would shrink the typical error and the
-minimum detectable change below what the intervals the report draws can resolve. Then the items per task that would detect ``report.target_change_points`` (5 points
-by default): the items' part of the variance shrinks with more items, the seeds' part does not,
+minimum detectable change below what the intervals the report draws can resolve.
+
+Then the items per task that would detect ``report.target_change_points`` (5 points by default):
+the items' part of the variance shrinks with more items, the seeds' part does not,
 and when that alone exceeds what the target allows the answer is "more seeds", not more items.
 
 A benchmark with a task of one item has no interval (``intervals.py``); its planning numbers
