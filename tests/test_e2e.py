@@ -118,7 +118,13 @@ def test_main_table_is_honest(smoke):
     md = (smoke["dir"] / "tables" / "main.md").read_text()
     assert re.search(r"LawBench: (\d+) of its \1 tasks have fewer than 2 items", md) and "lawbench_items_per_task ≥ 2" in md
     power = {p["benchmark"]: p for p in csv.DictReader(open(smoke["dir"] / "tables" / "power.csv", encoding="utf-8"))}
-    assert power["lawbench"]["intervals"] == "False" and float(power["lawbench"]["items_per_task_needed"]) >= 2
+    lawbench = power["lawbench"]
+    assert lawbench["intervals"] == "False"
+    if lawbench["comparisons"] == "0":  # the tiny model scores every LawBench item alike in every ordering
+        assert int(lawbench["uninformative"]) > 0 and "score every item alike" in lawbench["note"]
+        assert lawbench["items_per_task_needed"] == "" and lawbench["mde_points"] == ""
+    else:
+        assert float(lawbench["items_per_task_needed"]) >= 2
     assert power["stem"]["intervals"] == "True" and float(power["stem"]["mde_points"]) > 0
     assert power["stem"]["items"] == "38" and power["stem"]["seeds"] == "2"
     claims = list(csv.DictReader(open(smoke["dir"] / "tables" / "claims.csv", encoding="utf-8")))

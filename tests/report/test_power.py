@@ -75,3 +75,16 @@ def test_a_pair_scoring_every_item_alike_is_left_out_of_the_typical_error(finish
     assert row["se_points"] > math.sqrt(np.mean(np.square(list(ses.values()))))  # the zero would have shrunk it
     # The other benchmarks keep every pair.
     assert report.power.set_index("benchmark").loc["lawbench", "uninformative"] == 0
+
+
+def test_a_benchmark_whose_pairs_all_score_alike_says_the_spread_cannot_be_estimated(finished_study):
+    # Every ordering answers no stem item right: no pair says how items vary.
+    for path in finished_study.paths.items.glob("*.json"):
+        items = json.loads(path.read_text())
+        items["stem"] = {task: {i: 0.0 for i in scores} for task, scores in items["stem"].items()}
+        path.write_text(json.dumps(items))
+    report = build_report(finished_study.params_file, figures=False, outputs_dir=finished_study.outputs_dir)
+    row = report.power.set_index("benchmark").loc["stem"]
+    assert row["comparisons"] == 0 and row["uninformative"] == 3 + 6
+    assert "all 9 pairs of orderings score every item alike" in row["note"]
+    assert math.isnan(row["mde_points"]) and math.isnan(row["items_per_task_needed"])

@@ -70,6 +70,10 @@ def benchmark_power(est: Estimates, benchmark: str) -> dict:
     reason = est.no_interval_reason(benchmark)
     row |= {"intervals": not reason, "comparisons": len(noises), "uninformative": uninformative,
             "basis": basis if noises else ""}
+    if not noises and uninformative:
+        alike = (f"all {uninformative} pairs of orderings score every item alike: how items vary cannot be "
+                 "estimated, so neither what the study detects nor what more items would take")
+        return row | {"note": f"{reason}; {alike}" if reason else alike}
     if not noises or all(math.isnan(x.item) for x in noises):
         return row | {"note": reason or "no pair of orderings with scores"}
     item = float(np.nanmean([x.item for x in noises]))
