@@ -37,11 +37,11 @@ def mmlu_subject_sizes(data_dir: Path, subjects) -> dict[str, int]:
     return sizes
 
 
-def task_weights(benchmark: str, tasks, params: EvaluationParams) -> dict[str, float]:
-    """Return each task's weight in the benchmark's score, summing to 1."""
+def task_weights(benchmark: str, tasks, params: EvaluationParams, sizes: dict[str, int] | None = None) -> dict[str, float]:
+    """Return each task's weight in the benchmark's score, summing to 1 (``sizes``: the subjects' sizes, if read already)."""
     tasks = list(tasks)
     if benchmark in MMLU_GROUPS and params.mmlu_weight_by_size:
-        sizes = mmlu_subject_sizes(paths.resolve(params.mmlu_data), tasks)
+        sizes = sizes or mmlu_subject_sizes(paths.resolve(params.mmlu_data), tasks)
         total = sum(sizes.values())
         return {t: sizes[t] / total for t in tasks}
     return {t: 1.0 / len(tasks) for t in tasks}
@@ -67,11 +67,10 @@ def aggregate(benchmarks: dict, params: EvaluationParams) -> dict:
         tasks = entry["tasks"]
         if not tasks:
             continue
-        weights = task_weights(name, tasks, params)
-        if name in MMLU_GROUPS:
-            sizes = mmlu_subject_sizes(paths.resolve(params.mmlu_data), tasks)
-            for task, size in sizes.items():
-                tasks[task]["population"] = size
+        sizes = mmlu_subject_sizes(paths.resolve(params.mmlu_data), tasks) if name in MMLU_GROUPS else None
+        weights = task_weights(name, tasks, params, sizes)
+        for task, size in (sizes or {}).items():
+            tasks[task]["population"] = size
         for task, weight in weights.items():
             tasks[task]["weight"] = round(weight, 9)
         entry["score"] = round(sum(weights[t] * tasks[t]["score"] for t in tasks), 6)

@@ -246,13 +246,15 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 def evaluation_section(study, scores: dict) -> list:
     """Return the benchmark scores, every task's score with its interval, and how the evaluation ran."""
     confidence = study.params.report.confidence
-    tasks = task_scores(study, scores)
+    # Aggregated once, as the result file's: each MMLU group reads its subjects' sizes from the data.
+    benchmarks = aggregation.aggregate(scores.get("benchmarks", {}), study.params.evaluation)
+    tasks = task_scores(benchmarks, scores["items"], confidence)
     runtime = scores.get("runtime") or {}
     where = "read from the store (this state was evaluated before)" if scores["reused"] else \
         f"evaluated now in {scores['seconds']:.1f} s"
     items = [f"Scores {where}, in percent. LawBench's score is the unweighted mean of its tasks' scores; an MMLU "
              "group's is " + aggregation.describe("stem", study.params.evaluation) + ".",
-             benchmark_table(scores, study.params.evaluation),
+             benchmark_table(benchmarks),
              step_figures.task_scores_figure(tasks, confidence), Caption(
                  f"Every task's score (dots) with its {confidence:.0%} interval from the task's sampled items (Wilson, "
                  "as the report's); the dashed line is the benchmark's score. With one item a task has no interval, "
@@ -277,20 +279,18 @@ def evaluated_as(runtime: dict) -> str:
     return text
 
 
-def benchmark_table(scores: dict, params) -> pd.DataFrame:
-    """Return one row per benchmark: score (percent, aggregated as the result file's), items, how it was scored."""
-    benchmarks = aggregation.aggregate(scores.get("benchmarks", {}), params)
+def benchmark_table(benchmarks: dict) -> pd.DataFrame:
+    """Return one row per benchmark of ``aggregation.aggregate``'s scores: score (percent), items, how it was scored."""
     return pd.DataFrame([{"benchmark": b, "score_pct": v["score"], "items": v["n_items"], "scoring": v["scoring"]}
                          for b, v in benchmarks.items()])
 
 
-def task_scores(study, scores: dict) -> pd.DataFrame:
-    """Return one row per task: score (percent), its interval, items, abstention rate."""
-    params = study.params.report
+def task_scores(benchmarks: dict, items: dict, confidence: float) -> pd.DataFrame:
+    """Return one row per task of ``aggregation.aggregate``'s scores: score (percent), its interval, items, abstention rate."""
     rows = []
-    for bench, v in aggregation.aggregate(scores["benchmarks"], study.params.evaluation).items():
+    for bench, v in benchmarks.items():
         for task, t in v["tasks"].items():
-            low, high = task_interval(scores["items"][bench][task], task, t["score"], params.confidence)
+            low, high = task_interval(items[bench][task], task, t["score"], confidence)
             rows.append({"benchmark": bench, "task": task, "score_pct": t["score"], "ci_low": low, "ci_high": high,
                          "items": t["n"], "abstention_pct": None if "abstention_rate" not in t else round(100 * t["abstention_rate"], 1),
                          "max_new_tokens": t.get("max_new_tokens"), "capped": t.get("capped"),
