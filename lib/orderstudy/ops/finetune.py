@@ -72,17 +72,43 @@ def collate(batch: list[dict], pad_id: int) -> dict:
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
+def answer_token_losses(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the loss of every answer token of ``batch`` and where they are: ``(losses, counted)``.
+
+    Both are ``(batch, positions)``: position ``j`` is the ``j``-th position whose next token is an
+    answer token in some row, ``counted`` says in which rows it is (elsewhere the loss is 0). The
+    vocabulary projection and the loss are computed at those positions only (the model's own
+    ``logits_to_keep``), not at every prompt token: the same losses, and on a CPU about a tenth
+    less time per training step for a 135M model with 49,152 tokens in its vocabulary (measured
+    on the demo's shapes; ``tests/ops/test_finetune_answer_loss.py`` checks the equality).
+    """
+    targets = batch["labels"][:, 1:]
+    keep = (targets != -100).any(dim=0).nonzero().squeeze(1)  # the position predicting token t+1 is t
+    if accepts_logits_to_keep(model):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
+    else:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, keep]
+    picked = targets[:, keep]
+    losses = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), picked, ignore_index=-100, reduction="none")
+    return losses, picked != -100
+
+
+def accepts_logits_to_keep(model) -> bool:
+    """Whether the causal LM under ``model`` (a peft wrapper or not) takes ``logits_to_keep`` (transformers' models do)."""
+    import inspect
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(inner.forward).parameters
+
+
 def answer_losses(model, examples: list[dict], pad_id: int, batch_size: int, device: str) -> list[tuple[float, int]]:
     """Return per example its summed answer-token loss and its answer-token count (no gradients)."""
     out = []
     with torch.no_grad():
         for start in range(0, len(examples), batch_size):
             batch = {k: v.to(device) for k, v in collate(examples[start:start + batch_size], pad_id).items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
-            targets = batch["labels"][:, 1:]
-            losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
-            counted = targets != -100
-            out += [(float(losses[i][counted[i]].sum()), int(counted[i].sum())) for i in range(len(targets))]
+            losses, counted = answer_token_losses(model, batch)
+            out += [(float(losses[i][counted[i]].sum()), int(counted[i].sum())) for i in range(len(losses))]
     return out
 
 
@@ -231,7 +257,8 @@ def train(model, examples: list[dict], steps: int, params: FinetuneParams, ctx: 
             order += epoch
         batch_idx, order = order[:params.batch_size], order[params.batch_size:]
         batch = {k: v.to(ctx.device) for k, v in collate([examples[i] for i in batch_idx], pad_id).items()}
-        loss = model(**batch).loss
+        token_losses, counted = answer_token_losses(model, batch)
+        loss = token_losses.sum() / counted.sum()  # the mean over answer tokens, as transformers' own loss
         value = loss.detach().item()
         if not math.isfinite(value):
             raise FloatingPointError(f"fine-tune: the training loss became {value} at step {len(losses) + 1}")
