@@ -68,7 +68,7 @@ report: env ## export the executed summary notebook to outputs/<study>/report.ht
 	$(PY) -m orderstudy.report html $(PARAMS)
 
 lab: env ## JupyterLab with the project's kernel (LAB_ARGS="--no-browser --port 8888" on a remote machine: see README)
-	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
+	GOMP_SPINCOUNT=$${GOMP_SPINCOUNT:-10000} KMP_BLOCKTIME=$${KMP_BLOCKTIME:-1} $(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
 
 lab-check: env ## open the executed F>P>Q notebook of PARAMS in JupyterLab in headless Chromium: screenshots, section titles
 	$(PY) -m orderstudy.browser_check $(PARAMS) --ordering "F>P>Q"

@@ -12,9 +12,10 @@ lm-eval calls per request type) and each notebook (what is left in it: papermill
 imports, states and results read and written).
 
 --busy (``make bench`` passes it) times one short generation on the base model alone and with
-one busy process per core beside it, once with idle OpenMP threads sleeping (the study's setting,
-``runner.quiet_threads``) and once spinning (OpenMP's default): a busy machine should slow the
-study in proportion (about 2x with as many busy processes as cores), not several times more.
+one busy process per core beside it, with idle OpenMP threads sleeping at once, spinning briefly
+(the study's setting, ``runner.quiet_threads``) and spinning until there is work: a busy machine
+should slow the study in proportion (about 2x with as many busy processes as cores), not several
+times more, and an idle one should not pay for it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from orderstudy.runner import quiet_threads
+from orderstudy.runner import SPIN_COUNT, quiet_threads
 
 quiet_threads()   # as `make study` does, before torch (imported by orderstudy.study) loads OpenMP
 
@@ -149,13 +150,23 @@ print(json.dumps(throughput.measure_generation(lm, tokenizer, prompts, 16, study
 """
 
 
+# The OpenMP settings compared on a busy machine: idle threads sleeping at once, spinning briefly
+# (the study's setting, ``runner.quiet_threads``), spinning until there is work.
+THREAD_SETTINGS = {
+    "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "short_spin": {"GOMP_SPINCOUNT": str(SPIN_COUNT), "KMP_BLOCKTIME": "1"},
+    "active": {"OMP_WAIT_POLICY": "ACTIVE"},
+}
+
+
 def busy_machine(params_file: str) -> dict:
-    """Return the seconds of one short generation alone and beside a busy process per core, per OpenMP wait policy."""
+    """Return the seconds of one short generation alone and beside a busy process per core, per OpenMP setting."""
     cores = len(os.sched_getaffinity(0))
     out: dict = {"cores": cores}
     print(f"\n== a busy machine: a short generation alone and beside {cores} busy processes ==")
-    for policy in ("PASSIVE", "ACTIVE"):
-        env = {**os.environ, "OMP_WAIT_POLICY": policy}
+    for name, setting in THREAD_SETTINGS.items():
+        env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
+        env |= setting
         times = {}
         for load in (0, cores):
             spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)]
@@ -170,9 +181,10 @@ def busy_machine(params_file: str) -> dict:
                 raise RuntimeError(proc.stderr[-2000:])
             times["alone_s" if load == 0 else "busy_s"] = float(proc.stdout.strip().splitlines()[-1])
         times["slowdown"] = round(times["busy_s"] / times["alone_s"], 2)
-        out[policy.lower()] = times
-        print(f"OMP_WAIT_POLICY={policy:7s} alone {times['alone_s']:6.1f} s, busy {times['busy_s']:6.1f} s: "
-              f"{times['slowdown']:.1f}x slower" + ("  (the study's setting)" if policy == "PASSIVE" else ""))
+        out[name] = times
+        label = " ".join(f"{k}={v}" for k, v in setting.items())
+        print(f"{label:40s} alone {times['alone_s']:6.1f} s, busy {times['busy_s']:6.1f} s: "
+              f"{times['slowdown']:.1f}x slower" + ("  (the study's setting)" if name == "short_spin" else ""))
     return out
 
 

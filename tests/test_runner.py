@@ -154,3 +154,17 @@ def test_too_little_disk_for_the_planned_checkpoints_stops_before_any_work(tiny_
     with pytest.raises(ParamsError, match="the planned checkpoints need about"):
         run_study(params_file, log_output=False)
     assert not (outputs_dir / "tinyrun" / "states").exists()
+
+
+@pytest.mark.parametrize("user_setting, expected", [
+    ({}, {"GOMP_SPINCOUNT": "10000", "KMP_BLOCKTIME": "1", "OMP_WAIT_POLICY": None}),
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, {"GOMP_SPINCOUNT": None, "KMP_BLOCKTIME": None, "OMP_WAIT_POLICY": "PASSIVE"}),
+    ({"GOMP_SPINCOUNT": "0"}, {"GOMP_SPINCOUNT": "0", "KMP_BLOCKTIME": None, "OMP_WAIT_POLICY": None}),
+])
+def test_idle_openmp_threads_spin_briefly_unless_the_user_chose(user_setting, expected):
+    """The command line sets a short spin before torch loads OpenMP; a user's own setting is left alone."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
+    probe = ("import json, os; from orderstudy.runner import quiet_threads; quiet_threads(); import torch; "
+             "print(json.dumps({k: os.environ.get(k) for k in ('GOMP_SPINCOUNT', 'KMP_BLOCKTIME', 'OMP_WAIT_POLICY')}))")
+    out = subprocess.run([sys.executable, "-c", probe], env=env | user_setting, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == expected

@@ -259,17 +259,30 @@ def estimate_disk_bytes(study) -> int:
     return base_bytes * len(missing)
 
 
+# OpenMP threads that find no work spin this many times before they sleep (libgomp's own default
+# is 300,000; 0 is OMP_WAIT_POLICY=PASSIVE). See ``quiet_threads``.
+SPIN_COUNT = 10_000
+
+
 def quiet_threads() -> None:
-    """Make idle OpenMP threads sleep instead of spin, in this process and the kernels it starts.
+    """Make idle OpenMP threads spin only briefly before they sleep, in this process and the kernels it starts.
 
     torch computes on every core by default and its OpenMP threads spin while they wait for each
     other. On cores other work also uses, a spinning thread burns the time slice its partner needs:
     measured on 2 shared cores (load 9), generation with 2 threads ran at 1.6 new tokens/s, with
-    1 thread 3.7, with 2 passive threads 3.5. ``OMP_WAIT_POLICY=PASSIVE`` (unless the user set it)
-    keeps both cores on an idle machine and a busy one slower in proportion, not several times. It
-    must be set before torch loads its OpenMP runtime: the first thing the command line does.
+    1 thread 3.7, with 2 passive threads 3.5. Sleeping at once (``OMP_WAIT_POLICY=PASSIVE``)
+    costs an idle machine instead: every operator wakes its threads, and on the same idle 2 cores
+    (AVX512-BF16) a LoRA step of SmolLM2-135M took 3.28 s passive, 2.91 s with a short spin
+    (``GOMP_SPINCOUNT=10000``), 2.83 s with libgomp's default, and greedy decoding ran at 16.7,
+    22.2 and 19.5 new tokens/s. Beside one busy process per core the same step took 2.0x, 2.5x
+    and 3.9x as long. So the study spins briefly (``SPIN_COUNT``; ``KMP_BLOCKTIME=1`` ms for an
+    Intel OpenMP build), unless the user set ``OMP_WAIT_POLICY`` or either variable. It must be
+    set before torch loads its OpenMP runtime: the first thing the command line does.
+    ``make bench`` measures the three settings on a busy machine.
     """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME"} & set(os.environ):
+        os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
+        os.environ["KMP_BLOCKTIME"] = "1"
 
 
 def main(argv: list[str] | None = None) -> int:
