@@ -159,6 +159,7 @@ def test_an_ordering_taken_step_by_step_writes_the_result_run_ordering_writes(ti
     # The same cell executed again: the state is found in the store and the answers beside it.
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(probes, "generate", lambda *a, **k: pytest.fail("the answers were generated again"))
+        patch.setattr(probes, "held_out_pairs", lambda *a, **k: pytest.fail("the training pairs were encoded again"))
         again = run.step(1)
     assert again["reused"] and again["key"] == first["key"] and again["probes"] == first["probes"]
     run.step(2)
@@ -191,8 +192,29 @@ def check_probes(study, shown: dict) -> None:
     assert loss == pytest.approx(record["validation_loss_before"], rel=1e-5)
     assert len(pairs) == record["validation_examples"]
     assert all(p["gold"] and isinstance(p["before"], str) and isinstance(p["after"], str) for p in shown["items"])
-    for state in (base, study.store.state("F")):
-        assert len(list((state.dir / "probes").glob("*.json"))) == 1
+    # Each state's answers beside it; the fine-tune's before-and-after beside F.
+    f = study.store.state("F")
+    assert len(list((base.dir / "probes").glob("*.json"))) == 1
+    assert len(list((f.dir / "probes").glob("*.json"))) == 2 and len(list((f.dir / "probes").glob("before-after-*.json"))) == 1
+
+
+def test_states_made_before_the_notebooks_come_with_their_probes(tiny_study):
+    """The in-process phase (a vLLM study's) makes an F state's probes with it: its notebook only reads them."""
+    from orderstudy import probes
+    from orderstudy.executors import run_in_process
+
+    report = run_in_process([tiny_study], ["F", "Q>F"], show=lambda *a: None)
+    assert sorted(report["built"]) == ["F", "Q", "Q>F", "base"] and not report["failed"]
+    for name in ("F", "Q>F"):
+        assert len(list((tiny_study.store.state(name).dir / "probes").glob("before-after-*.json"))) == 1
+    check_probes(tiny_study, tiny_study.finetune_probes("F"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(probes, "generate", lambda *a, **k: pytest.fail("the answers were generated again"))
+        patch.setattr(probes, "held_out_pairs", lambda *a, **k: pytest.fail("the training pairs were encoded again"))
+        step = tiny_study.ordering_run("Q>F", show=lambda *a: None).step(2)
+    assert step["reused"] and len(step["probes"]["items"]) == probes.PROBE_COUNT
+    # QLoRA's probes: the 4-bit Q answered before, the fine-tuned model after.
+    assert all(isinstance(p["before"], str) and isinstance(p["after"], str) for p in step["probes"]["items"])
 
 
 def test_a_step_that_fails_in_its_notebook_cell_is_recorded(tiny_study):

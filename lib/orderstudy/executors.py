@@ -264,6 +264,7 @@ def build_state(spec: WorkerSpec, name: str, key: str, *parents: dict) -> dict:
     started_at, t0 = time.time(), time.perf_counter()
     study = _worker_study(spec, name, key)
     _, reused = study.get_state(name, show=print)
+    study.finetune_probes(name, show=print)  # an F state's probes, for its notebooks to read
     _release_memory(study)
     return _finished(started_at, t0, reused)
 
@@ -324,7 +325,7 @@ def run_in_process(studies, orderings: list[str] | tuple[str, ...], show: Callab
     engines serve every seed).
 
     The same tasks as on Ray (``plan_tasks``), one after another: every missing state (parents
-    first), then every missing evaluation, grouped by checkpoint shape so that one vLLM engine per
+    first; an F state with its probes, ``Study.finetune_probes``), then every missing evaluation, grouped by checkpoint shape so that one vLLM engine per
     shape takes each state's weights in turn (``backends.VllmEngines``) instead of one engine start
     per state. The ordering notebooks then find every state and evaluation stored. A task that
     fails is reported (and the tasks waiting for it are not run), never raised: the ordering's
@@ -365,8 +366,13 @@ def run_in_process(studies, orderings: list[str] | tuple[str, ...], show: Callab
             report["failed"].append(t.id)
         show(f"{tag} [{len(report['tasks'])}/{len(tasks)}] {_describe({**entry, 'host': platform.node(), 'pid': os.getpid()})}")
 
+    def build(t: Task) -> bool:
+        reused = by_seed[t.seed].get_state(t.name, show=show)[1]
+        by_seed[t.seed].finetune_probes(t.name, show=show)  # an F state's probes, for its notebooks to read
+        return reused
+
     for t in [t for t in tasks if t.kind == "build"]:
-        run(t, lambda t=t: by_seed[t.seed].get_state(t.name, show=show)[1])
+        run(t, lambda t=t: build(t))
     evaluations = [t for t in tasks if t.kind == "evaluate"]
 
     def shape(t: Task) -> str:

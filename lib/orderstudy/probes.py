@@ -7,8 +7,10 @@ seed), so they are never trained on and never in the evaluation sample. Of those
 asks, with ``PROBE_NEW_TOKENS`` greedy new tokens: deterministic, and a few seconds even on a CPU.
 
 A state's answers are stored beside it (``states/<key>/probes/<probe key>.json``, the key hashing
-the prompts and the generation settings), so taking the step again, in a papermill run or in
-JupyterLab, reads them instead of generating again, and both give the same result file.
+the prompts and the generation settings), and a fine-tune's before-and-after beside the F state,
+so taking the step again, in a papermill run or in JupyterLab, reads them instead of generating
+again, and both give the same result file. A study whose states are made before its notebooks
+run (vLLM, Ray) makes the probes with them (``Study.finetune_probes``).
 """
 
 from __future__ import annotations
@@ -96,12 +98,27 @@ def generate(model_dir: Path, prompts: list[str], dtype: str, device: str, new_t
 
 
 def before_after(study, before: State, after: State, show: Callable = print) -> dict:
-    """Return the probes of a fine-tune from ``before`` to ``after``: each prompt, its gold answer and both answers."""
+    """Return the probes of a fine-tune from ``before`` to ``after``: each prompt, its gold answer and both answers.
+
+    Stored beside ``after`` once made (``probes/before-after-<key>.json``): the F state's key
+    already hashes what chooses the prompts (the training data, the seed, ``max_seq_len``, the
+    prompt format), so a notebook that meets the step again reads them without encoding the
+    training pairs again (seconds in a fresh kernel).
+    """
+    chat = study.params.chat_template
+    key = stable_hash({"before": before.key, "after": after.key, "count": PROBE_COUNT, "new_tokens": PROBE_NEW_TOKENS,
+                       "chat": chat, "format": FORMAT})
+    path = after.dir / "probes" / f"before-after-{key}.json"
+    if path.is_file():
+        stored = atomic.read_json(path)
+        if stored.get("key") == key:
+            return stored["probes"]
     pairs, held_out = held_out_pairs(study, before.model_dir)
     chosen = choose(pairs)
-    chat = study.params.chat_template
     old = answers(before, chosen, study.dtype, study.device, show, chat)
     new = answers(after, chosen, study.dtype, study.device, show, chat)
-    return {"held_out": held_out, "new_tokens": PROBE_NEW_TOKENS,
+    made = {"held_out": held_out, "new_tokens": PROBE_NEW_TOKENS,
             "items": [{"id": p["id"], "prompt": p["prompt"], "gold": p["answer"], "before": a, "after": b}
                       for p, a, b in zip(chosen, old, new)]}
+    atomic.write_json(path, {"key": key, "before": before.key, "after": after.key, "probes": made})
+    return made

@@ -214,6 +214,17 @@ class Study:
                 show(f"[{self.params.study}] discarding {self.store.label(state.name)}: {record['reason']}")
         return self.store.get(name, self._build, event)
 
+    def finetune_probes(self, name: str, show: Callable = print) -> dict | None:
+        """Return the before-and-after probes of state ``name`` when a fine-tune made it (``probes``), else None.
+
+        Gets both states first; the probes are made once and stored beside the F state.
+        """
+        if last_operation(name) != "F":
+            return None
+        before, _ = self.get_state(parent(name), show)
+        after, _ = self.get_state(name, show)
+        return probes.before_after(self, before, after, show)
+
     def stored_evaluation(self, state: State) -> dict | None:
         """Return the state's stored scores on the study's suite, ``None`` if not evaluated yet."""
         path = state.dir / "evals" / f"{self.suite.key}.json"
@@ -359,8 +370,7 @@ class OrderingRun:
                                     self.study.store.label(name),
                                     self.study.store.seed if self.study.store.seeded(name) else None)
             if record.get("operation") == "F":
-                before, _ = self.study.get_state(parent(name), self.show)
-                summary["probes"] = probes.before_after(self.study, before, state, self.show)
+                summary["probes"] = self.study.finetune_probes(name, self.show)
         self.steps[name] = summary
         if name == BASE:
             self._base_model_dir = state.model_dir
