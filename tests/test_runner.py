@@ -168,3 +168,34 @@ def test_idle_openmp_threads_spin_briefly_unless_the_user_chose(user_setting, ex
              "print(json.dumps({k: os.environ.get(k) for k in ('GOMP_SPINCOUNT', 'KMP_BLOCKTIME', 'OMP_WAIT_POLICY')}))")
     out = subprocess.run([sys.executable, "-c", probe], env=env | user_setting, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == expected
+
+
+@pytest.mark.e2e
+def test_notebooks_of_premade_states_run_two_at_a_time_and_a_failure_is_still_recorded(tiny_params, outputs_dir):
+    """After an in-process (vLLM) or Ray phase the notebooks only read: two run at once, in worker processes."""
+    from datetime import datetime
+
+    from orderstudy.executors import run_in_process
+    from orderstudy.runner import notebook_workers, run_notebooks
+    from orderstudy.study import Study
+
+    params_file, text = tiny_params
+    _write(params_file, text.replace("max_seq_len: 64", "max_seq_len: 16"))  # no training pair fits: F fails
+    study = Study(params_file)
+    orderings = list(study.plan.orderings)
+    pre = run_in_process([study], orderings, show=lambda *a: None)
+    assert sorted(pre["failed"]) == ["build F", "build P>F", "evaluate F", "evaluate P>F"]
+    assert notebook_workers(len(orderings), cores=2) == (2, 1)
+    ran = list(run_notebooks([(i, study, o) for i, o in enumerate(orderings, 1)], len(orderings), study, 2, 1, False))
+    assert {o: status for _, _, o, status, _, _ in ran} == {"base": "ok", "F": "failed", "P": "ok", "P>F": "failed"}
+    error = next(e for _, _, o, _, e, _ in ran if o == "P>F")
+    assert "max_seq_len" in error
+    result = json.loads((outputs_dir / "tinyrun" / "results" / "P-F.json").read_text())
+    assert result["status"] == "failed" and result["error"]["step"] == "P>F" and "Traceback" in result["error"]["traceback"]
+    assert json.loads((outputs_dir / "tinyrun" / "results" / "P.json").read_text())["evaluation"]["reused"]
+    # Two at a time: some two notebooks' executions overlap.
+    spans = []
+    for o in orderings:
+        meta = nbformat.read(outputs_dir / "tinyrun" / "notebooks" / f"{o.replace('>', '-')}.ipynb", as_version=4).metadata
+        spans.append((datetime.fromisoformat(meta.papermill.start_time), datetime.fromisoformat(meta.papermill.end_time)))
+    assert any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(spans) for b in spans[i + 1:])

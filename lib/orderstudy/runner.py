@@ -10,7 +10,9 @@ A failed run is recorded and the others go on. Two runs of the same study at onc
 stops with a message (a study lock).
 
 With ``executor: ray`` the missing states and evaluations are made on a Ray cluster first
-(``executors.run_on_ray``), then the same notebooks run and find them stored.
+(``executors.run_on_ray``), and a vLLM study makes them in this process (``executors.run_in_process``:
+one engine per checkpoint shape); then the same notebooks run and find them stored, one per core
+at once (``notebook_workers``), since they only read and draw.
 """
 
 from __future__ import annotations
@@ -131,30 +133,31 @@ def run_study(params_file: str | Path, orderings: list[str] | None = None, log_o
             # which records it as the local executor would.
             report["ray"] = run_on_ray(studies, todo, log_to_driver=log_output, show=lambda line: print(line, flush=True))
         runs = [(seeded, ordering) for seeded in studies for ordering in todo]  # the first seed's study first
+        pending = []
         for i, (seeded, ordering) in enumerate(runs, start=1):
-            t0 = time.perf_counter()
             name = seeded.run_name(ordering)
             if seeded.is_up_to_date(ordering):
                 print(f"[{study.params.study}] [{i}/{len(runs)}] {name}: up to date, not rerun", flush=True)
                 report["orderings"][name] = {"ordering": ordering, "seed": seeded.seed, "status": "ok", "ran": False,
                                              "seconds": 0.0}
-                continue
-            print(f"[{study.params.study}] [{i}/{len(runs)}] {name}: running notebook", flush=True)
-            status, error = "ok", None
-            try:
-                execute_notebook(paths.ORDERING_NOTEBOOK, seeded.notebook_path(ordering),
-                                 {"params_file": str(study.params_file), "ordering": ordering, "seed": seeded.seed},
-                                 log_output)
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:  # papermill's execution error, or a kernel that died
-                status, error = "failed", record_failure(seeded, ordering, exc)
-            seconds = time.perf_counter() - t0
+            else:
+                pending.append((i, seeded, ordering))
+        # Where every state and evaluation was made above, a notebook only reads and draws: several
+        # run at once (``notebook_workers``). Otherwise each builds its states, one after another.
+        premade = "pre_evaluation" in report or "ray" in report
+        workers, threads = notebook_workers(len(pending)) if premade else (1, None)
+        if workers > 1:
+            print(f"[{study.params.study}] {len(pending)} notebooks, {workers} at a time ({threads} thread(s) each; "
+                  "every state and evaluation is stored, so they only read and draw)", flush=True)
+        for i, seeded, ordering, status, error, seconds in run_notebooks(
+                pending, len(runs), study, workers, threads, log_output and workers == 1):
+            name = seeded.run_name(ordering)
             result = seeded.load_result(ordering) or {}
             report["orderings"][name] = {"ordering": ordering, "seed": seeded.seed, "status": status, "ran": True,
                                          "seconds": round(seconds, 2), "steps": result.get("steps", []), "error": error}
             print(f"[{study.params.study}] [{i}/{len(runs)}] {name}: {status} in {seconds:.1f} s"
                   + (f" — {error}" if error else ""), flush=True)
+        report["orderings"] = {seeded.run_name(o): report["orderings"][seeded.run_name(o)] for seeded, o in runs}
         report["seconds"] = round(time.perf_counter() - started, 2)
         # States by label (F>P.seed1 where the seed decides the state), each counted once.
         report["steps_built"] = sorted({s.get("label", s["state"]) for o in report["orderings"].values()
@@ -172,6 +175,105 @@ def run_study(params_file: str | Path, orderings: list[str] | None = None, log_o
           f"{len(report['orderings']) - len(failed)} ok, {len(failed)} failed{(' (' + ', '.join(failed) + ')') if failed else ''}; "
           f"{len(report['steps_built'])} operation steps built. Results: {study.paths.dir}", flush=True)
     return report
+
+
+# At most this many ordering notebooks at once (``notebook_workers``).
+MAX_NOTEBOOK_WORKERS = 4
+
+
+class NotebookFailed(Exception):
+    """A notebook that failed in a worker process, as papermill described it (name, value, traceback)."""
+
+    def __init__(self, ename: str, evalue: str, traceback: str):
+        super().__init__(ename, evalue, traceback)  # the arguments again: it is pickled back from the worker
+        self.ename, self.evalue, self.traceback = ename, evalue, traceback
+
+    def __str__(self) -> str:
+        return f"{self.ename}: {self.evalue}"
+
+
+def notebook_workers(pending: int, cores: int | None = None) -> tuple[int, int]:
+    """Return ``(notebooks at once, torch threads each)`` for notebooks that only read stored work.
+
+    Such a notebook spends its seconds starting a kernel, importing and drawing, each on one core:
+    one notebook per core (at most ``MAX_NOTEBOOK_WORKERS``), the cores shared out as torch threads
+    so that the kernels do not oversubscribe them.
+
+    >>> notebook_workers(16, cores=2), notebook_workers(16, cores=16), notebook_workers(1, cores=8)
+    ((2, 1), (4, 4), (1, 8))
+    """
+    cores = cores or len(os.sched_getaffinity(0))
+    workers = max(1, min(cores, MAX_NOTEBOOK_WORKERS, pending))
+    return workers, max(1, cores // workers)
+
+
+def run_notebooks(pending, total: int, study, workers: int, threads: int | None, log_output: bool):
+    """Execute the ordering notebooks of ``pending`` (``(i, seeded study, ordering)``); yield each as it ends.
+
+    Yields ``(i, seeded, ordering, status, error, seconds)``. With one worker they run here one
+    after another, in order; with more, in that many worker processes (each kernel with
+    ``threads`` torch threads), yielded as they finish. A failed notebook is recorded
+    (``record_failure``) and the others go on; an interrupt stops them all.
+    """
+    def params_of(seeded, ordering):
+        return {"params_file": str(study.params_file), "ordering": ordering, "seed": seeded.seed}
+
+    if workers == 1:
+        for i, seeded, ordering in pending:
+            print(f"[{study.params.study}] [{i}/{total}] {seeded.run_name(ordering)}: running notebook", flush=True)
+            t0 = time.perf_counter()
+            status, error = "ok", None
+            try:
+                execute_notebook(paths.ORDERING_NOTEBOOK, seeded.notebook_path(ordering), params_of(seeded, ordering),
+                                 log_output)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # papermill's execution error, or a kernel that died
+                status, error = "failed", record_failure(seeded, ordering, exc)
+            yield i, seeded, ordering, status, error, time.perf_counter() - t0
+        return
+
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    # spawn: a fresh interpreter per worker (no torch state forked from this process).
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {}
+        for i, seeded, ordering in pending:
+            future = pool.submit(_notebook_in_worker, str(paths.ORDERING_NOTEBOOK), str(seeded.notebook_path(ordering)),
+                                 params_of(seeded, ordering), threads)
+            futures[future] = (i, seeded, ordering)
+        print(f"[{study.params.study}] running {len(pending)} notebooks: "
+              + ", ".join(seeded.run_name(o) for _, seeded, o in pending), flush=True)
+        remaining = set(futures)
+        while remaining:
+            done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+            for future in sorted(done, key=lambda f: futures[f][0]):
+                i, seeded, ordering = futures[future]
+                try:
+                    failure, seconds = future.result()
+                except Exception as exc:  # the worker process itself died
+                    failure, seconds = exc, 0.0
+                status, error = ("ok", None) if failure is None else ("failed", record_failure(seeded, ordering, failure))
+                yield i, seeded, ordering, status, error, seconds
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _notebook_in_worker(template: str, output: str, parameters: dict, threads: int) -> tuple[NotebookFailed | None, float]:
+    """Execute one notebook in a worker process; return ``(failure or None, seconds)`` (never raise papermill's error)."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # the kernel papermill starts inherits it
+    t0 = time.perf_counter()
+    try:
+        execute_notebook(Path(template), Path(output), parameters, log_output=False)
+    except Exception as exc:
+        tb = getattr(exc, "traceback", None)
+        return NotebookFailed(getattr(exc, "ename", type(exc).__name__), str(getattr(exc, "evalue", exc)),
+                              "\n".join(tb) if isinstance(tb, list) else str(exc)), time.perf_counter() - t0
+    return None, time.perf_counter() - t0
 
 
 def planned_states(studies) -> dict[str, bool]:
@@ -196,7 +298,8 @@ def record_failure(study, ordering: str, exc: Exception) -> str:
     evalue = getattr(exc, "evalue", str(exc))
     tb = getattr(exc, "traceback", None)
     failed = study._result(ordering, [], status="failed", error={
-        "type": ename, "message": evalue, "traceback": "\n".join(tb) if isinstance(tb, list) else str(exc),
+        "type": ename, "message": evalue,
+        "traceback": "\n".join(tb) if isinstance(tb, list) else tb if isinstance(tb, str) else str(exc),
         "step": "notebook"})
     atomic.write_json(study.result_path(ordering), failed)
     return f"{ename}: {evalue}".splitlines()[0][:300]
