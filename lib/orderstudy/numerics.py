@@ -173,6 +173,18 @@ EQUIVALENT = "equivalent"
 BITSANDBYTES = "bitsandbytes"
 
 
+def answers_as_equivalent(quant: dict | None, device: str, how: str) -> bool:
+    """Whether a state of quantization config ``quant`` is run as its evaluation-equivalent dense model
+    (``evaluation_model``): bitsandbytes 4-bit, on a CPU, with ``how="equivalent"``.
+
+    >>> answers_as_equivalent({"load_in_4bit": True}, "cpu", EQUIVALENT), answers_as_equivalent({"load_in_8bit": True}, "cpu", EQUIVALENT)
+    (True, False)
+    >>> answers_as_equivalent({"load_in_4bit": True}, "cuda", EQUIVALENT), answers_as_equivalent(None, "cpu", EQUIVALENT)
+    (False, False)
+    """
+    return bool(quant and quant.get("load_in_4bit")) and device == "cpu" and how == EQUIVALENT
+
+
 def evaluation_model(model_dir, dtype: str, device: str, how: str, sequences: list[list[int]]):
     """Return ``(model, record)``: the model an evaluation scores for the state in ``model_dir``.
 
@@ -195,7 +207,7 @@ def evaluation_model(model_dir, dtype: str, device: str, how: str, sequences: li
     bnb_model = storage.load(model_dir, dtype, device)   # pinned to the reference kernel on a CPU
     four_bit = bool(linear_4bit_layers(bnb_model))
     record = {"quantized": True, "bitsandbytes_kernel": kernel_path(bnb_model, device)["kernel"]}
-    if four_bit and device == "cpu" and how == EQUIVALENT:
+    if four_bit and answers_as_equivalent(quant, device, how):
         model, _ = storage.load_dense(model_dir, dtype, device)
         record["evaluated_as"] = ("evaluation-equivalent dense model: the dequantized 4-bit weights in the compute "
                                   "dtype, what bitsandbytes' reference kernel multiplies by")

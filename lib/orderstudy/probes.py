@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from . import atomic
+from . import atomic, numerics
 from .ops import finetune, storage
 from .ops.common import load_tokenizer
 from .params import stable_hash
@@ -27,7 +27,7 @@ from .store import State
 
 PROBE_COUNT = 3
 PROBE_NEW_TOKENS = 32
-FORMAT = 1
+FORMAT = 2  # 2: a 4-bit state answers as the evaluation scores it
 
 
 def held_out_pairs(study, tokenizer_dir: Path) -> tuple[list[dict], bool]:
@@ -55,36 +55,48 @@ def choose(pairs: list[dict], count: int = PROBE_COUNT) -> list[dict]:
     return sorted(pairs, key=lambda p: (len(p["prompt"]), p["id"]))[:count]
 
 
-def probe_key(pairs: list[dict], chat: bool = True) -> str:
+def probe_key(pairs: list[dict], chat: bool = True, quantized_on_cpu: str = numerics.EQUIVALENT) -> str:
     """Return the hash of what decides a state's answers besides the state: the prompts and the settings."""
     return stable_hash({"prompts": [[p["id"], p["prompt"]] for p in pairs], "new_tokens": PROBE_NEW_TOKENS,
-                        "chat": chat, "greedy": True, "format": FORMAT})
+                        "chat": chat, "greedy": True, "quantized_on_cpu": quantized_on_cpu, "format": FORMAT})
 
 
-def answers(state: State, pairs: list[dict], dtype: str, device: str, show: Callable = print, chat: bool = True) -> list[str]:
+def answers(state: State, pairs: list[dict], dtype: str, device: str, show: Callable = print, chat: bool = True,
+            quantized_on_cpu: str = numerics.EQUIVALENT) -> list[str]:
     """Return the state's greedy answers to ``pairs``' prompts, generated once and then read from its directory."""
-    key = probe_key(pairs, chat)
+    key = probe_key(pairs, chat, quantized_on_cpu)
     path = state.dir / "probes" / f"{key}.json"
     if path.is_file():
         stored = atomic.read_json(path)
         if stored.get("key") == key and stored.get("state") == state.key:
             return stored["answers"]
     show(f"answering {len(pairs)} held-out prompts with {state.name} ...")
-    generated = generate(state.model_dir, [p["prompt"] for p in pairs], dtype, device, chat=chat)
+    generated = generate(state.model_dir, [p["prompt"] for p in pairs], dtype, device, chat=chat,
+                         quantized_on_cpu=quantized_on_cpu)
     atomic.write_json(path, {"key": key, "state": state.key, "new_tokens": PROBE_NEW_TOKENS,
                              "ids": [p["id"] for p in pairs], "answers": generated})
     return generated
 
 
 def generate(model_dir: Path, prompts: list[str], dtype: str, device: str, new_tokens: int = PROBE_NEW_TOKENS,
-             chat: bool = True) -> list[str]:
+             chat: bool = True, quantized_on_cpu: str = numerics.EQUIVALENT) -> list[str]:
     """Return the greedy answers of the model in ``model_dir`` to ``prompts``, one prompt at a time (no padding),
-    in the study's prompt format (``chat``: through the chat template)."""
+    in the study's prompt format (``chat``: through the chat template).
+
+    A 4-bit state answers as the evaluation scores it (``numerics.answers_as_equivalent``): on a
+    CPU, by default, as its evaluation-equivalent dense model (bitsandbytes' reference kernel
+    decodes several times slower).
+    """
     import torch
     from transformers import GenerationConfig
 
+    from . import models
+
     tokenizer = load_tokenizer(model_dir)
-    model = storage.load(model_dir, dtype, device)
+    if numerics.answers_as_equivalent(models.quantization_config(model_dir), device, quantized_on_cpu):
+        model, _ = storage.load_dense(model_dir, dtype, device)
+    else:
+        model = storage.load(model_dir, dtype, device)
     config = GenerationConfig(max_new_tokens=new_tokens, do_sample=False, eos_token_id=tokenizer.eos_token_id,
                               pad_token_id=tokenizer.pad_token_id)
     out = []
@@ -105,9 +117,9 @@ def before_after(study, before: State, after: State, show: Callable = print) -> 
     prompt format), so a notebook that meets the step again reads them without encoding the
     training pairs again (seconds in a fresh kernel).
     """
-    chat = study.params.chat_template
+    chat, how = study.params.chat_template, study.params.evaluation.quantized_on_cpu
     key = stable_hash({"before": before.key, "after": after.key, "count": PROBE_COUNT, "new_tokens": PROBE_NEW_TOKENS,
-                       "chat": chat, "format": FORMAT})
+                       "chat": chat, "quantized_on_cpu": how, "format": FORMAT})
     path = after.dir / "probes" / f"before-after-{key}.json"
     if path.is_file():
         stored = atomic.read_json(path)
@@ -115,8 +127,8 @@ def before_after(study, before: State, after: State, show: Callable = print) -> 
             return stored["probes"]
     pairs, held_out = held_out_pairs(study, before.model_dir)
     chosen = choose(pairs)
-    old = answers(before, chosen, study.dtype, study.device, show, chat)
-    new = answers(after, chosen, study.dtype, study.device, show, chat)
+    old = answers(before, chosen, study.dtype, study.device, show, chat, how)
+    new = answers(after, chosen, study.dtype, study.device, show, chat, how)
     made = {"held_out": held_out, "new_tokens": PROBE_NEW_TOKENS,
             "items": [{"id": p["id"], "prompt": p["prompt"], "gold": p["answer"], "before": a, "after": b}
                       for p, a, b in zip(chosen, old, new)]}

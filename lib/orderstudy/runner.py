@@ -143,8 +143,10 @@ def run_study(params_file: str | Path, orderings: list[str] | None = None, log_o
             else:
                 pending.append((i, seeded, ordering))
         # Where every state and evaluation was made above, a notebook only reads and draws: several
-        # run at once (``notebook_workers``). Otherwise each builds its states, one after another.
-        premade = "pre_evaluation" in report or "ray" in report
+        # run at once (``notebook_workers``). Otherwise (no such phase, or a task of it failed and
+        # its notebooks will meet the step again) each builds its states, one after another.
+        phase = report.get("pre_evaluation") or report.get("ray")
+        premade = phase is not None and not phase["failed"]
         workers, threads = notebook_workers(len(pending)) if premade else (1, None)
         if workers > 1:
             print(f"[{study.params.study}] {len(pending)} notebooks, {workers} at a time ({threads} thread(s) each; "
