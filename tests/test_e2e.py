@@ -152,6 +152,22 @@ def test_benchmark_script_prints_real_figures(smoke):
     assert "== per ordering ==" in proc.stdout and "F>P>Q" in proc.stdout
 
 
+def test_the_busy_machine_benchmark_times_each_thread_setting_alone_and_beside_busy_processes(smoke):
+    """``make bench --busy``: a short generation alone and beside one busy process per core, per OpenMP setting."""
+    probe = ("import json, sys; sys.path.insert(0, 'benchmarks'); from bench_study import busy_machine; "
+             "print(json.dumps(busy_machine('params/smoke.yaml')))")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=paths.ROOT, env=smoke["env"], capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(figures) == {"cores", "passive", "short_spin", "active"} and figures["cores"] >= 1
+    for name in ("passive", "short_spin", "active"):
+        times = figures[name]
+        assert times["alone_s"] > 0 and times["busy_s"] > 0
+        assert times["slowdown"] == round(times["busy_s"] / times["alone_s"], 2)
+    assert "GOMP_SPINCOUNT=10000 KMP_BLOCKTIME=1" in proc.stdout and "(the study's setting)" in proc.stdout
+
+
 def test_results_record_the_training_pairs_the_overlaps_and_the_provenance(smoke):
     results = {(o, seed): _result(smoke["dir"], o, seed) for o in REFERENCE_ORDER for seed in SEEDS}
     for result in results.values():
