@@ -325,9 +325,9 @@ def run_in_process(studies, orderings: list[str] | tuple[str, ...], show: Callab
     engines serve every seed).
 
     The same tasks as on Ray (``plan_tasks``), one after another: every missing state (parents
-    first; an F state with its probes, ``Study.finetune_probes``), then every missing evaluation, grouped by checkpoint shape so that one vLLM engine per
-    shape takes each state's weights in turn (``backends.VllmEngines``) instead of one engine start
-    per state. The ordering notebooks then find every state and evaluation stored. A task that
+    first; an F state with its probes, ``Study.finetune_probes``), then every missing evaluation,
+    grouped by checkpoint shape so that one vLLM engine per shape takes each state's weights in
+    turn (``backends.VllmEngines``) instead of one engine start per state. The ordering notebooks then find every state and evaluation stored. A task that
     fails is reported (and the tasks waiting for it are not run), never raised: the ordering's
     notebook meets the same step and records the failure.
     """
