@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from orderstudy.runner import SPIN_COUNT, quiet_threads
+from orderstudy.runner import SHORT_SPIN, THREAD_VARIABLES, quiet_threads
 
 quiet_threads()   # as `make study` does, before torch (imported by orderstudy.study) loads OpenMP
 
@@ -154,7 +154,7 @@ print(json.dumps(throughput.measure_generation(lm, tokenizer, prompts, 16, study
 # (the study's setting, ``runner.quiet_threads``), spinning until there is work.
 THREAD_SETTINGS = {
     "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
-    "short_spin": {"GOMP_SPINCOUNT": str(SPIN_COUNT), "KMP_BLOCKTIME": "1"},
+    "short_spin": SHORT_SPIN,
     "active": {"OMP_WAIT_POLICY": "ACTIVE"},
 }
 
@@ -165,8 +165,7 @@ def busy_machine(params_file: str) -> dict:
     out: dict = {"cores": cores}
     print(f"\n== a busy machine: a short generation alone and beside {cores} busy processes ==")
     for name, setting in THREAD_SETTINGS.items():
-        env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
-        env |= setting
+        env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES} | setting
         times = {}
         for load in (0, cores):
             spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)]

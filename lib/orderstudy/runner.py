@@ -184,9 +184,9 @@ MAX_NOTEBOOK_WORKERS = 4
 
 
 class NotebookFailed(Exception):
-    """A notebook that failed in a worker process, as papermill described it (name, value, traceback)."""
+    """A notebook that failed in a worker process, as papermill described it (name, value, traceback lines)."""
 
-    def __init__(self, ename: str, evalue: str, traceback: str):
+    def __init__(self, ename: str, evalue: str, traceback: list[str] | None):
         super().__init__(ename, evalue, traceback)  # the arguments again: it is pickled back from the worker
         self.ename, self.evalue, self.traceback = ename, evalue, traceback
 
@@ -271,10 +271,9 @@ def _notebook_in_worker(template: str, output: str, parameters: dict, threads: i
     t0 = time.perf_counter()
     try:
         execute_notebook(Path(template), Path(output), parameters, log_output=False)
-    except Exception as exc:
-        tb = getattr(exc, "traceback", None)
+    except Exception as exc:  # papermill's execution error, or a kernel that died: ``record_failure`` reads it
         return NotebookFailed(getattr(exc, "ename", type(exc).__name__), str(getattr(exc, "evalue", exc)),
-                              "\n".join(tb) if isinstance(tb, list) else str(exc)), time.perf_counter() - t0
+                              getattr(exc, "traceback", None)), time.perf_counter() - t0
     return None, time.perf_counter() - t0
 
 
@@ -301,7 +300,7 @@ def record_failure(study, ordering: str, exc: Exception) -> str:
     tb = getattr(exc, "traceback", None)
     failed = study._result(ordering, [], status="failed", error={
         "type": ename, "message": evalue,
-        "traceback": "\n".join(tb) if isinstance(tb, list) else tb if isinstance(tb, str) else str(exc),
+        "traceback": "\n".join(tb) if isinstance(tb, list) else str(exc),
         "step": "notebook"})
     atomic.write_json(study.result_path(ordering), failed)
     return f"{ename}: {evalue}".splitlines()[0][:300]
@@ -364,9 +363,11 @@ def estimate_disk_bytes(study) -> int:
     return base_bytes * len(missing)
 
 
-# OpenMP threads that find no work spin this many times before they sleep (libgomp's own default
-# is 300,000; 0 is OMP_WAIT_POLICY=PASSIVE). See ``quiet_threads``.
-SPIN_COUNT = 10_000
+# Idle OpenMP threads spin briefly before they sleep: 10,000 spins in libgomp (its own default is
+# 300,000; 0 is OMP_WAIT_POLICY=PASSIVE), 1 ms in Intel's OpenMP. See ``quiet_threads``.
+SHORT_SPIN = {"GOMP_SPINCOUNT": "10000", "KMP_BLOCKTIME": "1"}
+# What a user may have set to choose for themselves; ``quiet_threads`` then sets nothing.
+THREAD_VARIABLES = ("OMP_WAIT_POLICY", *SHORT_SPIN)
 
 
 def quiet_threads() -> None:
@@ -380,14 +381,13 @@ def quiet_threads() -> None:
     (AVX512-BF16) a LoRA step of SmolLM2-135M took 3.28 s passive, 2.91 s with a short spin
     (``GOMP_SPINCOUNT=10000``), 2.83 s with libgomp's default, and greedy decoding ran at 16.7,
     22.2 and 19.5 new tokens/s. Beside one busy process per core the same step took 2.0x, 2.5x
-    and 3.9x as long. So the study spins briefly (``SPIN_COUNT``; ``KMP_BLOCKTIME=1`` ms for an
+    and 3.9x as long. So the study spins briefly (``SHORT_SPIN``; ``KMP_BLOCKTIME=1`` ms for an
     Intel OpenMP build), unless the user set ``OMP_WAIT_POLICY`` or either variable. It must be
     set before torch loads its OpenMP runtime: the first thing the command line does.
     ``make bench`` measures the three settings on a busy machine.
     """
-    if not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME"} & set(os.environ):
-        os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
-        os.environ["KMP_BLOCKTIME"] = "1"
+    if not set(THREAD_VARIABLES) & set(os.environ):
+        os.environ.update(SHORT_SPIN)
 
 
 def main(argv: list[str] | None = None) -> int:
