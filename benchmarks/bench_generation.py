@@ -25,13 +25,15 @@ import json
 import sys
 from pathlib import Path
 
-from orderstudy.runner import quiet_threads
+from orderstudy.execution.runner import quiet_threads
 
-quiet_threads()   # as `make study` does, before torch (imported by orderstudy.study) loads OpenMP
+quiet_threads()   # as `make study` does, before torch (imported by orderstudy.study.study) loads OpenMP
 
-from orderstudy import atomic, backends, models, throughput  # noqa: E402
-from orderstudy.runner import preflight  # noqa: E402
-from orderstudy.study import Study  # noqa: E402
+from orderstudy.checkpoints import models  # noqa: E402
+from orderstudy.core import atomic  # noqa: E402
+from orderstudy.evaluation import backends, throughput  # noqa: E402
+from orderstudy.execution.runner import preflight  # noqa: E402
+from orderstudy.study.study import Study  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -152,7 +154,7 @@ def plain_forward_tokens_per_s(model_dir, study, repeats: int = 3) -> float:
 
 def evaluation_efficiency(study, model_dir, tokenizer, engines) -> dict:
     """Return tokens processed per second in the base state's evaluation over a plain forward's tokens/s."""
-    from orderstudy import evaluation
+    from orderstudy.evaluation import engine as evaluation
 
     state = study.get_state("base", show=lambda *a: None)[0]
     kept = engines if study.engine.name == "vllm" else None

@@ -30,7 +30,7 @@ METHODS = ["P:width", "P:mlp_channels", "P:depth", "P:magnitude", "P:wanda", "P:
 
 def operation_params(method: str, quick: bool):
     """Return ``(operation letter, params)`` for a method name of ``METHODS``."""
-    from orderstudy.params import FinetuneParams, PruneParams, QuantizeParams
+    from orderstudy.core.params import FinetuneParams, PruneParams, QuantizeParams
 
     op, name = method.split(":", 1)
     calibration = {"calibration_samples": 4, "calibration_seq_len": 32} if quick else {}
@@ -46,7 +46,7 @@ def operation_params(method: str, quick: bool):
 
 def examples(count: int) -> list[dict]:
     """Return ``count`` prompt/answer pairs from MMLU's jurisprudence questions."""
-    from orderstudy import paths
+    from orderstudy.core import paths
 
     path = paths.DATA_CACHE / "mmlu" / "jurisprudence.jsonl"
     if not path.is_file():
@@ -63,8 +63,8 @@ def examples(count: int) -> list[dict]:
 
 def run_one(method: str, src: Path, dst: Path, quick: bool) -> dict:
     """Apply one method (in this process) and return its figures."""
-    from orderstudy import models
-    from orderstudy.ops import OPERATIONS, OperationContext
+    from orderstudy.checkpoints import models
+    from orderstudy.operations import OPERATIONS, OperationContext
 
     op, params = operation_params(method, quick)
     pairs = examples(12 if quick else 40)
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
         print(json.dumps(run_one(args.child, Path(args.src), Path(args.dst), args.quick)))
         return 0
 
-    from orderstudy import paths
+    from orderstudy.core import paths
 
     model = paths.resolve(args.model)
     if not (model / "config.json").is_file():
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
             rows.append(run_in_child(method, src, dst, args.quick))
             print(f"  {method}: {rows[-1]['seconds']:.1f} s", file=sys.stderr, flush=True)
     rows.sort(key=lambda r: METHODS.index(r["method"]))
-    from orderstudy import checkpoint_info, models
+    from orderstudy.checkpoints import inspect as checkpoint_info, models
 
     base = checkpoint_info.describe(model)
     print(f"model: {model} (float32{', --quick' if args.quick else ''}): "

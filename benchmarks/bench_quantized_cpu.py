@@ -30,9 +30,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
 
-from orderstudy import models, numerics, paths  # noqa: E402
-from orderstudy.ops import OperationContext, quantize, storage  # noqa: E402
-from orderstudy.params import QuantizeParams  # noqa: E402
+from orderstudy.checkpoints import models, numerics  # noqa: E402
+from orderstudy.core import paths  # noqa: E402
+from orderstudy.checkpoints import storage  # noqa: E402
+from orderstudy.operations import OperationContext, quantize
+from orderstudy.core.params import QuantizeParams  # noqa: E402
 
 
 def cpu_name() -> str:

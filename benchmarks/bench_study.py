@@ -28,13 +28,13 @@ import subprocess
 import sys
 import time
 
-from orderstudy.runner import SHORT_SPIN, THREAD_VARIABLES, quiet_threads
+from orderstudy.execution.runner import SHORT_SPIN, THREAD_VARIABLES, quiet_threads
 
-quiet_threads()   # as `make study` does, before torch (imported by orderstudy.study) loads OpenMP
+quiet_threads()   # as `make study` does, before torch (imported by orderstudy.study.study) loads OpenMP
 
-from orderstudy import atomic  # noqa: E402
-from orderstudy.runner import run_study  # noqa: E402
-from orderstudy.study import Study  # noqa: E402
+from orderstudy.core import atomic  # noqa: E402
+from orderstudy.execution.runner import run_study  # noqa: E402
+from orderstudy.study.study import Study  # noqa: E402
 
 
 def _peak_rss_mib() -> tuple[float, float]:
@@ -136,8 +136,9 @@ def print_time_split(study, run: dict) -> None:
 
 BUSY_PROBE = """
 import json, sys, time
-from orderstudy import backends, models, throughput
-from orderstudy.study import Study
+from orderstudy.evaluation import backends, throughput
+from orderstudy.checkpoints import models
+from orderstudy.study.study import Study
 study = Study(sys.argv[1])
 generation, _ = throughput.workload(study.suite)
 model_dir = throughput.base_model_dir(study)

@@ -70,7 +70,7 @@ TRIMS = [
     # libbitsandbytes_cuda130.so is loaded there (and the CPU one where there is no GPU).
     ("bitsandbytes/libbitsandbytes_*.so", "bitsandbytes libraries for other CUDA/ROCm/XPU versions"),
     # 70 MB of lm-eval's own task definitions: our suite indexes only its own YAML
-    # (TaskManager(include_defaults=False) in orderstudy.evaluation).
+    # (TaskManager(include_defaults=False) in orderstudy.evaluation.engine).
     ("lm_eval/tasks/*/", "lm-eval's built-in tasks (our suite uses include_defaults=False)"),
     # 30 MB: paddle mode, part-of-speech tagging and keyword extraction. LawBench's ROUGE uses
     # jieba.cut in its default mode (dictionary + HMM: dict.txt and finalseg/), which stays.

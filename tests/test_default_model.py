@@ -2,9 +2,9 @@
 
 import torch
 
-from orderstudy import models
-from orderstudy.ops import OPERATIONS, OperationContext
-from orderstudy.params import PruneParams, QuantizeParams
+from orderstudy.checkpoints import models
+from orderstudy.operations import OPERATIONS, OperationContext
+from orderstudy.core.params import PruneParams, QuantizeParams
 
 
 def test_prepared_model_is_smollm2_135m(default_model_dir):

@@ -18,8 +18,9 @@ import time
 
 import pytest
 
-from orderstudy import models, paths
-from orderstudy.params import load_params
+from orderstudy.checkpoints import models
+from orderstudy.core import paths
+from orderstudy.core.params import load_params
 
 SCRIPT = paths.ROOT / "scripts" / "device_check.sh"
 

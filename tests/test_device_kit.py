@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from orderstudy import paths
+from orderstudy.core import paths
 
 SCRIPTS = paths.ROOT / "scripts"
 KIT_ROOT = paths.ROOT / ".device"

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from orderstudy import paths
-from orderstudy.plan import REFERENCE_ORDER
+from orderstudy.core import paths
+from orderstudy.core.plan import REFERENCE_ORDER
 
 pytestmark = pytest.mark.e2e
 

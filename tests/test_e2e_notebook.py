@@ -14,7 +14,7 @@ import shutil
 import nbformat
 import pytest
 
-from orderstudy import paths
+from orderstudy.core import paths
 
 pytestmark = pytest.mark.e2e
 

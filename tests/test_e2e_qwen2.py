@@ -17,8 +17,8 @@ import time
 import pytest
 from safetensors import safe_open
 
-from orderstudy import paths
-from orderstudy.plan import REFERENCE_ORDER
+from orderstudy.core import paths
+from orderstudy.core.plan import REFERENCE_ORDER
 
 pytestmark = pytest.mark.e2e
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from orderstudy import paths
-from orderstudy.plan import REFERENCE_ORDER
-from orderstudy.runner import run_study
-from orderstudy.study import Study
+from orderstudy.core import paths
+from orderstudy.core.plan import REFERENCE_ORDER
+from orderstudy.execution.runner import run_study
+from orderstudy.study.study import Study
 
 pytestmark = pytest.mark.e2e
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from orderstudy import evaluation
-from orderstudy.tasks.glue import lawbench_aggregate_score
-from orderstudy.params import EvaluationParams
+from orderstudy.evaluation import engine as evaluation
+from orderstudy.benchmarks.tasks.glue import lawbench_aggregate_score
+from orderstudy.core.params import EvaluationParams
 
 
 def _suite(tasks):
@@ -47,8 +47,9 @@ def test_items_lawbench_leaves_out_are_kept_out_of_items_and_averages():
 
 def test_suite_with_2_1_needs_the_thesaurus_before_any_model_work(lawbench_dir, smollm2_tokenizer, tmp_path, monkeypatch):
     # 2-1 is scored after generation; a missing thesaurus must stop the study at its preflight instead.
-    from orderstudy import data, paths
-    from orderstudy.lawbench import correction
+    from orderstudy.benchmarks import data
+    from orderstudy.core import paths
+    from orderstudy.benchmarks.lawbench import correction
 
     params = EvaluationParams(benchmarks=("lawbench",), lawbench_data=str(lawbench_dir), lawbench_tasks=("2-1",),
                               lawbench_items_per_task=1, cherrant_data="packaged")

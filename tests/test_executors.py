@@ -7,11 +7,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from orderstudy import atomic
-from orderstudy.executors import ExecutorError, _check_resources, build_state, dependents, plan_tasks, worker_spec
-from orderstudy.params import ParamsError
-from orderstudy.plan import REFERENCE_ORDER, parent
-from orderstudy.study import Study
+from orderstudy.core import atomic
+from orderstudy.execution.executors import ExecutorError, _check_resources, build_state, dependents, plan_tasks, worker_spec
+from orderstudy.core.params import ParamsError
+from orderstudy.core.plan import REFERENCE_ORDER, parent
+from orderstudy.study.study import Study
 
 
 def _params(tmp_path, model_dir, extra="", name="graph.yaml"):
@@ -128,7 +128,7 @@ def test_a_task_the_cluster_cannot_hold_is_an_error_naming_the_key(study):
 
 def test_with_two_seeds_shared_states_are_one_task_and_seeded_ones_one_per_seed(tmp_path, tiny_model_dir, outputs_dir,
                                                                                  mmlu_dir):
-    from orderstudy.runner import planned_states
+    from orderstudy.execution.runner import planned_states
 
     first = Study(_params(tmp_path, tiny_model_dir, "executor: ray\nseeds: [0, 1]\n"))
     studies = [first.for_seed(0), first.for_seed(1)]

@@ -8,7 +8,7 @@ import os
 import time
 import warnings
 
-from orderstudy import notebook_output
+from orderstudy.notebook import output as notebook_output
 
 
 def run_bar(seconds: float, **kwargs) -> str:
@@ -76,7 +76,7 @@ def test_the_studys_own_kernel_override_prints_no_warning():
     import sys
 
     # torch warns once per process, so in a process of its own, with every warning shown.
-    code = ("from orderstudy import numerics\n"
+    code = ("from orderstudy.checkpoints import numerics\n"
             "numerics.fix_bnb_cpu_dequantize()\n"
             "import torch\n"
             "from bitsandbytes.functional import dequantize_4bit, quantize_4bit\n"

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from orderstudy import notebook_views
+from orderstudy.notebook import views as notebook_views
 
 
 def test_a_tasks_interval_is_the_reports_wilson_interval_around_the_reported_score():

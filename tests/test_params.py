@@ -1,7 +1,7 @@
 import pytest
 
-from orderstudy import paths
-from orderstudy.params import ParamsError, load_params
+from orderstudy.core import paths
+from orderstudy.core.params import ParamsError, load_params
 
 MINIMAL = "study: t\nmodel: {source: cache/models/x}\n"
 
@@ -110,7 +110,7 @@ def test_adding_a_seed_leaves_the_hash_and_a_sample_seed_changes_it(tmp_path):
 def test_one_chat_template_setting_decides_training_calibration_and_evaluation(tmp_path, outputs_dir, lawbench_dir,
                                                                             tiny_model_dir):
     """evaluation.chat_template could be false while fine-tuning always used the template."""
-    from orderstudy.study import Study
+    from orderstudy.study.study import Study
 
     text = f"study: t\nmodel: {{source: {tiny_model_dir}}}\n" + ("finetune: {train_items_per_task: 2}\nprune: {importance: activation}\n"
                       "evaluation: {benchmarks: [lawbench], lawbench_tasks: ['2-4'], lawbench_items_per_task: 1}\n")

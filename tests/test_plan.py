@@ -1,6 +1,6 @@
 import pytest
 
-from orderstudy.plan import REFERENCE_ORDER, make_plan, parent, parse_ordering, prefixes
+from orderstudy.core.plan import REFERENCE_ORDER, make_plan, parent, parse_ordering, prefixes
 
 
 def test_sixteen_orderings_share_prefixes_in_fifteen_steps():

@@ -48,10 +48,11 @@ def test_tiny_qwen2_has_qkv_biases_and_an_untied_head(tmp_path, default_model_di
 
 def test_make_data_with_a_lawbench_checkout(lawbench_reference, tmp_path, monkeypatch, smollm2_tokenizer):
     """`LAWBENCH=<checkout> make data`: LawBench's own 20 tasks, and ChERRANT's tables where `auto` finds them."""
-    from orderstudy import evaluation, paths
-    from orderstudy.params import EvaluationParams
+    from orderstudy.evaluation import engine as evaluation
+    from orderstudy.core import paths
+    from orderstudy.core.params import EvaluationParams
     from orderstudy.prepare import copy_lawbench_checkout
-    from orderstudy.lawbench.tasks import TASK_IDS
+    from orderstudy.benchmarks.lawbench.tasks import TASK_IDS
 
     checkout = tmp_path / "LawBench"
     (checkout / "evaluation" / "utils").mkdir(parents=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 
-from orderstudy import paths, prepare, provenance
-from orderstudy.study import Study
+from orderstudy.core import paths
+from orderstudy import prepare
+from orderstudy.checkpoints import provenance
+from orderstudy.study.study import Study
 
 GGUF = paths.CACHE_DIR / "gguf" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 

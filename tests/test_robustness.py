@@ -11,16 +11,16 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from orderstudy import paths
-from orderstudy.study import Study
+from orderstudy.core import paths
+from orderstudy.study.study import Study
 
 KILLED_BUILD = """
 import sys, time
 from pathlib import Path
 import torch
 from safetensors.torch import save_file
-from orderstudy.params import StudyParams
-from orderstudy.store import StateStore
+from orderstudy.core.params import StudyParams
+from orderstudy.study.store import StateStore
 
 def build(name, out_dir, parent_dir):
     out_dir.mkdir(parents=True)
@@ -41,8 +41,8 @@ StateStore(Path(sys.argv[1]), params, "float32", "cpu").get("P", build)
 
 
 def test_a_study_killed_while_writing_a_checkpoint_resumes_cleanly(tmp_path):
-    from orderstudy.params import StudyParams
-    from orderstudy.store import StateStore
+    from orderstudy.core.params import StudyParams
+    from orderstudy.study.store import StateStore
 
     root, flag = tmp_path / "states", tmp_path / "flag"
     proc = subprocess.Popen([sys.executable, "-c", KILLED_BUILD, str(root), str(flag)], cwd=paths.ROOT)

@@ -9,8 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from orderstudy import paths
-from orderstudy.runner import StudyLocked, run_study, study_lock
+from orderstudy.core import paths
+from orderstudy.execution.runner import StudyLocked, run_study, study_lock
 
 
 def _write(path, text):
@@ -139,9 +139,9 @@ def test_too_little_disk_for_the_planned_checkpoints_stops_before_any_work(tiny_
     import shutil
     from collections import namedtuple
 
-    from orderstudy.params import ParamsError
-    from orderstudy.runner import estimate_disk_bytes
-    from orderstudy.study import Study
+    from orderstudy.core.params import ParamsError
+    from orderstudy.execution.runner import estimate_disk_bytes
+    from orderstudy.study.study import Study
 
     params_file, _ = tiny_params
     study = Study(params_file)
@@ -164,7 +164,7 @@ def test_too_little_disk_for_the_planned_checkpoints_stops_before_any_work(tiny_
 def test_idle_openmp_threads_spin_briefly_unless_the_user_chose(user_setting, expected):
     """The command line sets a short spin before torch loads OpenMP; a user's own setting is left alone."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
-    probe = ("import json, os; from orderstudy.runner import quiet_threads; quiet_threads(); import torch; "
+    probe = ("import json, os; from orderstudy.execution.runner import quiet_threads; quiet_threads(); import torch; "
              "print(json.dumps({k: os.environ.get(k) for k in ('GOMP_SPINCOUNT', 'KMP_BLOCKTIME', 'OMP_WAIT_POLICY')}))")
     out = subprocess.run([sys.executable, "-c", probe], env=env | user_setting, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == expected
@@ -175,9 +175,9 @@ def test_notebooks_of_premade_states_run_two_at_a_time_and_a_failure_is_still_re
     """After an in-process (vLLM) or Ray phase the notebooks only read: two run at once, in worker processes."""
     from datetime import datetime
 
-    from orderstudy.executors import run_in_process
-    from orderstudy.runner import notebook_workers, run_notebooks
-    from orderstudy.study import Study
+    from orderstudy.execution.executors import run_in_process
+    from orderstudy.execution.runner import notebook_workers, run_notebooks
+    from orderstudy.study.study import Study
 
     params_file, text = tiny_params
     _write(params_file, text.replace("max_seq_len: 64", "max_seq_len: 16"))  # no training pair fits: F fails

@@ -5,7 +5,7 @@ import subprocess
 
 import yaml
 
-from orderstudy import paths
+from orderstudy.core import paths
 
 
 def test_environment_yml_installs_the_same_pins_as_the_venv():

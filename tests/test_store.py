@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from orderstudy.params import StudyParams
-from orderstudy.store import StateStore
+from orderstudy.core.params import StudyParams
+from orderstudy.study.store import StateStore
 
 
 def _params(**overrides) -> StudyParams:

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from orderstudy import evaluation, models
-from orderstudy.params import EvaluationParams
-from orderstudy.study import Study
+from orderstudy.evaluation import engine as evaluation
+from orderstudy.checkpoints import models
+from orderstudy.core.params import EvaluationParams
+from orderstudy.study.study import Study
 
 
 
@@ -148,7 +149,7 @@ def comparable(result: dict) -> dict:
 
 
 def test_an_ordering_taken_step_by_step_writes_the_result_run_ordering_writes(tiny_study):
-    from orderstudy import probes
+    from orderstudy.study import probes
 
     quiet = lambda *a: None  # noqa: E731
     run = tiny_study.ordering_run("F>P", show=quiet)
@@ -174,10 +175,10 @@ def test_an_ordering_taken_step_by_step_writes_the_result_run_ordering_writes(ti
 
 def check_probes(study, shown: dict) -> None:
     """Check a fine-tune's probes: its own held-out pairs, answered by the base and by F, stored."""
-    from orderstudy import probes
-    from orderstudy.ops import finetune
-    from orderstudy.ops.common import load_tokenizer
-    from orderstudy.ops.storage import load
+    from orderstudy.study import probes
+    from orderstudy.operations import finetune
+    from orderstudy.operations.common import load_tokenizer
+    from orderstudy.checkpoints.storage import load
 
     assert shown["held_out"] and len(shown["items"]) == probes.PROBE_COUNT
     base = study.store.state("base")
@@ -200,8 +201,8 @@ def check_probes(study, shown: dict) -> None:
 
 def test_states_made_before_the_notebooks_come_with_their_probes(tiny_study):
     """The in-process phase (a vLLM study's) makes an F state's probes with it: its notebook only reads them."""
-    from orderstudy import probes
-    from orderstudy.executors import run_in_process
+    from orderstudy.study import probes
+    from orderstudy.execution.executors import run_in_process
 
     report = run_in_process([tiny_study], ["F", "Q>F"], show=lambda *a: None)
     assert sorted(report["built"]) == ["F", "Q", "Q>F", "base"] and not report["failed"]

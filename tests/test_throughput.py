@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from orderstudy import paths
+from orderstudy.core import paths
 
 SMOKE = paths.PARAMS_DIR / "smoke.yaml"
 

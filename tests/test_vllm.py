@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from orderstudy import paths
+from orderstudy.core import paths
 
 pytestmark = pytest.mark.e2e
 
@@ -108,7 +108,7 @@ def test_an_ordering_evaluated_alone_scores_as_the_shared_engine_did(vllm_smoke,
     before = _result(d, "Q")
     items_before = json.loads((d / before["items_file"]).read_text())
     (d / "states" / before["state_key"] / "evals" / f"{before['evaluation']['suite']}.json").unlink()
-    code = (f"from orderstudy.study import Study; r = Study({str(vllm_smoke['params'])!r}).run_ordering('Q', show=lambda *a: None); "
+    code = (f"from orderstudy.study.study import Study; r = Study({str(vllm_smoke['params'])!r}).run_ordering('Q', show=lambda *a: None); "
             "print(r['evaluation']['reused'], r['evaluation']['runtime']['vllm_engines'])")
     proc = subprocess.run([vllm_python, "-c", code], cwd=paths.ROOT, env=vllm_smoke["env"], capture_output=True,
                           text=True, timeout=900)

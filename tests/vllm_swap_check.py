@@ -25,7 +25,7 @@ def perturbed_copy(base: Path, out: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from orderstudy.ops import storage
+    from orderstudy.checkpoints import storage
 
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16)
     generator = torch.Generator().manual_seed(1)
@@ -52,8 +52,8 @@ def answers(lm) -> dict:
 
 
 def main(base: str, work: str, out: str) -> None:
-    from orderstudy import backends
-    from orderstudy.params import EvaluationParams
+    from orderstudy.evaluation import backends
+    from orderstudy.core.params import EvaluationParams
 
     other = perturbed_copy(Path(base), Path(work) / "other")
     engines = backends.VllmEngines("bfloat16", "cpu", EvaluationParams())

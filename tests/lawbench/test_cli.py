@@ -1,4 +1,4 @@
-"""``python -m orderstudy.lawbench score``: one row per (system, task), an average row, errors per system."""
+"""``python -m orderstudy.benchmarks.lawbench score``: one row per (system, task), an average row, errors per system."""
 
 import csv
 import json
@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from orderstudy.lawbench import TASK_IDS
-from orderstudy.lawbench.cli import COLUMNS, main
+from orderstudy.benchmarks.lawbench import TASK_IDS
+from orderstudy.benchmarks.lawbench.cli import COLUMNS, main
 
 
 def run_cli(lib_dir, *args):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(lib_dir)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    return subprocess.run([sys.executable, "-m", "orderstudy.lawbench", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "orderstudy.benchmarks.lawbench", *map(str, args)],
                           capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -106,8 +106,8 @@ def test_unknown_task_option(tmp_path):
 
 
 def test_missing_thesaurus_stops_before_any_system_is_scored(tmp_path, lawbench_files, monkeypatch, capsys):
-    from orderstudy import paths
-    from orderstudy.lawbench import correction
+    from orderstudy.core import paths
+    from orderstudy.benchmarks.lawbench import correction
 
     lawbench_files.write_system(tmp_path / "p" / "a", tasks=("2-1", "3-6"))
     out = tmp_path / "r.csv"

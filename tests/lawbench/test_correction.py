@@ -11,9 +11,9 @@ import random
 
 import pytest
 
-from orderstudy.lawbench import correction
-from orderstudy.lawbench.errors import LawBenchInputError
-from orderstudy.lawbench.scoring import score_item, score_task
+from orderstudy.benchmarks.lawbench import correction
+from orderstudy.benchmarks.lawbench.errors import LawBenchInputError
+from orderstudy.benchmarks.lawbench.scoring import score_item, score_task
 
 SOURCE = "上诉证据足以认定指控实施。"
 ANSWER = "上述证据足以认定指控事实。"
@@ -225,7 +225,7 @@ def test_real_costs_change_the_edits(monkeypatch, source, target, flat_edits, ed
 
 
 def test_missing_thesaurus_says_what_to_run(tmp_path, monkeypatch):
-    from orderstudy import paths
+    from orderstudy.core import paths
 
     monkeypatch.setattr(paths, "THESAURUS_FILE", tmp_path / "cilin_ex.txt")
     correction.thesaurus.cache_clear()
@@ -247,7 +247,7 @@ def test_lawbench_published_predictions_excerpt():
     """
     from pathlib import Path
 
-    from orderstudy.lawbench.predictions import read_task_predictions, score_task_file
+    from orderstudy.benchmarks.lawbench.predictions import read_task_predictions, score_task_file
 
     path = Path(__file__).parent / "data" / "lawbench_gpt4_zero_shot_2-1_excerpt.json"
     loaded = read_task_predictions(path, "2-1")

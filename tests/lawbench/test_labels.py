@@ -2,8 +2,8 @@
 
 import pytest
 
-from orderstudy.lawbench.errors import LawBenchInputError
-from orderstudy.lawbench.scoring import score_item
+from orderstudy.benchmarks.lawbench.errors import LawBenchInputError
+from orderstudy.benchmarks.lawbench.scoring import score_item
 
 MARRIAGE = "类别:婚后有子女、限制行为能力子女抚养。"
 

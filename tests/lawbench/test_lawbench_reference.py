@@ -9,10 +9,11 @@ import re
 
 import pytest
 
-from orderstudy import data, evaluation
-from orderstudy.lawbench import correction
-from orderstudy.lawbench.scoring import score_task
-from orderstudy.params import EvaluationParams
+from orderstudy.benchmarks import data
+from orderstudy.evaluation import engine as evaluation
+from orderstudy.benchmarks.lawbench import correction
+from orderstudy.benchmarks.lawbench.scoring import score_task
+from orderstudy.core.params import EvaluationParams
 
 # The sha256 of ChERRANT's files as ../shared/lawbench/README.md lists them.
 CILIN_SHA256 = "d4c707f5d895e00f2223547582f1c2cd8f5888a7cc0d0f687fc28a510b77a6bb"

@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from orderstudy.lawbench.errors import LawBenchInputError
-from orderstudy.lawbench.numbers import LOG_216, predicted_articles, predicted_months
-from orderstudy.lawbench.scoring import score_item, score_task
+from orderstudy.benchmarks.lawbench.errors import LawBenchInputError
+from orderstudy.benchmarks.lawbench.numbers import LOG_216, predicted_articles, predicted_months
+from orderstudy.benchmarks.lawbench.scoring import score_item, score_task
 
 # ---------------------------------------------------------------------------------------------
 # 3-1: F1 between the answer's article numbers and the first number of each "、"-separated piece.

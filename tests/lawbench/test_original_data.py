@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from orderstudy.lawbench.original import ORIGINAL_DIR, ORIGINAL_TASKS, original_items, original_path
-from orderstudy.lawbench.scoring import score_item, score_task
+from orderstudy.benchmarks.lawbench.original import ORIGINAL_DIR, ORIGINAL_TASKS, original_items, original_path
+from orderstudy.benchmarks.lawbench.scoring import score_item, score_task
 
 # LawBench's zero-shot instructions for the three tasks (data/zero_shot/<task>.json), word for word.
 LAWBENCH_INSTRUCTIONS = {

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from orderstudy.lawbench.predictions import PredictionFileError, read_task_predictions, score_task_file, task_file
+from orderstudy.benchmarks.lawbench.predictions import PredictionFileError, read_task_predictions, score_task_file, task_file
 
 
 def write(path, content):

@@ -7,9 +7,9 @@ sequences, F = 2PR / (P + R + 1e-8).
 
 import pytest
 
-from orderstudy.lawbench.errors import LawBenchInputError
-from orderstudy.lawbench.rouge import segment
-from orderstudy.lawbench.scoring import score_item, score_task
+from orderstudy.benchmarks.lawbench.errors import LawBenchInputError
+from orderstudy.benchmarks.lawbench.rouge import segment
+from orderstudy.benchmarks.lawbench.scoring import score_item, score_task
 
 ARTICLE = "农民专业合作社设理事长一名。"
 

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from orderstudy.lawbench import TASK_IDS, TASK_METRICS, TASK_NAMES, LawBenchInputError
-from orderstudy.lawbench.scoring import TaskScore, lawbench_average, score_item, score_task
+from orderstudy.benchmarks.lawbench import TASK_IDS, TASK_METRICS, TASK_NAMES, LawBenchInputError
+from orderstudy.benchmarks.lawbench.scoring import TaskScore, lawbench_average, score_item, score_task
 
 # One (prediction, answer) pair per task in LawBench's forms: a right answer, a wrong one and an
 # abstention where the task defines one.

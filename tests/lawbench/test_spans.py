@@ -5,9 +5,9 @@ CJRC F1 compares characters that are letters or digits (punctuation dropped) as 
 
 import pytest
 
-from orderstudy.lawbench.errors import LawBenchInputError
-from orderstudy.lawbench.scoring import score_item, score_task
-from orderstudy.lawbench.spans import predicted_entities, rc_f1
+from orderstudy.benchmarks.lawbench.errors import LawBenchInputError
+from orderstudy.benchmarks.lawbench.scoring import score_item, score_task
+from orderstudy.benchmarks.lawbench.spans import predicted_entities, rc_f1
 
 F1_EPS = 1e-10  # LawBench's F1 for 2-6 and 2-10 is 2PR / (P + R + 1e-10)
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from orderstudy import paths
-from orderstudy.ops import OPERATIONS, OperationContext
-from orderstudy.params import FinetuneParams, PruneParams, QuantizeParams
+from orderstudy.core import paths
+from orderstudy.operations import OPERATIONS, OperationContext
+from orderstudy.core.params import FinetuneParams, PruneParams, QuantizeParams
 
 TOKENIZER_SOURCE = paths.MODELS_CACHE / "SmolLM2-135M-Instruct"
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from orderstudy import backends, equivalent
+from orderstudy.evaluation import backends
+from orderstudy.checkpoints import equivalent
 
 
 @pytest.mark.parametrize("steps, kind", [
@@ -31,8 +32,8 @@ def test_a_dequantized_model_computes_as_its_saved_copy_does(states, run_logits,
     Casting the whole model to bf16 used to cast its rotary frequencies too, which a loaded
     checkpoint keeps in float32.
     """
-    from orderstudy import models
-    from orderstudy.ops import storage
+    from orderstudy.checkpoints import models
+    from orderstudy.checkpoints import storage
 
     dense, _ = storage.load_dense(states.get("Q:nf4"), "bfloat16", "cpu")
     assert dense.model.rotary_emb.inv_freq.dtype == torch.float32
@@ -48,7 +49,7 @@ def test_layouts_without_an_equivalent_copy_are_refused_naming_the_way_out(state
 
 
 def _params(tmp_path, **evaluation_and_ops):
-    from orderstudy.params import StudyParams
+    from orderstudy.core.params import StudyParams
 
     raw = {"study": "t", "model": {"source": str(tmp_path)}, **evaluation_and_ops}
     return StudyParams.model_validate(raw)

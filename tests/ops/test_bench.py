@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from orderstudy import paths
+from orderstudy.core import paths
 
 SCRIPT = paths.ROOT / "benchmarks" / "bench_operations.py"
 

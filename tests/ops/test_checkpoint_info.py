@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from orderstudy import models
-from orderstudy.checkpoint_info import describe
-from orderstudy.ops import storage
+from orderstudy.checkpoints import models
+from orderstudy.checkpoints.inspect import describe
+from orderstudy.checkpoints import storage
 
 CHAINS = [(), ("Q:nf4",), ("Q:int8",), ("P:depth",), ("P:wanda-sparse",), ("Q:nf4", "F:adapter"), ("P:2:4", "Q:fp4")]
 
@@ -56,7 +56,7 @@ def test_formats_and_quantization_by_part(states):
 
 
 def test_the_base_in_bf16_weighs_two_bytes_a_value_whatever_it_is_stored_in(tiny_model, tmp_path):
-    from orderstudy.checkpoint_info import bf16_weights_bytes, read_header
+    from orderstudy.checkpoints.inspect import bf16_weights_bytes, read_header
 
     model = models.load_dense(tiny_model, "float32", "cpu")
     model.to(torch.bfloat16).save_pretrained(tmp_path / "bf16")

@@ -8,10 +8,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from orderstudy import models, prompts
-from orderstudy.checkpoint_info import describe
-from orderstudy.ops import finetune, storage
-from orderstudy.params import FinetuneParams
+from orderstudy.checkpoints import models
+from orderstudy.core import prompts
+from orderstudy.checkpoints.inspect import describe
+from orderstudy.checkpoints import storage
+from orderstudy.operations import finetune
+from orderstudy.core.params import FinetuneParams
 
 
 def test_prompt_tokens_are_masked_and_answer_tokens_are_learned(tiny_model):

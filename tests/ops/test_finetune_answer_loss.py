@@ -6,8 +6,9 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from orderstudy import models
-from orderstudy.ops import finetune, storage
+from orderstudy.checkpoints import models
+from orderstudy.checkpoints import storage
+from orderstudy.operations import finetune
 
 PAIRS = [("What does habeas corpus protect against?", "Unlawful detention by the state."),
          ("劳动合同试用期最长不得超过几个月？请详细说明理由并引用法条。", "六个月。")]

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from orderstudy import models, notebook_views, step_figures
-from orderstudy.checkpoint_info import describe
-from orderstudy.ops import prune
+from orderstudy.checkpoints import models
+from orderstudy.notebook import views as notebook_views, step_figures
+from orderstudy.checkpoints.inspect import describe
+from orderstudy.operations import prune
 
 
 def state_record(model_dir, info) -> dict:

@@ -14,8 +14,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from orderstudy import models, numerics
-from orderstudy.ops import storage
+from orderstudy.checkpoints import equivalent, models, numerics
+from orderstudy.checkpoints import storage
 
 SEQUENCES = [[1, 504, 3165, 314, 260, 1345, 28, 2119, 30, 2], [200, 201, 202, 203, 204, 205]]
 
@@ -62,7 +62,7 @@ def test_bitsandbytes_alone_computes_otherwise_on_an_avx512bf16_cpu(states, monk
 @pytest.mark.parametrize("how", [numerics.EQUIVALENT, numerics.BITSANDBYTES])
 def test_an_evaluation_model_of_a_4bit_state_is_recorded_with_its_distances(states, cpu_kind, how):
     q = states.get("Q:nf4")
-    model, record = numerics.evaluation_model(q, "float32", "cpu", how, SEQUENCES)
+    model, record = equivalent.evaluation_model(q, "float32", "cpu", how, SEQUENCES)
     assert record["quantized"] and record["bitsandbytes_kernel"] == numerics.REFERENCE_KERNEL
     if how == numerics.EQUIVALENT:
         assert not numerics.linear_4bit_layers(model) and record["evaluated_as"].startswith("evaluation-equivalent")
@@ -78,7 +78,7 @@ def test_an_evaluation_model_of_a_4bit_state_is_recorded_with_its_distances(stat
 
 
 def test_in_bf16_the_equivalent_differs_from_bitsandbytes_by_rounding_only(states, cpu_kind):
-    model, record = numerics.evaluation_model(states.get("Q:nf4"), "bfloat16", "cpu", numerics.EQUIVALENT, SEQUENCES)
+    model, record = equivalent.evaluation_model(states.get("Q:nf4"), "bfloat16", "cpu", numerics.EQUIVALENT, SEQUENCES)
     # The same weights, multiplied by GEMMs that round in another order (measured 0.008 on this model).
     assert 0.0 <= record["vs_bitsandbytes"]["max_abs_logit_diff"] < 0.1
     assert record["vs_bitsandbytes"]["greedy_token_agreement"] >= 0.9
@@ -86,18 +86,18 @@ def test_in_bf16_the_equivalent_differs_from_bitsandbytes_by_rounding_only(state
 
 
 def test_8bit_and_dense_states_are_evaluated_as_they_are(states, tiny_model):
-    model, record = numerics.evaluation_model(states.get("Q:int8"), "float32", "cpu", numerics.EQUIVALENT, SEQUENCES)
+    model, record = equivalent.evaluation_model(states.get("Q:int8"), "float32", "cpu", numerics.EQUIVALENT, SEQUENCES)
     assert isinstance(model.model.layers[0].mlp.up_proj, bnb.nn.Linear8bitLt)
     assert "8-bit has no dense equivalent" in record["evaluated_as"] and "LLM.int8" in record["bitsandbytes_kernel"]
     # LLM.int8 quantizes activations too: not the dequantized weights' function, and it says by how much.
     assert 0.0 < record["vs_dequantized_float32"]["max_abs_logit_diff"] < 1.0
-    dense, record = numerics.evaluation_model(tiny_model, "float32", "cpu", numerics.EQUIVALENT, SEQUENCES)
+    dense, record = equivalent.evaluation_model(tiny_model, "float32", "cpu", numerics.EQUIVALENT, SEQUENCES)
     assert record == {"quantized": False, "evaluated_as": "the checkpoint itself"}
 
 
 def test_the_adapter_layout_is_evaluated_as_its_merged_equivalent(states, cpu_kind):
     src = states.get("Q:nf4", "F:adapter")
-    model, record = numerics.evaluation_model(src, "float32", "cpu", numerics.EQUIVALENT, SEQUENCES)
+    model, record = equivalent.evaluation_model(src, "float32", "cpu", numerics.EQUIVALENT, SEQUENCES)
     assert not numerics.linear_4bit_layers(model)
     # x W + x A B s against x (W + s B A): equal up to float32 rounding.
     assert record["vs_bitsandbytes"]["max_abs_logit_diff"] < 1e-3

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from orderstudy import models
-from orderstudy.checkpoint_info import describe
-from orderstudy.ops import storage
+from orderstudy.checkpoints import models
+from orderstudy.checkpoints.inspect import describe
+from orderstudy.checkpoints import storage
 
 PRUNE_METHODS = ["width", "width-activation", "mlp_channels", "depth", "magnitude", "wanda", "2:4",
                  "wanda-sparse", "2:4-sparse"]

@@ -7,10 +7,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from orderstudy import models
-from orderstudy.checkpoint_info import describe
-from orderstudy.ops import calibration, prune, storage
-from orderstudy.params import PruneParams
+from orderstudy.checkpoints import models
+from orderstudy.checkpoints.inspect import describe
+from orderstudy.checkpoints import storage
+from orderstudy.operations import calibration, prune
+from orderstudy.core.params import PruneParams
 
 
 def dense(model_dir):

@@ -7,10 +7,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from orderstudy import models, numerics
-from orderstudy.checkpoint_info import describe
-from orderstudy.ops import quantize, storage
-from orderstudy.params import QuantizeParams
+from orderstudy.checkpoints import models, numerics
+from orderstudy.checkpoints.inspect import describe
+from orderstudy.checkpoints import storage
+from orderstudy.operations import quantize
+from orderstudy.core.params import QuantizeParams
 
 
 QUANTIZATION_ERROR = {"nf4": 0.2, "fp4": 0.3, "int8": 0.03}

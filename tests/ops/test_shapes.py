@@ -12,9 +12,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from orderstudy import models
-from orderstudy.ops import OPERATIONS, prune
-from orderstudy.params import FinetuneParams, PruneParams, QuantizeParams
+from orderstudy.checkpoints import models
+from orderstudy.operations import OPERATIONS, prune
+from orderstudy.core.params import FinetuneParams, PruneParams, QuantizeParams
 
 from .conftest import TOKENIZER_SOURCE, make_360m_shaped_model
 
@@ -63,12 +63,12 @@ def test_prune_quantize_fine_tune_a_360m_shaped_model(model_360m, ctx, tmp_path,
 
 
 def test_orderstudy_check_stops_on_that_head_count_before_any_work(model_360m, tmp_path, outputs_dir, capsys):
-    from orderstudy import runner
+    from orderstudy import cli
 
     params = tmp_path / "m360.yaml"
     params.write_text(f"study: m360\nmodel: {{source: {model_360m}}}\nprune: {{method: width, head_sparsity: 0.3}}\n",
                       encoding="utf-8")
-    assert runner.main(["check", str(params)]) == 2
+    assert cli.main(["check", str(params)]) == 2
     err = capsys.readouterr().err
     assert f"{params}: key 'prune.head_sparsity': head_sparsity 0.3 keeps 9 of 15 attention heads" in err
     assert "0.2 (12 heads kept)" in err

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from orderstudy.ops import sparse_format, storage
+from orderstudy.checkpoints import sparse_format, storage
 
 
 def test_pack_and_unpack_are_exact():

@@ -17,8 +17,9 @@ import pytest
 import torch
 from bitsandbytes.functional import dequantize_4bit
 
-from orderstudy import models
-from orderstudy.ops import finetune, prune, storage
+from orderstudy.checkpoints import models
+from orderstudy.checkpoints import storage
+from orderstudy.operations import finetune, prune
 
 
 @pytest.fixture
@@ -147,7 +148,7 @@ def test_trap2_pruning_a_quantized_checkpoint_equals_dequantize_then_prune(state
     dense, _ = storage.load_dense(quantized, "float32", "cpu")
     _, params = step_params[f"P:{method}"]
     tokenizer = models.load_tokenizer(quantized)
-    from orderstudy.ops import calibration
+    from orderstudy.operations import calibration
 
     sequences = calibration.encode(tokenizer, ctx.calibration_examples, params.calibration_samples,
                                    params.calibration_seq_len, ctx.seed) if params.needs_calibration else []
@@ -208,7 +209,7 @@ def test_trap3_sparsity_dropped_on_request_is_recorded(states):
 
 
 def test_trap3_requantized_finetune_keeps_the_zeros(states):
-    from orderstudy.checkpoint_info import describe
+    from orderstudy.checkpoints.inspect import describe
 
     result = states.get("P:wanda", "Q:nf4", "F:requantize")
     info = describe(result)

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orderstudy.atomic import write_json, write_text
-from orderstudy.paths import StudyPaths, ordering_filename, run_filename
-from orderstudy.plan import REFERENCE_ORDER, parse_ordering, prefixes
+from orderstudy.core.atomic import write_json, write_text
+from orderstudy.core.paths import StudyPaths, ordering_filename, run_filename
+from orderstudy.core.plan import REFERENCE_ORDER, parse_ordering, prefixes
 
 TASKS = {
     "lawbench": ("1-1", "2-1", "3-1"),

@@ -1,6 +1,6 @@
 """A task whose answers did not fit the generation cap is marked in every table."""
 
-from orderstudy.atomic import read_json, write_json
+from orderstudy.core.atomic import read_json, write_json
 from orderstudy.report import build_report
 
 

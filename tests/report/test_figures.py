@@ -52,7 +52,7 @@ def test_score_size_labels_name_every_ordering_once_and_never_overlap():
 
     import pandas as pd
 
-    from orderstudy.plan import REFERENCE_ORDER, parse_ordering
+    from orderstudy.core.plan import REFERENCE_ORDER, parse_ordering
 
     # Sizes depend only on whether P and Q ran, and the scores take four values: as in the smoke
     # study, many orderings land on the same point.

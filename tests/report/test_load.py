@@ -75,7 +75,7 @@ def test_missing_items_file_is_an_error(finished_study):
 
 
 def test_missing_study_directory(tmp_path):
-    from orderstudy.paths import StudyPaths
+    from orderstudy.core.paths import StudyPaths
 
     with pytest.raises(FileNotFoundError, match="no such study directory"):
         load_study(StudyPaths("nothing", tmp_path))

@@ -5,7 +5,7 @@ import os
 
 import nbformat
 
-from orderstudy import paths
+from orderstudy.core import paths
 from orderstudy.report import build_html
 from orderstudy.report.notebook import summary_notebook
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orderstudy.plan import REFERENCE_ORDER
+from orderstudy.core.plan import REFERENCE_ORDER
 from orderstudy.report import reference
 from orderstudy.report.__main__ import main
 

@@ -7,9 +7,9 @@ import re
 import pandas as pd
 import pytest
 
-from orderstudy.atomic import write_json, write_text
-from orderstudy.paths import StudyPaths, ordering_filename
-from orderstudy.plan import REFERENCE_ORDER
+from orderstudy.core.atomic import write_json, write_text
+from orderstudy.core.paths import StudyPaths, ordering_filename
+from orderstudy.core.plan import REFERENCE_ORDER
 from orderstudy.report import build_report
 from orderstudy.report.changes import change_rate, how_orders_differ, order_pairs, transitions
 from orderstudy.report.markdown import format_change, format_size

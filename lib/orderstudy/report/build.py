@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import paths as project_paths
-from ..atomic import write_text
-from ..params import ReportParams, load_params
-from ..paths import StudyPaths
+from ..core import paths as project_paths
+from ..core.atomic import write_text
+from ..core.params import ReportParams, load_params
+from ..core.paths import StudyPaths
 from . import figures as figs
 from . import labels, markdown
 from .claims import claims_markdown, claims_table, load_claims

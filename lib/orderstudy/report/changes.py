@@ -16,7 +16,7 @@ import itertools
 
 import numpy as np
 
-from ..plan import OPERATIONS, REFERENCE_ORDER, format_ordering, parse_ordering
+from ..core.plan import OPERATIONS, REFERENCE_ORDER, format_ordering, parse_ordering
 
 
 def change_rate(score, base_score):

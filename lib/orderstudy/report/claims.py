@@ -27,8 +27,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .. import paths
-from ..plan import BASE, format_ordering, parse_ordering
+from ..core import paths
+from ..core.plan import BASE, format_ordering, parse_ordering
 from . import labels
 from .estimates import Comparison, Estimates
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import write_text
+from ..core.atomic import write_text
 from . import labels, markdown
 from .build import Report, csv_text, make_report, resolve_source
 from .changes import reference_rank

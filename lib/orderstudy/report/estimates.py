@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..params import ReportParams
+from ..core.params import ReportParams
 from . import intervals
 from .changes import change_rate
 from .intervals import Arm, Design, Estimate

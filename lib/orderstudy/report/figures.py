@@ -29,8 +29,8 @@ import seaborn as sns
 from matplotlib import font_manager
 from matplotlib.figure import Figure
 
-from ..atomic import write_bytes
-from ..plan import BASE, OPERATIONS
+from ..core.atomic import write_bytes
+from ..core.plan import BASE, OPERATIONS
 from . import labels
 
 DPI = 100

@@ -7,7 +7,7 @@ line: 原始模型, 微调 → 剪枝 → 量化, 剪枝 → 剪枝微调, LawBe
 
 from __future__ import annotations
 
-from ..plan import BASE, parse_ordering
+from ..core.plan import BASE, parse_ordering
 
 LANGUAGES = ("en", "zh")
 

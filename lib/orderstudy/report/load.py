@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..paths import StudyPaths, parse_run_filename
-from ..plan import REFERENCE_ORDER, format_ordering, parse_ordering
+from ..core.paths import StudyPaths, parse_run_filename
+from ..core.plan import REFERENCE_ORDER, format_ordering, parse_ordering
 from .changes import reference_rank
 
 SCHEMA = 1

@@ -16,8 +16,8 @@ import math
 
 import pandas as pd
 
-from ..params import ReportParams
-from ..plan import BASE
+from ..core.params import ReportParams
+from ..core.plan import BASE
 from . import labels
 from .load import NOT_RUN
 

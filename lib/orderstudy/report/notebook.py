@@ -16,8 +16,8 @@ from pathlib import Path
 
 import nbformat
 
-from .. import paths as project_paths
-from ..atomic import write_text
+from ..core import paths as project_paths
+from ..core.atomic import write_text
 from .build import resolve_source
 
 KERNEL_NAME = "python3"

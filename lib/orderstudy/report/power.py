@@ -30,7 +30,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..plan import BASE
+from ..core.plan import BASE
 from . import intervals, labels
 from .changes import order_pairs
 from .estimates import Estimates

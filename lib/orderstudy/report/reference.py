@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..params import ReportParams
-from ..plan import BASE, REFERENCE_ORDER, parse_ordering
+from ..core.params import ReportParams
+from ..core.plan import BASE, REFERENCE_ORDER, parse_ordering
 from . import labels
 from .load import BenchmarkScore, Result, Study
 

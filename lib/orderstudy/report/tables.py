@@ -22,7 +22,7 @@ import math
 
 import pandas as pd
 
-from ..plan import BASE, OPERATIONS
+from ..core.plan import BASE, OPERATIONS
 from . import labels
 from .changes import how_orders_differ, order_pairs, transitions
 from .estimates import Comparison, Estimates

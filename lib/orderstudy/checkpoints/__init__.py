@@ -1,0 +1,1 @@
+"""Model checkpoints: loading, saving, the sparse format, bitsandbytes' CPU numerics, provenance, inspection."""

@@ -1,0 +1,79 @@
+"""The command line: ``python -m orderstudy run|summary|plan|check|estimate|backends PARAMS``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .core import atomic
+from .core.params import ParamsError
+from .evaluation.backends import BackendError
+from .execution.runner import StudyLocked, preflight, print_plan, quiet_threads, run_study, run_summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    quiet_threads()
+    parser = argparse.ArgumentParser(prog="python -m orderstudy", description="Run an ordering study.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="run every ordering that is not up to date, then the summary")
+    p_run.add_argument("params")
+    p_run.add_argument("--orderings", nargs="*", help="only these orderings (e.g. base F P>F)")
+    p_run.add_argument("--quiet", action="store_true", help="do not stream the notebooks' output")
+    p_sum = sub.add_parser("summary", help="rebuild the summary notebook, tables and figures")
+    p_sum.add_argument("params")
+    p_plan = sub.add_parser("plan", help="print the plan: orderings, states, keys, what is up to date")
+    p_plan.add_argument("params")
+    p_check = sub.add_parser("check", help="validate a params file and its inputs, doing no work")
+    p_check.add_argument("params")
+    p_est = sub.add_parser("estimate", help="print the study's size and its time estimated from a short measurement")
+    p_est.add_argument("params")
+    p_est.add_argument("--items", type=int, default=16, help="prompts in the measured sample (default 16)")
+    p_est.add_argument("--json", help="also write the figures to this JSON file")
+    p_cmp = sub.add_parser("backends", help="check that the evaluation backends give the same greedy answers")
+    p_cmp.add_argument("params")
+    p_cmp.add_argument("--items", type=int, default=16, help="prompts in the sample (default 16)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            run_study(args.params, args.orderings, log_output=not args.quiet)
+        elif args.command == "summary":
+            print(run_summary(args.params))
+        elif args.command == "plan":
+            print_plan(args.params)
+        elif args.command == "check":
+            from .study.study import Study
+
+            study = Study(args.params)
+            preflight(study)
+            print(f"{study.params_file}: OK ({len(study.plan.orderings)} orderings, {len(study.plan.steps)} steps)")
+        elif args.command == "estimate":
+            from .evaluation import throughput
+            from .study.study import Study
+
+            study = Study(args.params)
+            preflight(study)
+            result = throughput.estimate(study, args.items)
+            print(throughput.format_estimate(study, result))
+            if args.json:
+                atomic.write_json(Path(args.json), result)
+        elif args.command == "backends":
+            from .evaluation import throughput
+            from .study.study import Study
+
+            study = Study(args.params)
+            preflight(study)
+            print(throughput.format_comparison(throughput.compare_backends(study, args.items)))
+    except (ParamsError, StudyLocked, BackendError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from .benchmarks.data import DataError
+        from .checkpoints.models import ModelError
+
+        if isinstance(exc, (DataError, ModelError)):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    return 0

@@ -1,0 +1,1 @@
+"""The bottom layer: paths, atomic writes, parameters, the plan of orderings, prompts. Imports nothing above it."""

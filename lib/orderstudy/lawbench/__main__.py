@@ -1,7 +1,0 @@
-"""Entry point of ``python -m orderstudy.lawbench``; see ``cli``."""
-
-import sys
-
-from .cli import main
-
-sys.exit(main())

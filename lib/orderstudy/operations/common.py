@@ -1,0 +1,92 @@
+"""What every operation receives besides its own parameters, and helpers they share."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..checkpoints import models
+from ..checkpoints.sparse_format import SPARSITY_CONFIG_KEY  # noqa: F401  (the operations import it from here)
+
+@dataclass
+class OperationContext:
+    """The study-wide settings an operation runs under."""
+
+    dtype: str = "bfloat16"
+    device: str = "cpu"
+    seed: int = 0
+    # Where a fine-tune finds its training examples: a list of {"prompt", "answer", "id"} dicts.
+    training_examples: list[dict] = field(default_factory=list)
+    # Where pruning finds its calibration text (activation-aware scores, wanda, depth): the same
+    # kind of {"prompt", "answer", "id"} dicts; by default the fine-tuning training examples,
+    # never the evaluation sample.
+    calibration_examples: list[dict] = field(default_factory=list)
+    # Whether training pairs and calibration text go through the chat template (the study's
+    # top-level `chat_template`, which the evaluation reads too).
+    chat_template: bool = True
+    # Called with a message so notebooks can show progress.
+    progress: Callable[[str], None] = print
+
+
+def load_tokenizer(model_dir: Path):
+    """Return the tokenizer of ``model_dir``, loaded once per process for the same files.
+
+    Every state of a study shares the base model's tokenizer, and loading SmolLM2's takes about a
+    second (its 3.5 MB tokenizer.json is parsed twice); the cache key is the files' content.
+    """
+    digest = hashlib.sha256()
+    for f in sorted(Path(model_dir).glob("*")):
+        if f.is_file() and (f.name.startswith("tokenizer") or f.name.startswith("chat_template")
+                            or f.name in ("special_tokens_map.json", "vocab.json", "merges.txt")):
+            digest.update(f.name.encode())
+            digest.update(f.read_bytes())
+    key = digest.hexdigest()
+    if key not in _TOKENIZERS:
+        _TOKENIZERS[key] = models.load_tokenizer(model_dir)
+    return _TOKENIZERS[key]
+
+
+_TOKENIZERS: dict[str, object] = {}
+
+
+def bnb_config(quant: dict):
+    """Return a ``BitsAndBytesConfig`` from a saved ``quantization_config`` dict."""
+    from transformers import BitsAndBytesConfig
+
+    cfg = {k: v for k, v in quant.items() if k not in ("quant_method", "_load_in_4bit", "_load_in_8bit")}
+    return BitsAndBytesConfig(**cfg)
+
+
+def quantization_name(quant: dict | None) -> str | None:
+    """Return ``nf4``, ``fp4``, ``int8`` or None (dense) for a saved ``quantization_config``.
+
+    >>> quantization_name({"load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}), quantization_name(None)
+    ('nf4', None)
+    """
+    if quant is None:
+        return None
+    if quant.get("load_in_8bit"):
+        return "int8"
+    return quant.get("bnb_4bit_quant_type", "4bit")
+
+
+def requantize_like(model, quant: dict, dst: Path, ctx: OperationContext, tokenizer_from: Path) -> None:
+    """Quantize a dense in-memory ``model`` with the saved settings ``quant`` and save it to ``dst``.
+
+    bitsandbytes quantizes while loading, so the dense model goes through a temporary checkpoint.
+    The tokenizer is copied from ``tokenizer_from``.
+    """
+    from transformers import AutoModelForCausalLM
+
+    from ..checkpoints.storage import copy_tokenizer
+
+    with tempfile.TemporaryDirectory(dir=Path(dst).parent, prefix=".dense-") as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        quantized = AutoModelForCausalLM.from_pretrained(
+            tmp, quantization_config=bnb_config(quant),
+            dtype=models.DTYPES[ctx.dtype], device_map=ctx.device)
+        quantized.save_pretrained(dst, safe_serialization=True)
+    copy_tokenizer(tokenizer_from, dst)

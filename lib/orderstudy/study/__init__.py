@@ -1,0 +1,1 @@
+"""A study: its state store, the run of one ordering, the fine-tune's probes, the result it writes."""
