@@ -79,7 +79,7 @@ summary: env ## rebuild the summary notebook, tables and figures from finished r
 report: env ## export the executed summary notebook to outputs/<study>/report.html (code hidden)
 	$(PY) -m orderstudy.report html $(PARAMS)
 
-lab: env ## JupyterLab with the project's kernel (LAB_ARGS="--no-browser --port 8888" on a remote machine: see README)
+lab: env ## JupyterLab with the project's kernel (LAB_ARGS="--no-browser --port 8888" on a remote machine: see docs/notebooks.md)
 	GOMP_SPINCOUNT=$${GOMP_SPINCOUNT:-10000} KMP_BLOCKTIME=$${KMP_BLOCKTIME:-1} $(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
 
 lab-check: env ## open the executed F>P>Q notebook of PARAMS in JupyterLab in headless Chromium: screenshots, section titles
