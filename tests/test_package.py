@@ -94,7 +94,7 @@ def test_the_license_is_apache_2_0_in_full_and_matches_pyproject():
                                "Submission of Contributions", "Trademarks", "Disclaimer of Warranty",
                                "Limitation of Liability", "Accepting Warranty or Additional Liability"], start=1):
         assert f"{n}. {title}." in text, title
-    assert PYPROJECT["project"]["license"] == {"text": "Apache-2.0"}
+    assert PYPROJECT["project"]["license"] == "Apache-2.0" and PYPROJECT["project"]["license-files"] == ["LICENSE"]
 
 
 def test_citation_cff_names_the_package_its_version_and_its_license():
