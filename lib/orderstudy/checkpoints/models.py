@@ -137,7 +137,7 @@ def load_dense(model_dir: Path, dtype: str = "bfloat16", device: str = "cpu"):
     """Return the model in ``model_dir`` with full-precision weights, dequantizing if needed.
 
     Pruning and merging need real weights: torch's utilities on packed 4-bit weights corrupt them
-    without an error (FACTS.md, trap 2).
+    without an error (``tests/ops/test_traps.py`` shows it).
     """
     model = load_model(model_dir, dtype, device)
     if getattr(model, "hf_quantizer", None) is not None:

@@ -62,7 +62,7 @@ def load_dense(model_dir: Path, dtype: str, device: str) -> tuple[object, dict]:
     """Return ``(model, facts)``: full-precision weights of ``model_dir`` in any layout.
 
     A quantized model is dequantized (pruning packed 4-bit weights corrupts them silently:
-    FACTS.md, trap 2); an adapter is merged into its dequantized base. ``facts`` says what was
+    ``tests/ops/test_traps.py`` shows it); an adapter is merged into its dequantized base. ``facts`` says what was
     done: the source's ``layout``, its ``quantization`` config (or None) and ``adapter_merged``.
     """
     kind = layout(model_dir)

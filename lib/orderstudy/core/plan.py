@@ -13,7 +13,7 @@ OPERATIONS = ("F", "P", "Q")
 OPERATION_NAMES = {"F": "fine-tune", "P": "prune", "Q": "quantize"}
 BASE = "base"
 
-# The reference study's row order (../shared/seed/README.md), which every table keeps.
+# The reference study's row order (lib/orderstudy/reference/), which every table keeps.
 REFERENCE_ORDER: tuple[str, ...] = (
     "base", "F", "P", "Q",
     "P>F", "P>Q", "Q>F", "Q>P", "F>P", "F>Q",

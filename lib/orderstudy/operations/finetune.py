@@ -6,7 +6,7 @@ training data gives a validation loss before training, after it, and on the save
 On a quantized model this is QLoRA, and the model is loaded fresh from disk for training: once
 bitsandbytes has run a 4-bit model in eval mode without gradients on a CPU with AVX512-BF16 (any
 evaluation does this) it repacks the weights for its inference kernel, and LoRA gradients
-computed afterwards are silently wrong (FACTS.md, trap 1). ``trainable_model`` refuses a model
+computed afterwards are silently wrong (``tests/ops/test_traps.py`` shows it). ``trainable_model`` refuses a model
 in that state. What becomes of the adapter is ``finetune.merge``:
 
 - ``dequantize`` (default): merged into the dequantized weights; the result is full precision.
@@ -15,7 +15,7 @@ in that state. What becomes of the adapter is ``finetune.merge``:
   ``adapter_model.safetensors`` next to the base's files); ``from_pretrained`` alone loads both.
 
 On a full-precision model the adapter is always merged. Merging writes dense deltas into every
-weight and so undoes unstructured or 2:4 sparsity (FACTS.md); with ``keep_sparsity`` (default)
+weight and so undoes unstructured or 2:4 sparsity; with ``keep_sparsity`` (default)
 the weights that were zero before the merge are zeroed again, and a sparse-format source gives a
 sparse-format result. Without it, the record and the config say the sparsity is gone.
 """
@@ -202,7 +202,7 @@ def repacked_4bit_modules(model) -> list[str]:
     """Return the names of 4-bit layers whose weights bitsandbytes repacked for CPU inference.
 
     bitsandbytes does this on the first eval-mode forward pass without gradients on a CPU with
-    AVX512-BF16, and LoRA gradients through such a layer are wrong (FACTS.md, trap 1).
+    AVX512-BF16, and LoRA gradients through such a layer are wrong.
     """
     return [name for name, module in model.named_modules()
             if getattr(getattr(getattr(module, "weight", None), "quant_state", None), "packing_format_for_cpu", False)]
@@ -216,7 +216,7 @@ def trainable_model(src: Path, params: FinetuneParams, ctx: OperationContext):
     repacked = repacked_4bit_modules(model)
     if repacked:
         raise RuntimeError(f"{src}: {len(repacked)} 4-bit layers (e.g. {repacked[0]}) were repacked for inference "
-                           "before training; LoRA gradients would be wrong (FACTS.md, trap 1). Load the model fresh.")
+                           "before training; LoRA gradients would be wrong. Load the model fresh.")
     if models.is_quantized(src):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     torch.manual_seed(ctx.seed)

@@ -19,7 +19,7 @@
   fine-tune knows to keep it.
 
 A quantized input is dequantized, pruned, and quantized again with its own settings (pruning
-packed 4-bit weights corrupts them silently: FACTS.md, trap 2); an adapter beside a quantized
+packed 4-bit weights corrupts them silently: ``tests/ops/test_traps.py`` shows it); an adapter beside a quantized
 base is merged first.
 """
 

@@ -10,7 +10,7 @@ save space.
 
 The record says how far each quantized weight is from the weight it replaced: the relative error
 ``||W - deq(Q(W))||_F / ||W||_F`` of every quantized linear layer, measured on the saved codes
-before the model ever runs (running it would repack 4-bit weights: FACTS.md, trap 1).
+before the model ever runs (running it would repack 4-bit weights, and LoRA gradients through them would be wrong).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def compute_dtype(params: QuantizeParams, study_dtype: str) -> str:
 
 
 def quantize_model(src: Path, params: QuantizeParams, ctx: OperationContext):
-    """Return the model in ``src`` quantized in memory (never run: see FACTS.md, trap 1)."""
+    """Return the model in ``src`` quantized in memory (never run: running it repacks 4-bit weights)."""
     from transformers import AutoModelForCausalLM
 
     if models.is_quantized(src):

@@ -372,7 +372,7 @@ def load_study(
     seeds are read; with one, the plain files.
     """
     if not paths.dir.is_dir():
-        raise FileNotFoundError(f"{paths.dir}: no such study directory; run the study first (make run) or check the study name")
+        raise FileNotFoundError(f"{paths.dir}: no such study directory; run the study first (make study PARAMS=<params file>) or check the study name")
     files: dict[tuple[str, int | None], Path] = {}
     for path in sorted(paths.results.glob("*.json")) if paths.results.is_dir() else []:
         if path.name.startswith("."):

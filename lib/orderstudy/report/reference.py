@@ -1,7 +1,7 @@
 """The reference study's printed tables, read back, and a check of their arithmetic.
 
 ``lib/orderstudy/reference/reference_study.md`` is a verbatim copy of the study this project
-reproduces (``shared/seed/000_*.txt``). It prints scores rounded to 0.01 and, computed from
+reproduces. It prints scores rounded to 0.01 and, computed from
 them, change rates and absolute changes. Feeding those printed scores to this package's change
 tables (``reference_as_study`` -> ``tables.main_table`` and ``tables.transition_tables``) must
 give back every printed change, up to rounding.
