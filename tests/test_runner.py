@@ -140,7 +140,7 @@ def test_too_little_disk_for_the_planned_checkpoints_stops_before_any_work(tiny_
     from collections import namedtuple
 
     from orderstudy.core.params import ParamsError
-    from orderstudy.execution.runner import estimate_disk_bytes
+    from orderstudy.execution.preflight import estimate_disk_bytes
     from orderstudy.study.study import Study
 
     params_file, _ = tiny_params
@@ -164,7 +164,7 @@ def test_too_little_disk_for_the_planned_checkpoints_stops_before_any_work(tiny_
 def test_idle_openmp_threads_spin_briefly_unless_the_user_chose(user_setting, expected):
     """The command line sets a short spin before torch loads OpenMP; a user's own setting is left alone."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
-    probe = ("import json, os; from orderstudy.execution.runner import quiet_threads; quiet_threads(); import torch; "
+    probe = ("import json, os; from orderstudy.execution.threads import quiet_threads; quiet_threads(); import torch; "
              "print(json.dumps({k: os.environ.get(k) for k in ('GOMP_SPINCOUNT', 'KMP_BLOCKTIME', 'OMP_WAIT_POLICY')}))")
     out = subprocess.run([sys.executable, "-c", probe], env=env | user_setting, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == expected
@@ -175,8 +175,8 @@ def test_notebooks_of_premade_states_run_two_at_a_time_and_a_failure_is_still_re
     """After an in-process (vLLM) or Ray phase the notebooks only read: two run at once, in worker processes."""
     from datetime import datetime
 
-    from orderstudy.execution.executors import run_in_process
-    from orderstudy.execution.runner import notebook_workers, run_notebooks
+    from orderstudy.execution.in_process import run_in_process
+    from orderstudy.execution.notebooks import notebook_workers, run_notebooks
     from orderstudy.study.study import Study
 
     params_file, text = tiny_params
