@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+from pathlib import Path
 
 from ..core import paths
 from ..core.params import ParamsError
@@ -14,15 +15,14 @@ def preflight(study) -> None:
     from ..checkpoints import models
 
     m = study.params.model
-    src = paths.resolve(m.source)
-    if (m.source.endswith(".gguf") or m.gguf_file) and not (src.is_file() or (src / (m.gguf_file or "")).is_file()):
-        raise ParamsError(f"{study.params_file}: key 'model.source': GGUF file {src} not found")
-    if not m.source.endswith(".gguf") and not m.gguf_file and (src.exists() or not models._looks_like_hub_id(m.source)):
-        if not (src / "config.json").is_file():
-            raise ParamsError(f"{study.params_file}: key 'model.source': {src} is not a checkpoint directory "
-                              "(no config.json); for the default model run `make model`")
+    try:
+        # Where the study's loading will look (models.locate_source), checked here before any work.
+        location, kwargs = models.locate_source(m.source, m.gguf_file, m.revision)
+    except models.ModelError as exc:
+        raise ParamsError(f"{study.params_file}: {exc}") from None
+    if isinstance(location, Path) and not kwargs:  # a checkpoint directory: all its files, readable
         try:
-            models.check_checkpoint(src)
+            models.check_checkpoint(location)
         except models.ModelError as exc:
             raise ParamsError(f"{study.params_file}: key 'model.source': {exc}") from None
     if study.params.executor == "ray" and importlib.util.find_spec("ray") is None:
