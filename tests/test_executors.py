@@ -213,7 +213,10 @@ def test_a_ray_phase_records_what_the_workers_report_and_what_a_failure_stops(st
 
     fails = {"build F": RuntimeError("out of memory")}
 
+    fetched = []
+
     def get(ref):
+        fetched.append(ref.task_id)
         if any(isinstance(d, Ref) and d.task_id in fails for d in ref.deps):  # Ray passes a dependency's error on
             fails[ref.task_id] = RuntimeError("a dependency failed")
         if ref.task_id in fails:
@@ -245,3 +248,4 @@ def test_a_ray_phase_records_what_the_workers_report_and_what_a_failure_stops(st
     assert report["failed"] == ["build F", "build F>P", "evaluate F", "evaluate F>P"]
     assert report["built"] == ["P"] and report["evaluated"] == ["base", "P"]
     assert report["address"] is None and report["cluster"] == {"nodes": 1, "CPU": 2.0, "GPU": 0.0}
+    assert sorted(fetched) == sorted(tasks)  # every outcome fetched, the failures' too: none left unhandled

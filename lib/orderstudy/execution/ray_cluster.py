@@ -120,9 +120,14 @@ def run_on_ray(studies, orderings: list[str] | tuple[str, ...], log_to_driver: b
         pending = [refs[t.id] for t in tasks]
         while pending:
             # As they end. A task waiting for a failed one fails on the cluster without running
-            # (Ray passes its argument's error on); the log records it as not run.
+            # (Ray passes its argument's error on); the log records it as not run. Every outcome
+            # is fetched, so that Ray reports no error as unhandled.
             ready, pending = ray.wait(pending, num_returns=1)
-            log.take(task_of[ready[0]], lambda: ray.get(ready[0]))
+            try:
+                outcome = ray.get(ready[0])
+            except Exception as exc:  # the task's own error, or a worker that died
+                outcome = exc
+            log.take(task_of[ready[0]], lambda: _returned(outcome))
     finally:
         ray.shutdown()  # stops a cluster started for this run; leaves a joined one running
     report["seconds"] = round(time.perf_counter() - started, 2)
@@ -164,6 +169,13 @@ def _check_resources(study, resources: dict, nodes: int) -> dict:
                           f"GPUs but the Ray cluster on {where} has {cluster['GPU']:g}; lower it, or start the "
                           "cluster's nodes on GPU machines")
     return cluster
+
+
+def _returned(outcome):
+    """Return what a task returned, or raise the error it ended with."""
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 def _reason(exc: BaseException) -> str:
