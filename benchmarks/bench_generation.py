@@ -25,14 +25,14 @@ import json
 import sys
 from pathlib import Path
 
-from orderstudy.execution.runner import quiet_threads
+from orderstudy.execution.threads import quiet_threads
 
 quiet_threads()   # as `make study` does, before torch (imported by orderstudy.study.study) loads OpenMP
 
 from orderstudy.checkpoints import models  # noqa: E402
 from orderstudy.core import atomic  # noqa: E402
 from orderstudy.evaluation import backends, throughput  # noqa: E402
-from orderstudy.execution.runner import preflight  # noqa: E402
+from orderstudy.execution.preflight import preflight  # noqa: E402
 from orderstudy.study.study import Study  # noqa: E402
 
 

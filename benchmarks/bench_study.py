@@ -13,7 +13,7 @@ imports, states and results read and written).
 
 --busy (``make bench`` passes it) times one short generation on the base model alone and with
 one busy process per core beside it, with idle OpenMP threads sleeping at once, spinning briefly
-(the study's setting, ``runner.quiet_threads``) and spinning until there is work: a busy machine
+(the study's setting, ``threads.quiet_threads``) and spinning until there is work: a busy machine
 should slow the study in proportion (about 2x with as many busy processes as cores), not several
 times more, and an idle one should not pay for it.
 """
@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from orderstudy.execution.runner import SHORT_SPIN, THREAD_VARIABLES, quiet_threads
+from orderstudy.execution.threads import SHORT_SPIN, THREAD_VARIABLES, quiet_threads
 
 quiet_threads()   # as `make study` does, before torch (imported by orderstudy.study.study) loads OpenMP
 
@@ -152,7 +152,7 @@ print(json.dumps(throughput.measure_generation(lm, tokenizer, prompts, 16, study
 
 
 # The OpenMP settings compared on a busy machine: idle threads sleeping at once, spinning briefly
-# (the study's setting, ``runner.quiet_threads``), spinning until there is work.
+# (the study's setting, ``threads.quiet_threads``), spinning until there is work.
 THREAD_SETTINGS = {
     "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
     "short_spin": SHORT_SPIN,

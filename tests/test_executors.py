@@ -8,7 +8,8 @@ import torch
 from safetensors.torch import save_file
 
 from orderstudy.core import atomic
-from orderstudy.execution.executors import ExecutorError, _check_resources, build_state, dependents, plan_tasks, worker_spec
+from orderstudy.execution.ray_cluster import ExecutorError, _check_resources, build_state, worker_spec
+from orderstudy.execution.tasks import dependents, plan_tasks
 from orderstudy.core.params import ParamsError
 from orderstudy.core.plan import REFERENCE_ORDER, parent
 from orderstudy.study.study import Study
@@ -63,7 +64,7 @@ def test_stored_states_evaluations_and_results_are_not_tasks(study):
         study.store.get(name, _fake_build)  # builds base and F too
     f = study.store.state("F")
     atomic.write_json(f.dir / "evals" / f"{study.suite.key}.json", {"suite": study.suite.key, "state": f.key})
-    atomic.write_json(study.paths.result("Q"), study._result("Q", [], status="ok", error=None))
+    atomic.write_json(study.paths.result("Q"), study.result_record("Q", [], status="ok", error=None))
     tasks = {t.id: t for t in plan_tasks(study, REFERENCE_ORDER)}
     assert {t.name for t in tasks.values() if t.kind == "build"} == set(study.plan.states) - {"base", "F", "F>P", "Q"}
     assert {t.name for t in tasks.values() if t.kind == "evaluate"} == set(REFERENCE_ORDER) - {"F", "Q"}
@@ -153,3 +154,98 @@ def test_with_two_seeds_shared_states_are_one_task_and_seeded_ones_one_per_seed(
 def test_a_seed_the_params_do_not_list_is_refused(study):
     with pytest.raises(ParamsError, match=r"key 'seeds': seed 3 was asked for, but the study's seeds are \[0\]"):
         Study(study.params_file, seed=3)
+
+
+def test_the_task_log_records_each_outcome_and_runs_nothing_that_waits_for_a_failure():
+    from orderstudy.execution.tasks import Task, TaskLog
+
+    tasks = [Task("build base", "build", "base", "k0", ()), Task("build F", "build", "F", "k1", ("build base",)),
+             Task("build F>P", "build", "F>P", "k2", ("build F",)), Task("build P", "build", "P", "k3", ("build base",)),
+             Task("evaluate F>P", "evaluate", "F>P", "k2", ("build F>P",)),
+             Task("evaluate P", "evaluate", "P", "k3", ("build P",))]
+    shown, called = [], []
+
+    def outcome(t, reused=False, error=None):
+        def run():
+            called.append(t.id)
+            if error:
+                raise error
+            return {"reused": reused}
+        return run
+
+    log = TaskLog(tasks, "[s] phase", shown.append,
+                  lambda reported, seconds: {"seconds": 0.5, "reused": reported["reused"] if reported else None},
+                  address="here")
+    log.take(tasks[0], outcome(tasks[0], reused=True))
+    log.take(tasks[1], outcome(tasks[1], error=ValueError("no pair fits\nin 16 tokens")))
+    for t in tasks[2:]:
+        log.take(t, outcome(t))
+    assert called == ["build base", "build F", "build P", "evaluate P"]  # F>P's build and evaluation never ran
+    report = log.report
+    assert list(report) == ["address", "tasks", "built", "evaluated", "failed", "seconds"]
+    assert [(e["id"], e["status"], e["error"], e["reused"]) for e in report["tasks"]] == [
+        ("build base", "ok", None, True), ("build F", "failed", "ValueError: no pair fits", None),
+        ("build F>P", "not run", "a task it waits for failed", None), ("build P", "ok", None, False),
+        ("evaluate F>P", "not run", "a task it waits for failed", None), ("evaluate P", "ok", None, False)]
+    assert report["built"] == ["P"] and report["evaluated"] == ["P"]  # the base was found stored
+    assert report["failed"] == ["build F", "build F>P", "evaluate F>P"]
+    assert shown[1] == "[s] phase [2/6] build F: FAILED — ValueError: no pair fits"
+    assert shown[2] == "[s] phase [3/6] build F>P: not run, a task it waits for failed"
+    assert shown[0].startswith("[s] phase [1/6] build base: already stored (host ")  # this process's host
+    assert shown[3].startswith("[s] phase [4/6] build P: built in 0.5 s (host ")
+
+
+def test_a_ray_phase_records_what_the_workers_report_and_what_a_failure_stops(study, monkeypatch):
+    """run_on_ray's bookkeeping against a stand-in for Ray that runs no model work."""
+    import sys
+    import types
+
+    from orderstudy.execution.ray_cluster import run_on_ray
+
+    class Ref:
+        def __init__(self, task_id, deps):
+            self.task_id, self.deps = task_id, deps
+
+    class TaskError(Exception):
+        def __init__(self, cause):
+            super().__init__(str(cause))
+            self.cause = cause
+
+    fails = {"build F": RuntimeError("out of memory")}
+
+    fetched = []
+
+    def get(ref):
+        fetched.append(ref.task_id)
+        if any(isinstance(d, Ref) and d.task_id in fails for d in ref.deps):  # Ray passes a dependency's error on
+            fails[ref.task_id] = RuntimeError("a dependency failed")
+        if ref.task_id in fails:
+            raise TaskError(fails[ref.task_id])
+        return {"started_at": 1000.5, "seconds": 2.25, "reused": ref.task_id == "build base", "host": "node-1", "pid": 42}
+
+    def remote(fn):
+        def options(name, **settings):
+            return types.SimpleNamespace(remote=lambda *args: Ref(name, args[3:]))
+        return types.SimpleNamespace(options=options)
+
+    fake = types.SimpleNamespace(init=lambda **kw: None, shutdown=lambda: None, nodes=lambda: [{}],
+                                 cluster_resources=lambda: {"CPU": 2.0}, remote=remote, get=get,
+                                 wait=lambda pending, num_returns: (pending[:1], pending[1:]))
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr("time.time", lambda: 1000.0)
+    report = run_on_ray(study, ["base", "F", "F>P", "P"], show=lambda *a: None)
+    tasks = {t["id"]: t for t in report["tasks"]}
+    assert list(tasks) == ["build base", "build F", "build P", "build F>P", "evaluate base", "evaluate F",
+                           "evaluate F>P", "evaluate P"]
+    assert tasks["build P"] == {"id": "build P", "kind": "build", "name": "P", "key": study.store.key("P"),
+                                "status": "ok", "error": None, "end_s": 0.0, "seconds": 2.25, "reused": False,
+                                "host": "node-1", "pid": 42, "start_s": 0.5}
+    assert tasks["build F"] == {"id": "build F", "kind": "build", "name": "F", "key": study.store.key("F"),
+                                "status": "failed", "error": "RuntimeError: out of memory", "end_s": 0.0,
+                                "start_s": None, "seconds": None, "host": None, "pid": None}
+    assert {i: t["status"] for i, t in tasks.items() if t["status"] != "ok"} == {
+        "build F": "failed", "build F>P": "not run", "evaluate F": "not run", "evaluate F>P": "not run"}
+    assert report["failed"] == ["build F", "build F>P", "evaluate F", "evaluate F>P"]
+    assert report["built"] == ["P"] and report["evaluated"] == ["base", "P"]
+    assert report["address"] is None and report["cluster"] == {"nodes": 1, "CPU": 2.0, "GPU": 0.0}
+    assert sorted(fetched) == sorted(tasks)  # every outcome fetched, the failures' too: none left unhandled

@@ -50,6 +50,6 @@ def test_the_base_state_and_every_result_record_the_provenance(tmp_path, tiny_mo
     assert recorded["format"] == "safetensors" and recorded["source"] == str(tiny_model_dir)
     assert recorded["weights_sha256"] == {"model.safetensors": _sha256(tiny_model_dir / "model.safetensors")}
     assert recorded["weight_grid"]["max_distinct_values"] == 32 and "note" not in recorded
-    result = study._result("base", [], status="ok", error=None)
+    result = study.result_record("base", [], status="ok", error=None)
     assert result["provenance"] == recorded
     assert provenance.describe(result["provenance"]) == f"Base model: {tiny_model_dir} (safetensors checkpoint directory)."

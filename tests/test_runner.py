@@ -67,7 +67,7 @@ def test_a_second_run_of_the_same_study_stops_with_a_clear_message(tiny_params, 
 
 
 @pytest.mark.parametrize("edit,expected", [
-    ("model: {{source: /nonexistent/model}}", "not a checkpoint directory"),
+    ("model: {{source: /nonexistent/model}}", "neither an existing directory or .gguf file"),
     ("model: {{source: {tiny}}}\ndevice: cuda", "no CUDA device"),
 ])
 def test_bad_inputs_stop_before_any_work(tmp_path, tiny_model_dir, outputs_dir, mmlu_dir, edit, expected):
@@ -79,6 +79,29 @@ def test_bad_inputs_stop_before_any_work(tmp_path, tiny_model_dir, outputs_dir, 
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert expected in proc.stderr
     assert not (outputs_dir / "bad" / "states").exists()
+
+
+@pytest.mark.parametrize("model, expected", [
+    ("{{source: /nonexistent/model}}", "model.source: '/nonexistent/model' is neither an existing directory or .gguf file"),
+    ("{{source: {empty}}}", "model.source: {empty} is not a checkpoint directory (no config.json)"),
+    ("{{source: /nonexistent/m.gguf}}", "model.source: GGUF file /nonexistent/m.gguf does not exist"),
+    ("{{source: {tiny}, gguf_file: m.gguf}}", "model.gguf_file: {tiny}/m.gguf does not exist"),
+])
+def test_the_checks_find_the_model_where_loading_looks_for_it(tmp_path, tiny_model_dir, outputs_dir, mmlu_dir, model,
+                                                             expected):
+    """The checks before any work read the model source as the study loads it (``models.locate_source``)."""
+    from orderstudy.core.params import ParamsError
+    from orderstudy.execution.preflight import preflight
+    from orderstudy.study.study import Study
+
+    (tmp_path / "empty").mkdir()
+    where = {"empty": tmp_path / "empty", "tiny": tiny_model_dir}
+    params_file = _write(tmp_path / "model.yaml", f"study: model\nmodel: {model.format(**where)}\n"
+                         "evaluation: {benchmarks: [mmlu_law], mmlu_items_per_subject: 1}\n")
+    with pytest.raises(ParamsError) as raised:
+        preflight(Study(params_file))
+    assert str(raised.value).startswith(f"{params_file}: {expected.format(**where)}")
+    assert not (outputs_dir / "model" / "states").exists()
 
 
 def test_missing_benchmark_data_is_reported_before_any_work(tmp_path, tiny_model_dir, outputs_dir):
@@ -140,7 +163,7 @@ def test_too_little_disk_for_the_planned_checkpoints_stops_before_any_work(tiny_
     from collections import namedtuple
 
     from orderstudy.core.params import ParamsError
-    from orderstudy.execution.runner import estimate_disk_bytes
+    from orderstudy.execution.preflight import estimate_disk_bytes
     from orderstudy.study.study import Study
 
     params_file, _ = tiny_params
@@ -164,7 +187,7 @@ def test_too_little_disk_for_the_planned_checkpoints_stops_before_any_work(tiny_
 def test_idle_openmp_threads_spin_briefly_unless_the_user_chose(user_setting, expected):
     """The command line sets a short spin before torch loads OpenMP; a user's own setting is left alone."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
-    probe = ("import json, os; from orderstudy.execution.runner import quiet_threads; quiet_threads(); import torch; "
+    probe = ("import json, os; from orderstudy.execution.threads import quiet_threads; quiet_threads(); import torch; "
              "print(json.dumps({k: os.environ.get(k) for k in ('GOMP_SPINCOUNT', 'KMP_BLOCKTIME', 'OMP_WAIT_POLICY')}))")
     out = subprocess.run([sys.executable, "-c", probe], env=env | user_setting, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == expected
@@ -175,8 +198,8 @@ def test_notebooks_of_premade_states_run_two_at_a_time_and_a_failure_is_still_re
     """After an in-process (vLLM) or Ray phase the notebooks only read: two run at once, in worker processes."""
     from datetime import datetime
 
-    from orderstudy.execution.executors import run_in_process
-    from orderstudy.execution.runner import notebook_workers, run_notebooks
+    from orderstudy.execution.in_process import run_in_process
+    from orderstudy.execution.notebooks import notebook_workers, run_notebooks
     from orderstudy.study.study import Study
 
     params_file, text = tiny_params

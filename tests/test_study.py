@@ -202,7 +202,7 @@ def check_probes(study, shown: dict) -> None:
 def test_states_made_before_the_notebooks_come_with_their_probes(tiny_study):
     """The in-process phase (a vLLM study's) makes an F state's probes with it: its notebook only reads them."""
     from orderstudy.study import probes
-    from orderstudy.execution.executors import run_in_process
+    from orderstudy.execution.in_process import run_in_process
 
     report = run_in_process([tiny_study], ["F", "Q>F"], show=lambda *a: None)
     assert sorted(report["built"]) == ["F", "Q", "Q>F", "base"] and not report["failed"]

@@ -8,7 +8,10 @@ from pathlib import Path
 from .core import atomic
 from .core.params import ParamsError
 from .evaluation.backends import BackendError
-from .execution.runner import StudyLocked, preflight, print_plan, quiet_threads, run_study, run_summary
+from .execution.notebooks import run_summary
+from .execution.preflight import preflight
+from .execution.runner import StudyLocked, print_plan, run_study
+from .execution.threads import quiet_threads
 
 
 def main(argv: list[str] | None = None) -> int:

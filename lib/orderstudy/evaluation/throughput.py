@@ -199,7 +199,7 @@ def measure(study, items: int = 16) -> dict:
                                         engine=engine.for_request("loglikelihood"))
     finally:
         engines.close()
-    if study._uses("F"):
+    if study.uses("F"):
         ft = study.params.finetune
         out["train_step_s"] = round(measure_train_step(model, ft.batch_size, ft.max_seq_len, study.device), 3)
     out["checkpoint_io_s"] = round(measure_checkpoint_io(model, tokenizer, study.dtype, study.device), 3)

@@ -24,13 +24,14 @@ from .load import NOT_RUN
 _SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
-def _missing(value) -> bool:
+def is_missing(value) -> bool:
+    """Return whether a table cell holds no value: None, pandas' NA or a float NaN."""
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def format_size(size_bytes) -> str:
     """Return a size in binary units: ``6227702579`` -> ``5.8 GiB``, ``272600000`` -> ``260.0 MiB``."""
-    if _missing(size_bytes):
+    if is_missing(size_bytes):
         return ""
     size = float(size_bytes)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -41,7 +42,7 @@ def format_size(size_bytes) -> str:
 
 
 def _interval(low, high, signed: bool) -> str:
-    if _missing(low) or _missing(high):
+    if is_missing(low) or is_missing(high):
         return ""
     spec = "+.2f" if signed else ".2f"
     return f" [{low:{spec}}, {high:{spec}}]"
@@ -49,18 +50,18 @@ def _interval(low, high, signed: bool) -> str:
 
 def format_score(score, low=math.nan, high=math.nan, seed_sd=math.nan) -> str:
     """Return ``15.53 [12.10, 18.95]``, or ``15.53 ±0.40 [12.10, 18.95]`` with a spread over seeds (parts left out when missing)."""
-    if _missing(score):
+    if is_missing(score):
         return ""
-    spread = "" if _missing(seed_sd) else f" ±{seed_sd:.2f}"
+    spread = "" if is_missing(seed_sd) else f" ±{seed_sd:.2f}"
     return f"{score:.2f}{spread}{_interval(low, high, signed=False)}"
 
 
 def format_change(value, low=math.nan, high=math.nan, significant=None, *, percent: bool, seed_sd=math.nan) -> str:
     """Return a signed change with its interval: ``+97.83% [+50.12, +140.20]*``, or ``-2.08 [-3.10, -1.05] sd 0.40``."""
-    if _missing(value):
+    if is_missing(value):
         return ""
     mark = "*" if significant is True else ""
-    spread = "" if _missing(seed_sd) else f" sd {seed_sd:.2f}"
+    spread = "" if is_missing(seed_sd) else f" sd {seed_sd:.2f}"
     return f"{value:+.2f}{'%' if percent else ''}{_interval(low, high, signed=True)}{mark}{spread}"
 
 
@@ -170,7 +171,7 @@ def main_markdown(main: pd.DataFrame, benchmarks, language: str = "en", params: 
         if row.get("note"):
             label += notes.mark(f"{row['label']} ({row['ordering']}): {row['note']}")
         ratio, basis = row["compression_ratio"], row.get("compression_basis", "")
-        shown = "" if _missing(ratio) else f"×{ratio:.2f}"
+        shown = "" if is_missing(ratio) else f"×{ratio:.2f}"
         if shown and basis and basis != "weights vs base in bf16":
             shown += notes.mark(labels.word("compression_old", language))
         rows.append([label] + scores + changes

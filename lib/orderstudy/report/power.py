@@ -106,7 +106,7 @@ def power_table(est: Estimates) -> pd.DataFrame:
 
 def power_markdown(frame: pd.DataFrame, language: str = "en", confidence: float = 0.95, power: float = 0.8) -> str:
     """Return the power table as Markdown, with a line on how to read it."""
-    from .markdown import _missing, pipe_table
+    from .markdown import is_missing, pipe_table
 
     header = [labels.word(k, language) for k in ("benchmark", "items_col", "seeds_col", "se_col", "mde_col", "needed_col")]
     target = frame["target_points"].dropna()
@@ -115,15 +115,15 @@ def power_markdown(frame: pd.DataFrame, language: str = "en", confidence: float 
     header[5] = header[5].format(target=target)
     rows = []
     for _, row in frame.iterrows():
-        if _missing(row.get("tasks")):
+        if is_missing(row.get("tasks")):
             rows.append([labels.benchmark_name(row["benchmark"])] + [labels.word("not_applicable", language)] * 5)
             continue
         items = f"{int(row['items'])} ({int(row['tasks'])} × {row['items_per_task']})"
-        se = "" if _missing(row["se_points"]) else f"{row['se_points']:.2f}"
+        se = "" if is_missing(row["se_points"]) else f"{row['se_points']:.2f}"
         mde = labels.word("no_interval_short", language) if not row["intervals"] else (
-            "" if _missing(row["mde_points"]) else "> 100" if row["mde_points"] > 100 else f"{row['mde_points']:.1f}")
+            "" if is_missing(row["mde_points"]) else "> 100" if row["mde_points"] > 100 else f"{row['mde_points']:.1f}")
         needed = row["items_per_task_needed"]
-        if _missing(needed):
+        if is_missing(needed):
             needed_text = ""
         elif math.isinf(needed):
             needed_text = labels.word("more_seeds", language).format(seeds=int(row["seeds_needed"]))

@@ -160,15 +160,16 @@ class Study:
     def calibration_report(self) -> dict:
         return self._calibration[1]
 
-    def _uses(self, op: str) -> bool:
+    def uses(self, op: str) -> bool:
+        """Return whether any step of the study's plan applies operation ``op`` (its letter: ``F``, ``P``, ``Q``)."""
         return any(op in s.split(">") for s in self.plan.steps)
 
     def _step_inputs(self, op: str) -> dict:
         """Return what identifies the data an operation reads, for its states' keys."""
-        if op == "F" and self._uses("F"):
+        if op == "F" and self.uses("F"):
             return {"training_data": _content_hash(self.training_examples), "examples": len(self.training_examples),
                     "chat_template": self.params.chat_template}
-        if op == "P" and self._uses("P") and self.params.prune.needs_calibration:
+        if op == "P" and self.uses("P") and self.params.prune.needs_calibration:
             return {"calibration_data": _content_hash(self.calibration_examples), "chat_template": self.params.chat_template}
         return {}
 
@@ -197,7 +198,7 @@ class Study:
 
     def check_prune_shape(self) -> None:
         """Raise ``ParamsError`` when width pruning would give a config transformers refuses (before any work)."""
-        if not self._uses("P") or self.params.prune.method != "width":
+        if not self.uses("P") or self.params.prune.method != "width":
             return
         config = models.load_config(self.params.model.source, self.params.model.gguf_file, self.params.model.revision)
         if config is None:
@@ -293,7 +294,12 @@ class Study:
         run.evaluate()
         return run.finish()
 
-    def _result(self, ordering: str, steps: list[dict], status: str, error: dict | None) -> dict:
+    def result_record(self, ordering: str, steps: list[dict], status: str, error: dict | None) -> dict:
+        """Return this seed's result of an ordering with its identity filled in and no scores yet.
+
+        The ordering run adds the final state's sizes and scores to it; a failed run writes it as
+        it is, with ``error`` (type, message, traceback, the step that failed).
+        """
         return {
             "schema": RESULT_SCHEMA,
             "study": self.params.study,
@@ -406,7 +412,7 @@ class OrderingRun:
             # The model's raw LawBench answers, so they can be rescored (python -m orderstudy.benchmarks.lawbench).
             atomic.write_json(study.paths.items / f"{stem}.lawbench_predictions.json", scores["lawbench_predictions"])
         final = self._final.record()
-        result = study._result(self.ordering, self._steps_in_order(), status="ok", error=None)
+        result = study.result_record(self.ordering, self._steps_in_order(), status="ok", error=None)
         result.update({
             "size_bytes": final["size_bytes"],
             # The weight files alone (what a compression paper reports), and what the base model
@@ -420,9 +426,9 @@ class OrderingRun:
             "evaluation": {"reused": scores["reused"], "seconds": scores["seconds"], "suite": study.suite.key,
                            "runtime": scores.get("runtime")},
             # The study's training and calibration data: pairs per task, overlaps with the evaluation dropped.
-            "training_data": {"finetune": study.training_report if study._uses("F") else None,
+            "training_data": {"finetune": study.training_report if study.uses("F") else None,
                               "calibration": study.calibration_report
-                              if study._uses("P") and study.params.prune.needs_calibration else None},
+                              if study.uses("P") and study.params.prune.needs_calibration else None},
         })
         atomic.write_json(study.result_path(self.ordering), result)
         return result
@@ -443,7 +449,7 @@ class OrderingRun:
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
-            result = self.study._result(self.ordering, self._steps_in_order(), status="failed", error={
+            result = self.study.result_record(self.ordering, self._steps_in_order(), status="failed", error={
                 "type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc(), "step": where})
             atomic.write_json(self.study.result_path(self.ordering), result)
             raise
