@@ -100,7 +100,7 @@ def _broken(change) -> dict:
         (lambda d: d.update(size_bytes="5.8G"), "key 'size_bytes': expected bytes on disk (a positive integer) or null, got '5.8G'"),
         (lambda d: d.update(size_bytes=16.5), "key 'size_bytes': expected bytes on disk"),
         (lambda d: d.update(seed=True), "key 'seed': expected the run's seed (an integer), got True"),
-        (lambda d: d["benchmarks"]["stem"].update(score="high"), "key 'benchmarks.stem.score': expected a score in percent (0-100), got 'high'"),
+        (lambda d: d["benchmarks"]["stem"].update(score="high"), "key 'benchmarks.stem.score': expected a score in percent (at most 100), got 'high'"),
         (lambda d: d["benchmarks"]["stem"].update(score=float("nan")), "key 'benchmarks.stem.score': expected a score in percent"),
         (lambda d: d["benchmarks"]["lawbench"]["tasks"]["1-1"].update(n=1.0), "key 'benchmarks.lawbench.tasks.1-1.n': expected the number of items, got 1.0"),
         (lambda d: d["benchmarks"]["lawbench"]["tasks"]["1-1"].update(capped="yes"), "key 'benchmarks.lawbench.tasks.1-1.capped': expected true or false"),
@@ -108,7 +108,7 @@ def _broken(change) -> dict:
         (lambda d: d["versions"].update(torch=2), "key 'versions.torch': expected package -> version"),
         (lambda d: d["evaluation"].update(seconds="3 s"), "key 'evaluation.seconds': expected seconds, got '3 s'"),
         # values out of range
-        (lambda d: d["benchmarks"]["stem"].update(score=250.0), "key 'benchmarks.stem.score': expected a score in percent (0-100) (Input should be less than or equal to 100), got 250.0"),
+        (lambda d: d["benchmarks"]["stem"].update(score=250.0), "key 'benchmarks.stem.score': expected a score in percent (at most 100) (Input should be less than or equal to 100), got 250.0"),
         (lambda d: d.update(size_bytes=0), "key 'size_bytes': expected bytes on disk (a positive integer) or null (Input should be greater than 0), got 0"),
         (lambda d: d.update(status="done"), "key 'status': expected 'ok' or 'failed', got 'done'"),
         (lambda d: d.update(ordering="F>F"), "key 'ordering': expected an ordering such as 'F>P>Q' or 'base'"),
@@ -138,6 +138,13 @@ def test_a_result_that_breaks_the_schema_names_the_file_and_the_key(tmp_path, ch
     with pytest.raises(ResultFileError, match="not written") as info:
         results.write_result(out, _broken(change))
     assert message in str(info.value) and not out.exists()
+
+
+def test_a_lawbench_prison_term_score_below_zero_is_a_real_score(tmp_path):
+    # LawBench's 3-4 score is unclipped: predictions over 216 times off give a task score below 0.
+    document = _broken(lambda d: d["benchmarks"]["lawbench"]["tasks"]["1-1"].update(score=-12.5))
+    results.write_result(tmp_path / "F-P.json", document)
+    assert results.read_result(tmp_path / "F-P.json").benchmarks["lawbench"].tasks["1-1"].score == -12.5
 
 
 def test_a_file_that_is_not_an_object():
