@@ -117,19 +117,102 @@ def test_main_table_is_honest(smoke):
         assert float(r["stem_ci_low"]) <= float(r["stem"]) <= float(r["stem_ci_high"])
     md = (smoke["dir"] / "tables" / "main.md").read_text()
     assert re.search(r"LawBench: (\d+) of its \1 tasks have fewer than 2 items", md) and "lawbench_items_per_task ≥ 2" in md
-    power = {p["benchmark"]: p for p in csv.DictReader(open(smoke["dir"] / "tables" / "power.csv", encoding="utf-8"))}
+    check_power_and_claims(smoke["dir"])
+
+
+# -- what the power and claims tables must say, recomputed from the result and items files with plain
+# arithmetic (not with the report's code) -------------------------------------------------------------
+
+BENCHMARKS = ("lawbench", "stem", "mmlu_law")
+
+
+def _score(study_dir, ordering, benchmark):
+    """Return an ordering's score: the mean of its seeds' result-file scores."""
+    return sum(_result(study_dir, ordering, s)["benchmarks"][benchmark]["score"] for s in SEEDS) / len(SEEDS)
+
+
+def _items(study_dir, ordering, seed, benchmark):
+    """Return the ordering's per-item scores on a benchmark, as (task, id) -> score."""
+    items = json.loads((study_dir / _result(study_dir, ordering, seed)["items_file"]).read_text())[benchmark]
+    return {(task, i): v for task, scores in items.items() for i, v in scores.items()}
+
+
+def order_effect_pairs():
+    """Return every pair of orderings applying the same operations in another order (3 + 15 = 18)."""
+    return [(a, b) for i, a in enumerate(REFERENCE_ORDER) for b in REFERENCE_ORDER[i + 1:]
+            if sorted(a.split(">")) == sorted(b.split(">")) and len(a.split(">")) > 1]
+
+
+def alike_pairs(study_dir, benchmark):
+    """Return how many order-effect pairs differ by the same amount on every item and every seed."""
+    alike = 0
+    for a, b in order_effect_pairs():
+        per_item = [{s: _items(study_dir, o, s, benchmark) for s in SEEDS} for o in (a, b)]
+        keys = per_item[0][SEEDS[0]].keys()
+        diffs = [sum(per_item[1][s][k] - per_item[0][s][k] for s in SEEDS) / len(SEEDS) for k in keys]
+        seed_diffs = [_result(study_dir, b, s)["benchmarks"][benchmark]["score"]
+                      - _result(study_dir, a, s)["benchmarks"][benchmark]["score"] for s in SEEDS]
+        if max(diffs) - min(diffs) < 1e-12 and max(seed_diffs) - min(seed_diffs) < 1e-9:
+            alike += 1
+    return alike
+
+
+def claim_sides(study_dir, benchmark):
+    """Return each packaged claim's (better, worse) orderings on a benchmark, None where it predicts nothing."""
+    drop = {op: _score(study_dir, "base", benchmark) - _score(study_dir, op, benchmark) for op in ("P", "Q")}
+    weaker = None if drop["P"] == drop["Q"] else min(drop, key=drop.get)
+    intensity = [("P>Q", "Q>P"), ("F>P>Q", "F>Q>P"), ("P>F>Q", "Q>F>P"), ("P>Q>F", "Q>P>F")]
+    first = {a: "P" if a.index("P") < a.index("Q") else "Q" for a, _ in intensity}
+    return {
+        "prune_before_quantize": (["P>Q", "F>P>Q", "P>F>Q"], ["Q>P", "F>Q>P", "Q>F>P"]),
+        # in each pair the ordering that applies the weaker of P and Q first is expected better
+        "progressive_intensity": None if weaker is None else (
+            [a if first[a] == weaker else b for a, b in intensity], [b if first[a] == weaker else a for a, b in intensity]),
+        "quantize_last": (["F>P>Q", "P>F>Q"], ["F>Q>P", "Q>F>P", "Q>P>F", "P>Q>F"]),
+        "finetune_recovers": (["P>F", "Q>F"], ["P", "Q"]),
+    }
+
+
+def check_power_and_claims(study_dir):
+    """Assert the power and claims tables' outcomes against the result and items files."""
+    power = {p["benchmark"]: p for p in csv.DictReader(open(study_dir / "tables" / "power.csv", encoding="utf-8"))}
+    # LawBench: one item a task, so no interval anywhere; the pairs whose items all differ alike say nothing.
+    items = _items(study_dir, "base", 0, "lawbench")
+    assert len(items) == 13 and len({task for task, _ in items}) == 13
+    alike = alike_pairs(study_dir, "lawbench")
     lawbench = power["lawbench"]
     assert lawbench["intervals"] == "False"
-    if lawbench["comparisons"] == "0":  # the tiny model scores every LawBench item alike in every ordering
-        assert int(lawbench["uninformative"]) > 0 and "score every item alike" in lawbench["note"]
+    assert (int(lawbench["comparisons"]), int(lawbench["uninformative"])) == (18 - alike, alike)
+    if alike == 18:  # the tiny model scores every LawBench item alike in every ordering: nothing to plan from
+        assert "all 18 pairs of orderings score every item alike" in lawbench["note"]
         assert lawbench["items_per_task_needed"] == "" and lawbench["mde_points"] == ""
     else:
-        assert float(lawbench["items_per_task_needed"]) >= 2
-    assert power["stem"]["intervals"] == "True" and float(power["stem"]["mde_points"]) > 0
-    assert power["stem"]["items"] == "38" and power["stem"]["seeds"] == "2"
-    claims = list(csv.DictReader(open(smoke["dir"] / "tables" / "claims.csv", encoding="utf-8")))
-    assert len(claims) == 4 and {c["lawbench_verdict"] for c in claims} <= {"not resolved", "no prediction"}
-    assert all(c["stem_verdict"] in ("supported", "contradicted", "not resolved", "no prediction") for c in claims)
+        assert float(lawbench["items_per_task_needed"]) >= 2 and lawbench["mde_points"] == ""
+    stem = power["stem"]
+    assert stem["intervals"] == "True" and float(stem["mde_points"]) > 0
+    assert stem["items"] == "38" and stem["seeds"] == "2" and stem["tasks"] == "19"
+    assert int(stem["comparisons"]) + int(stem["uninformative"]) == 18
+
+    claims = {c["id"]: c for c in csv.DictReader(open(study_dir / "tables" / "claims.csv", encoding="utf-8"))}
+    assert list(claims) == ["prune_before_quantize", "progressive_intensity", "quantize_last", "finetune_recovers"]
+    for benchmark in BENCHMARKS:
+        for cid, sides in claim_sides(study_dir, benchmark).items():
+            row = claims[cid]
+            if sides is None:  # P and Q alone drop the score equally: the claim predicts no direction
+                assert row[f"{benchmark}_verdict"] == "no prediction" and row[f"{benchmark}_diff"] == ""
+                continue
+            better, worse = sides
+            diff = (sum(_score(study_dir, o, benchmark) for o in better) / len(better)
+                    - sum(_score(study_dir, o, benchmark) for o in worse) / len(worse))
+            assert float(row[f"{benchmark}_diff"]) == pytest.approx(diff, rel=1e-5, abs=1e-4), (cid, benchmark)
+            if benchmark == "lawbench":  # no interval: never resolved
+                assert row["lawbench_verdict"] == "not resolved" and row["lawbench_diff_ci_low"] == ""
+                continue
+            low, high = float(row[f"{benchmark}_diff_ci_low"]), float(row[f"{benchmark}_diff_ci_high"])
+            assert low <= float(row[f"{benchmark}_diff"]) <= high
+            # The verdict is the interval's: above zero supported, below contradicted, else not resolved.
+            expected = "supported" if low > 0 else "contradicted" if high < 0 else "not resolved"
+            assert row[f"{benchmark}_verdict"] == expected, (cid, benchmark, low, high)
 
 
 def test_a_rerun_with_nothing_changed_does_no_model_work(smoke):

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from orderstudy.evaluation import engine as evaluation
-from orderstudy.benchmarks.tasks.glue import lawbench_aggregate_score
 from orderstudy.core.params import EvaluationParams
 
 
@@ -15,33 +14,45 @@ def _suite(tasks):
     return evaluation.EvalSuite("k", Path("."), {"lawbench": names}, {}, EvaluationParams(), {})
 
 
-def _outputs(rows):
-    """lm-eval's output for LawBench items: {task: [(id, answer, prediction)]}, scored like glue."""
+def _outputs(rows, task_scores):
+    """lm-eval's output for LawBench items: {task: [(id, answer, prediction)]}, with the task scores lm-eval reports."""
     results, samples = {}, {}
     for task, items in rows.items():
         name = f"orderstudy_lawbench_{task}"
-        glue_items = [{"task": task, "prediction": p, "answer": a, "prompt": "问题"} for _, a, p in items]
-        results[name] = {"score,none": lawbench_aggregate_score(glue_items)}
+        results[name] = {"score,none": task_scores.get(task, math.nan)}
         samples[name] = [{"doc_id": k, "doc": {"id": i, "answer": a, "prompt": "问题"}, "filtered_resps": [p]}
                          for k, (i, a, p) in enumerate(items)]
     return {"results": results, "samples": samples}
 
 
+# LawBench's 3-4 rule by hand: an item's distance is |ln(gold + 1) - ln(predicted + 1)| in months,
+# its score 1 - distance / ln 216, the task's score (ln 216 - mean distance) / ln 216; death and
+# life sentences are left out of the score.
+SIX_FOR_TWELVE = 1 - math.log(13 / 7) / math.log(216)
+
+
 def test_items_lawbench_leaves_out_are_kept_out_of_items_and_averages():
     rows = {
         "2-4": [("2-4/0", "婚姻家庭", "[类别]婚姻家庭<eoa>"), ("2-4/1", "劳动纠纷", "我不知道")],
-        "3-4": [("3-4/0", "刑期:死刑", "[刑期]12个月<eoa>"), ("3-4/1", "刑期:12个月", "[刑期]12个月<eoa>")],
+        "3-4": [("3-4/0", "刑期:死刑", "[刑期]12个月<eoa>"), ("3-4/1", "刑期:12个月", "[刑期]12个月<eoa>"),
+                ("3-4/2", "刑期:12个月", "[刑期]6个月<eoa>")],
         "3-5": [("3-5/0", "刑期:无期徒刑", "[刑期]6个月<eoa>")],
     }
-    out = evaluation.summarize(_outputs(rows), _suite(rows))
+    # What lm-eval reports for each task (percent), computed by hand: 2-4 one right of two; 3-4 as above.
+    reported = {"2-4": 50.0, "3-4": 100 * (1 - math.log(13 / 7) / 2 / math.log(216))}
+    out = evaluation.summarize(_outputs(rows, reported), _suite(rows))
     lb = out["benchmarks"]["lawbench"]
+    # 2-4: one right, one "I don't know" (an abstention).
     assert lb["tasks"]["2-4"] == {"score": 50.0, "n": 2, "abstention_rate": 0.5, "excluded_items": 0}
-    assert lb["tasks"]["3-4"]["n"] == 1 and lb["tasks"]["3-4"]["excluded_items"] == 1
-    assert out["items"]["lawbench"]["3-4"] == {"3-4/1": pytest.approx(lb["tasks"]["3-4"]["score"] / 100)}
+    assert out["items"]["lawbench"]["2-4"] == {"2-4/0": 1.0, "2-4/1": 0.0}
+    # 3-4: the death sentence is left out of the items and the count.
+    assert lb["tasks"]["3-4"] == {"score": pytest.approx(reported["3-4"], abs=1e-6), "n": 2, "abstention_rate": 0.0,
+                                  "excluded_items": 1}
+    assert out["items"]["lawbench"]["3-4"] == {"3-4/1": 1.0, "3-4/2": pytest.approx(SIX_FOR_TWELVE)}
     # A task whose every sampled item is left out has no score: said, and not averaged as a zero.
     assert "3-5" not in lb["tasks"] and "3-5" in lb["unscored_tasks"]
-    assert lb["score"] == pytest.approx((lb["tasks"]["2-4"]["score"] + lb["tasks"]["3-4"]["score"]) / 2)
-    assert not any(math.isnan(v) for task in out["items"]["lawbench"].values() for v in task.values())
+    assert lb["score"] == pytest.approx((50.0 + reported["3-4"]) / 2, abs=1e-6)
+    assert lb["n_items"] == 4
     assert out["lawbench_predictions"]["3-5"] == {"3-5/0": "[刑期]6个月<eoa>"}
 
 

@@ -1,7 +1,9 @@
 """Nothing finished is lost, and the same params give the same results."""
 
+import importlib.metadata
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -111,6 +113,26 @@ def test_the_same_params_give_the_same_results_exactly(tiny_params_file, tmp_pat
     items_a = json.loads((tmp_path / "a" / "repro" / first["F>P>Q"]["items_file"]).read_text())
     items_b = json.loads((tmp_path / "b" / "repro" / second["F>P>Q"]["items_file"]).read_text())
     assert items_a == items_b
-    for key in ("python", "torch", "transformers", "peft", "bitsandbytes", "lm_eval"):
-        assert first["base"]["versions"][key]
+    # The versions really installed, read independently of store.versions().
+    assert first["base"]["versions"] == {
+        "python": platform.python_version(),
+        **{pkg: importlib.metadata.version(pkg) for pkg in ("torch", "transformers", "peft", "bitsandbytes", "lm_eval",
+                                                             "orderstudy")}}
+    assert first["base"]["versions"]["torch"] == torch.__version__
     assert first["base"]["params_hash"] == second["base"]["params_hash"] and first["base"]["device"] == "cpu"
+
+
+def test_a_package_not_installed_is_recorded_as_none_not_as_a_truthy_word(monkeypatch):
+    from orderstudy.study import store
+
+    real = importlib.metadata.version
+
+    def version(pkg):
+        if pkg == "peft":
+            raise importlib.metadata.PackageNotFoundError(pkg)
+        return real(pkg)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    found = store.versions()
+    assert found["peft"] is None
+    assert found["torch"] == real("torch") and found["python"] == platform.python_version()

@@ -145,7 +145,7 @@ def record_failure(study, ordering: str, exc: Exception) -> str:
         "type": ename, "message": evalue,
         "traceback": "\n".join(tb) if isinstance(tb, list) else str(exc),
         "step": "notebook"})
-    atomic.write_json(study.result_path(ordering), failed)
+    study.write_result(ordering, failed)
     return f"{ename}: {evalue}".splitlines()[0][:300]
 
 

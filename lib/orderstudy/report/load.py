@@ -1,4 +1,4 @@
-"""Finished result files, read and checked against the runner's contract.
+"""Finished result files, read through the result schema (``core/results.py``).
 
 One file per run, ``outputs/<study>/results/<ordering>.json`` (``F>P>Q`` -> ``F-P-Q.json``), or,
 in a study of several seeds, one per ordering and seed (``F-P-Q.seed1.json``); beside it a
@@ -9,7 +9,6 @@ yet, which is not an error (``Study.status`` says ``not run``).
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -18,49 +17,21 @@ from typing import Any
 
 import numpy as np
 
+from ..core import results as schema
 from ..core.paths import StudyPaths, parse_run_filename
 from ..core.plan import REFERENCE_ORDER, format_ordering, parse_ordering
 from .changes import reference_rank
 
-SCHEMA = 1
-STATUSES = ("ok", "failed")
+ResultFileError = schema.ResultFileError
+read_json_file = schema.read_json_file
 NOT_RUN = "not run"
 # The order benchmarks are shown in, whatever order a file lists them in.
 KNOWN_BENCHMARKS = ("lawbench", "stem", "mmlu_law")
 
 
-class ResultFileError(ValueError):
-    """A result or items file that does not follow the runner's contract."""
-
-
-@dataclass(frozen=True)
-class TaskScore:
-    score: float  # percent
-    n: int
-    abstention_rate: float | None = None
-    weight: float | None = None  # the task's weight in its benchmark's score; None: equal weights
-    # A task whose answers need more tokens than evaluation.max_new_tokens allowed: its score is
-    # bounded by ceiling_pct (its gold answers cut at max_new_tokens).
-    capped: bool = False
-    max_new_tokens: int | None = None
-    ceiling_pct: float | None = None
-
-
-@dataclass(frozen=True)
-class BenchmarkScore:
-    score: float  # percent, the weighted mean of the task scores (aggregation says how)
-    scoring: str
-    n_items: int
-    tasks: dict[str, TaskScore]
-    aggregation: str = ""
-
-    def weights(self) -> dict[str, float]:
-        """Return each task's weight in the score, summing to 1 (equal when the file gives none)."""
-        given = {t: s.weight for t, s in self.tasks.items()}
-        if self.tasks and all(w is not None for w in given.values()) and sum(given.values()) > 0:
-            total = sum(given.values())
-            return {t: w / total for t, w in given.items()}
-        return {t: 1.0 / len(self.tasks) for t in self.tasks}
+# A task's and a benchmark's score as the result file holds them (the schema's models).
+TaskScore = schema.TaskResult
+BenchmarkScore = schema.BenchmarkResult
 
 
 @dataclass(frozen=True)
@@ -189,135 +160,20 @@ class Study:
         return float(scores.std(ddof=1)) if scores.size > 1 else math.nan
 
 
-class _Checker:
-    """Reads keys out of one JSON document and says which file and key is wrong when one is."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def fail(self, key: str, expected: str, got: Any) -> ResultFileError:
-        shown = repr(got) if len(repr(got)) < 80 else repr(got)[:77] + "..."
-        return ResultFileError(f"{self.path}: key '{key}': expected {expected}, got {shown}")
-
-    def get(self, data: dict, key: str, where: str, kind, expected: str, *, required=True, nullable=False):
-        """Return ``data[key]`` if it is of type ``kind`` (None when allowed absent or null), else raise naming ``where.key``."""
-        name = f"{where}.{key}" if where else key
-        if key not in data:
-            if required:
-                raise ResultFileError(f"{self.path}: key '{name}' is missing; expected {expected}")
-            return None
-        value = data[key]
-        if value is None and nullable:
-            return None
-        # bool is an int in Python; a count or a score written as true/false is a bug upstream.
-        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
-            raise self.fail(name, expected, value)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise self.fail(name, expected, value)
-        return value
-
-
-def _as_tuple(kind) -> tuple:
-    return kind if isinstance(kind, tuple) else (kind,)
-
-
-_NUMBER = (int, float)
-
-
-def read_json_file(path: Path) -> Any:
-    """Return the JSON document in ``path``, or raise ``ResultFileError`` saying where it breaks."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as exc:
-        raise ResultFileError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-
-
 def parse_result(data: Any, path: Path, *, study: str | None = None, ordering: str | None = None) -> Result:
     """Return the validated result in ``data`` (read from ``path``), or raise ``ResultFileError``.
 
     ``study`` and ``ordering``, when given, are what the file's location says it must contain.
     """
-    check = _Checker(path)
-    if not isinstance(data, dict):
-        raise check.fail("(top level)", "a JSON object", type(data).__name__)
-    schema = check.get(data, "schema", "", int, f"the schema number {SCHEMA}")
-    if schema != SCHEMA:
-        raise check.fail("schema", f"{SCHEMA} (this report reads schema {SCHEMA} only)", schema)
-    found_study = check.get(data, "study", "", str, "the study name")
-    if study is not None and found_study != study:
-        raise check.fail("study", f"{study!r}, the study whose results directory holds the file", found_study)
-    text = check.get(data, "ordering", "", str, "an ordering such as 'F>P>Q' or 'base'")
-    try:
-        found_ordering = format_ordering(parse_ordering(text))
-    except ValueError as exc:
-        raise check.fail("ordering", f"an ordering such as 'F>P>Q' or 'base' ({exc})", text) from None
+    parsed = schema.parse(data, path)
+    if study is not None and parsed.study != study:
+        raise schema.problem(path, "study", f"{study!r}, the study whose results directory holds the file", parsed.study)
+    found_ordering = format_ordering(parse_ordering(parsed.ordering))
     if ordering is not None and found_ordering != ordering:
-        raise check.fail("ordering", f"{ordering!r}, the ordering the file name stands for", text)
-    seed = check.get(data, "seed", "", int, "the run's seed (an integer)", required=False, nullable=True)
-    status = check.get(data, "status", "", str, " or ".join(repr(s) for s in STATUSES))
-    if status not in STATUSES:
-        raise check.fail("status", " or ".join(repr(s) for s in STATUSES), status)
-
-    error = check.get(data, "error", "", dict, "null, or an object with 'type' and 'message'", required=False, nullable=True)
-    if status == "failed":
-        if error is None:
-            raise ResultFileError(f"{path}: key 'error': a failed ordering needs an object with 'type' and 'message', got null or nothing")
-        check.get(error, "type", "error", str, "the exception's type name")
-        check.get(error, "message", "error", str, "the exception's message")
-        check.get(error, "step", "error", str, "the state being made when it failed", required=False, nullable=True)
-
-    size_bytes = check.get(data, "size_bytes", "", int, "bytes on disk (an integer) or null", required=status == "ok", nullable=True)
-    if size_bytes is not None and size_bytes <= 0:
-        raise check.fail("size_bytes", "a positive number of bytes", size_bytes)
-    sizes = {}
-    for key in ("weights_bytes", "base_bf16_weights_bytes"):
-        sizes[key] = check.get(data, key, "", int, "bytes (a positive integer) or null", required=False, nullable=True)
-        if sizes[key] is not None and sizes[key] <= 0:
-            raise check.fail(key, "a positive number of bytes", sizes[key])
-    n_params = check.get(data, "n_params", "", int, "a parameter count or null", required=False, nullable=True)
-    quantized = check.get(data, "quantized", "", bool, "true or false", required=False, nullable=True)
-
-    raw_benchmarks = check.get(data, "benchmarks", "", dict, "an object of benchmark name -> scores", required=status == "ok", nullable=status == "failed")
-    benchmarks = {}
-    for name, entry in (raw_benchmarks or {}).items():
-        where = f"benchmarks.{name}"
-        if not isinstance(entry, dict):
-            raise check.fail(where, "an object with 'score' and 'tasks'", entry)
-        score = float(check.get(entry, "score", where, _NUMBER, "a score in percent (0-100)"))
-        if not 0.0 <= score <= 100.0:
-            raise check.fail(f"{where}.score", "a score in percent (0-100)", score)
-        tasks = {}
-        for task, task_entry in check.get(entry, "tasks", where, dict, "an object of task -> {score, n}").items():
-            task_where = f"{where}.tasks.{task}"
-            if not isinstance(task_entry, dict):
-                raise check.fail(task_where, "an object with 'score' and 'n'", task_entry)
-            task_score = float(check.get(task_entry, "score", task_where, _NUMBER, "a score in percent (0-100)"))
-            if not 0.0 <= task_score <= 100.0:
-                raise check.fail(f"{task_where}.score", "a score in percent (0-100)", task_score)
-            abstention = check.get(task_entry, "abstention_rate", task_where, _NUMBER, "a fraction or null", required=False, nullable=True)
-            weight = check.get(task_entry, "weight", task_where, _NUMBER, "the task's weight (0-1)", required=False, nullable=True)
-            if weight is not None and not 0.0 <= weight <= 1.0:
-                raise check.fail(f"{task_where}.weight", "the task's weight (0-1)", weight)
-            tasks[task] = TaskScore(
-                task_score, check.get(task_entry, "n", task_where, int, "the number of items"), abstention,
-                weight=None if weight is None else float(weight),
-                capped=bool(check.get(task_entry, "capped", task_where, bool, "true or false", required=False)),
-                max_new_tokens=check.get(task_entry, "max_new_tokens", task_where, int, "a number of tokens", required=False),
-                ceiling_pct=check.get(task_entry, "ceiling_pct", task_where, _NUMBER, "a score in percent or null",
-                                      required=False, nullable=True))
-        benchmarks[name] = BenchmarkScore(
-            score=score,
-            scoring=check.get(entry, "scoring", where, str, "how it was scored", required=False) or "",
-            n_items=check.get(entry, "n_items", where, int, "the number of items", required=False) or sum(t.n for t in tasks.values()),
-            tasks=tasks,
-            aggregation=check.get(entry, "aggregation", where, str, "how task scores are aggregated", required=False) or "",
-        )
-
-    items_file = check.get(data, "items_file", "", str, "a path relative to the study directory, or null", required=False, nullable=True)
-    steps = check.get(data, "steps", "", list, "a list of step records", required=False, nullable=True) or []
-    return Result(path, found_ordering, seed, status, error, size_bytes, n_params, quantized, benchmarks, items_file, steps,
-                  data, sizes["weights_bytes"], sizes["base_bf16_weights_bytes"])
+        raise schema.problem(path, "ordering", f"{ordering!r}, the ordering the file name stands for", parsed.ordering)
+    return Result(path, found_ordering, parsed.seed, parsed.status, data.get("error"), parsed.size_bytes,
+                  parsed.n_params, parsed.quantized, dict(parsed.benchmarks or {}), parsed.items_file,
+                  data.get("steps") or [], data, parsed.weights_bytes, parsed.base_bf16_weights_bytes)
 
 
 def load_result(path: Path, *, study: str | None = None, ordering: str | None = None) -> Result:
@@ -330,20 +186,19 @@ def load_items(path: Path) -> Items:
     """Return the per-item scores in ``path`` (benchmark -> task -> item id -> score in [0, 1])."""
     path = Path(path)
     data = read_json_file(path)
-    check = _Checker(path)
     if not isinstance(data, dict):
-        raise check.fail("(top level)", "an object of benchmark -> task -> item id -> score", type(data).__name__)
+        raise schema.problem(path, "(top level)", "an object of benchmark -> task -> item id -> score", type(data).__name__)
     items: Items = {}
     for benchmark, tasks in data.items():
         if not isinstance(tasks, dict):
-            raise check.fail(benchmark, "an object of task -> item id -> score", tasks)
+            raise schema.problem(path, benchmark, "an object of task -> item id -> score", tasks)
         items[benchmark] = {}
         for task, scores in tasks.items():
             if not isinstance(scores, dict) or not scores:
-                raise check.fail(f"{benchmark}.{task}", "a non-empty object of item id -> score in [0, 1]", scores)
+                raise schema.problem(path, f"{benchmark}.{task}", "a non-empty object of item id -> score in [0, 1]", scores)
             for item_id, value in scores.items():
-                if isinstance(value, bool) or not isinstance(value, _NUMBER) or not 0.0 <= value <= 1.0:
-                    raise check.fail(f"{benchmark}.{task}.{item_id}", "a score in [0, 1]", value)
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                    raise schema.problem(path, f"{benchmark}.{task}.{item_id}", "a score in [0, 1]", value)
             items[benchmark][task] = {str(k): float(v) for k, v in scores.items()}
     return items
 

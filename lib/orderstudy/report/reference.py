@@ -263,7 +263,7 @@ def reference_as_study(reference: ReferenceStudy | None = None) -> Study:
             error = {"type": "NotApplicable", "message": "the reference study could not run this ordering (footnote ¹)"}
             results[ordering] = Result(path, ordering, 0, "failed", error, None, None, None, {}, None)
             continue
-        benchmarks = {b: BenchmarkScore(float(ref.scores.at[ordering, b]), "printed, rounded to 0.01", 0, {}) for b in BENCHMARKS}
+        benchmarks = {b: BenchmarkScore(score=float(ref.scores.at[ordering, b]), scoring="printed, rounded to 0.01", n_items=0, tasks={}) for b in BENCHMARKS}
         results[ordering] = Result(path, ordering, 0, "ok", None, _size_bytes(ref.sizes[ordering]), None, None, benchmarks, None)
     return Study("reference", REFERENCE_DIR, tuple(ref.scores.index), BENCHMARKS, {o: {0: r} for o, r in results.items()}, {})
 

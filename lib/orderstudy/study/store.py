@@ -74,16 +74,19 @@ def file_manifest(model_dir: Path) -> dict[str, dict]:
     return manifest
 
 
-def versions() -> dict[str, str]:
-    """Return the versions of Python and the packages that decide a result."""
+def versions() -> dict[str, str | None]:
+    """Return the versions of Python and the packages that decide a result; None for a package not installed.
+
+    None, not a word: a reader checking that a version was recorded must not take "not installed" for one.
+    """
     import importlib.metadata as md
 
-    out = {"python": platform.python_version()}
+    out: dict[str, str | None] = {"python": platform.python_version()}
     for pkg in ("torch", "transformers", "peft", "bitsandbytes", "lm_eval", "orderstudy"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
-            out[pkg] = "not installed"
+            out[pkg] = None
     return out
 
 

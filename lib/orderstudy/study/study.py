@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..benchmarks import aggregation, data
-from ..core import atomic, paths
+from ..core import atomic, paths, results
 from ..checkpoints import inspect as checkpoint_info, models, provenance
 from ..evaluation import engine as evaluation
 from . import probes
@@ -33,8 +33,6 @@ from ..operations.finetune import finetune_warning
 from ..core.params import ParamsError, StudyParams, load_params, stable_hash
 from ..core.plan import BASE, OPERATION_NAMES, last_operation, make_plan, parent, prefixes
 from .store import State, StateStore, versions
-
-RESULT_SCHEMA = 1
 
 
 class Study:
@@ -262,7 +260,7 @@ class Study:
     # -- orderings ----------------------------------------------------------------------------
     def result_key(self, ordering: str) -> str:
         """Return the hash that decides whether this seed's result of an ordering is up to date."""
-        return stable_hash({"state": self.store.key(ordering), "suite": self.suite.key, "schema": RESULT_SCHEMA,
+        return stable_hash({"state": self.store.key(ordering), "suite": self.suite.key, "schema": results.SCHEMA_VERSION,
                             "seed": self.seed, "mmlu_weight_by_size": self.params.evaluation.mmlu_weight_by_size})
 
     def load_result(self, ordering: str) -> dict | None:
@@ -294,6 +292,10 @@ class Study:
         run.evaluate()
         return run.finish()
 
+    def write_result(self, ordering: str, result: dict) -> Path:
+        """Write this seed's result file of ``ordering``, validated against the result schema (a misfit raises)."""
+        return results.write_result(self.result_path(ordering), result)
+
     def result_record(self, ordering: str, steps: list[dict], status: str, error: dict | None) -> dict:
         """Return this seed's result of an ordering with its identity filled in and no scores yet.
 
@@ -301,7 +303,7 @@ class Study:
         it is, with ``error`` (type, message, traceback, the step that failed).
         """
         return {
-            "schema": RESULT_SCHEMA,
+            "schema": results.SCHEMA_VERSION,
             "study": self.params.study,
             "ordering": ordering,
             "seed": self.seed,
@@ -430,7 +432,7 @@ class OrderingRun:
                               "calibration": study.calibration_report
                               if study.uses("P") and study.params.prune.needs_calibration else None},
         })
-        atomic.write_json(study.result_path(self.ordering), result)
+        study.write_result(self.ordering, result)
         return result
 
     def _take_missing_steps(self) -> None:
@@ -451,7 +453,7 @@ class OrderingRun:
         except BaseException as exc:
             result = self.study.result_record(self.ordering, self._steps_in_order(), status="failed", error={
                 "type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc(), "step": where})
-            atomic.write_json(self.study.result_path(self.ordering), result)
+            self.study.write_result(self.ordering, result)
             raise
 
 
