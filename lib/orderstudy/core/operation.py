@@ -62,8 +62,9 @@ class OperationSpec:
     # The Python files or directories whose code decides its results (fingerprinted into the keys
     # of the states it makes); empty: the file that defines ``apply``.
     code: tuple[Path, ...] = ()
-    # When set, replaces the code fingerprint: bump it by hand when a change matters, and keep it
-    # across changes that do not, so that their states stay valid (docs/caching.md).
+    # When set, replaces the code fingerprint in the keys, verbatim: set it to the fingerprint the
+    # states were built with (their record's ``code``) to keep them across a change of the code that
+    # does not change what it computes; change it when a change does (docs/caching.md).
     fingerprint_version: str | None = None
 
     def __post_init__(self):
@@ -81,9 +82,9 @@ class OperationSpec:
         return self.title or self.name.capitalize()
 
     def fingerprint(self) -> str:
-        """Return what identifies the operation's code in a state key: ``v:<version>`` or a source hash."""
+        """Return what identifies the operation's code in a state key: ``fingerprint_version`` or its source hash."""
         if self.fingerprint_version is not None:
-            return f"v:{self.fingerprint_version}"
+            return self.fingerprint_version
         return code_fingerprint(self.code or (Path(inspect.getsourcefile(self.apply)),))
 
     def names(self) -> dict[str, str]:
