@@ -30,7 +30,9 @@ METHODS = ["P:width", "P:mlp_channels", "P:depth", "P:magnitude", "P:wanda", "P:
 
 def operation_params(method: str, quick: bool):
     """Return ``(operation letter, params)`` for a method name of ``METHODS``."""
-    from orderstudy.core.params import FinetuneParams, PruneParams, QuantizeParams
+    from orderstudy.operations.finetune import FinetuneParams
+    from orderstudy.operations.prune import PruneParams
+    from orderstudy.operations.quantize import QuantizeParams
 
     op, name = method.split(":", 1)
     calibration = {"calibration_samples": 4, "calibration_seq_len": 32} if quick else {}
@@ -64,14 +66,15 @@ def examples(count: int) -> list[dict]:
 def run_one(method: str, src: Path, dst: Path, quick: bool) -> dict:
     """Apply one method (in this process) and return its figures."""
     from orderstudy.checkpoints import models
-    from orderstudy.operations import OPERATIONS, OperationContext
+    from orderstudy.core.operation import get_operation
+    from orderstudy.operations.common import OperationContext
 
     op, params = operation_params(method, quick)
     pairs = examples(12 if quick else 40)
     ctx = OperationContext(dtype="float32", device="cpu", seed=0, training_examples=pairs,
                            calibration_examples=pairs, progress=lambda message: None)
     started = time.perf_counter()
-    record = OPERATIONS[op](src, dst, params, ctx)
+    record = get_operation(op).apply(src, dst, params, ctx)
     seconds = time.perf_counter() - started
     return {"method": method, "seconds": round(seconds, 2),
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -33,8 +33,9 @@ sys.path.insert(0, str(ROOT / "lib"))
 from orderstudy.checkpoints import models, numerics  # noqa: E402
 from orderstudy.core import paths  # noqa: E402
 from orderstudy.checkpoints import storage  # noqa: E402
-from orderstudy.operations import OperationContext, quantize
-from orderstudy.core.params import QuantizeParams  # noqa: E402
+from orderstudy.operations.common import OperationContext  # noqa: E402
+from orderstudy.operations.quantize import bnb as quantize  # noqa: E402
+from orderstudy.operations.quantize import QuantizeParams  # noqa: E402
 
 
 def cpu_name() -> str:

@@ -3,8 +3,9 @@
 import torch
 
 from orderstudy.checkpoints import models
-from orderstudy.operations import OPERATIONS, OperationContext
-from orderstudy.core.params import PruneParams, QuantizeParams
+from orderstudy.core.operation import get_operation
+from orderstudy.operations.common import OperationContext
+from orderstudy.operations.prune import PruneParams, QuantizeParams
 
 
 def test_prepared_model_is_smollm2_135m(default_model_dir):

@@ -176,7 +176,7 @@ def test_an_ordering_taken_step_by_step_writes_the_result_run_ordering_writes(ti
 def check_probes(study, shown: dict) -> None:
     """Check a fine-tune's probes: its own held-out pairs, answered by the base and by F, stored."""
     from orderstudy.study import probes
-    from orderstudy.operations import finetune
+    from orderstudy.operations.finetune import training as finetune
     from orderstudy.operations.common import load_tokenizer
     from orderstudy.checkpoints.storage import load
 

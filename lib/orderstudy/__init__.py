@@ -1,3 +1,7 @@
 """orderstudy: does the order of fine-tuning, pruning and quantization matter, and how much?"""
 
 __version__ = "0.1.0"
+
+# The built-in operations register themselves here, so that every layer (the report included)
+# finds them in the registry (core/operation.py) without importing them.
+from . import operations  # noqa: E402,F401

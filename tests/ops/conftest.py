@@ -15,8 +15,11 @@ import pytest
 import torch
 
 from orderstudy.core import paths
-from orderstudy.operations import OPERATIONS, OperationContext
-from orderstudy.core.params import FinetuneParams, PruneParams, QuantizeParams
+from orderstudy.core.operation import get_operation
+from orderstudy.operations.common import OperationContext
+from orderstudy.operations.finetune import FinetuneParams
+from orderstudy.operations.prune import PruneParams
+from orderstudy.operations.quantize import QuantizeParams
 
 TOKENIZER_SOURCE = paths.MODELS_CACHE / "SmolLM2-135M-Instruct"
 
@@ -121,7 +124,7 @@ class States:
             if out.parent.exists():
                 shutil.rmtree(out.parent)  # left by a build that failed in an earlier test
             out.parent.mkdir(parents=True)
-            self.records[chain] = OPERATIONS[op](parent, out, params, context())
+            self.records[chain] = get_operation(op).apply(parent, out, params, context())
             self.dirs[chain] = out
         return self.dirs[chain]
 

@@ -12,8 +12,8 @@ from orderstudy.checkpoints import models
 from orderstudy.core import prompts
 from orderstudy.checkpoints.inspect import describe
 from orderstudy.checkpoints import storage
-from orderstudy.operations import finetune
-from orderstudy.core.params import FinetuneParams
+from orderstudy.operations.finetune import training as finetune
+from orderstudy.operations.finetune import FinetuneParams
 
 
 def test_prompt_tokens_are_masked_and_answer_tokens_are_learned(tiny_model):

@@ -8,7 +8,7 @@ from peft import LoraConfig, get_peft_model
 
 from orderstudy.checkpoints import models
 from orderstudy.checkpoints import storage
-from orderstudy.operations import finetune
+from orderstudy.operations.finetune import training as finetune
 
 PAIRS = [("What does habeas corpus protect against?", "Unlawful detention by the state."),
          ("劳动合同试用期最长不得超过几个月？请详细说明理由并引用法条。", "六个月。")]

@@ -10,6 +10,7 @@ from orderstudy.checkpoints import models
 from orderstudy.notebook import views as notebook_views, step_figures
 from orderstudy.checkpoints.inspect import describe
 from orderstudy.operations import prune
+from orderstudy.operations.prune import records
 
 
 def state_record(model_dir, info) -> dict:
@@ -26,7 +27,7 @@ def test_kept_panels_show_each_layers_kept_channels_and_groups(states):
     # Each layer kept 64 of 128 channels: the bins' fractions average to a half, and a bin's
     # fraction is the share of its four channels in the layer's bitmask.
     assert channels.mean(axis=1) == pytest.approx([0.5, 0.5, 0.5])
-    mask = prune.mask_from_text(info["kept_channels_by_layer"]["layers"][1], 128)
+    mask = records.mask_from_text(info["kept_channels_by_layer"]["layers"][1], 128)
     assert channels[1, 5] == mask[20:24].mean()
     assert groups.tolist() == [[1.0 if g in kept else 0.0 for g in range(2)] for kept in info["kept_groups_by_layer"]]
     assert "64 of 128" in title and "1 of 2" in group_title and group_labels == ["0", "1"]

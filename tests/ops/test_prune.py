@@ -10,8 +10,10 @@ from transformers import AutoModelForCausalLM
 from orderstudy.checkpoints import models
 from orderstudy.checkpoints.inspect import describe
 from orderstudy.checkpoints import storage
-from orderstudy.operations import calibration, prune
-from orderstudy.core.params import PruneParams
+from orderstudy.operations import prune
+from orderstudy.operations.prune import records, structured
+from orderstudy.operations.prune import calibration
+from orderstudy.operations.prune import PruneParams
 
 
 def dense(model_dir):
@@ -34,13 +36,13 @@ def test_width_is_a_standard_smaller_checkpoint(states, tiny_model):
 
 def test_whole_groups_and_channel_multiples_are_rounded_half_up_not_to_even():
     """Python's round() removed one of Qwen2.5-1.5B's 2 groups at head_sparsity 0.3 and none at 0.25."""
-    assert [prune.kept_groups(2, s) for s in (0.2, 0.25, 0.3, 0.5, 0.75, 0.9)] == [2, 1, 1, 1, 1, 1]
-    assert [prune.kept_groups(8, s) for s in (0.0625, 0.1875, 0.3)] == [7, 6, 6]  # 0.5 and 1.5 groups: up, both
-    assert prune.kept_groups(5, 0.3) == 3 and prune.kept_groups(3, 0.5) == 1
+    assert [structured.kept_groups(2, s) for s in (0.2, 0.25, 0.3, 0.5, 0.75, 0.9)] == [2, 1, 1, 1, 1, 1]
+    assert [structured.kept_groups(8, s) for s in (0.0625, 0.1875, 0.3)] == [7, 6, 6]  # 0.5 and 1.5 groups: up, both
+    assert structured.kept_groups(5, 0.3) == 3 and structured.kept_groups(3, 0.5) == 1
     # 0.15 x 10 is 1.5000000000000002 in binary and 0.35 x 10 is 3.5: both halves, both up
-    assert prune.kept_groups(10, 0.15) == 8 and prune.kept_groups(10, 0.35) == 6
-    assert prune.kept_channels(2560, 0.3, 64) == 1792 and prune.kept_channels(224, 0.5, 16) == 112
-    assert prune.kept_channels(208, 0.5, 16) == 112  # 6.5 multiples of 16: up to 7 (round() gave 6)
+    assert structured.kept_groups(10, 0.15) == 8 and structured.kept_groups(10, 0.35) == 6
+    assert structured.kept_channels(2560, 0.3, 64) == 1792 and structured.kept_channels(224, 0.5, 16) == 112
+    assert structured.kept_channels(208, 0.5, 16) == 112  # 6.5 multiples of 16: up to 7 (round() gave 6)
 
 
 def test_width_records_the_fractions_really_removed(states):
@@ -55,10 +57,10 @@ def test_width_keeps_the_highest_magnitude_channels_and_groups(states, tiny_mode
     pruned = dense(states.get("P:width"))
     record = states.record("P:width")
     for i, (before, after) in enumerate(zip(base.model.layers, pruned.model.layers)):
-        channels = torch.topk(prune.channel_importance(before.mlp), 64).indices.sort().values
+        channels = torch.topk(structured.channel_importance(before.mlp), 64).indices.sort().values
         assert torch.equal(after.mlp.gate_proj.weight, before.mlp.gate_proj.weight[channels])
         assert torch.equal(after.mlp.down_proj.weight, before.mlp.down_proj.weight[:, channels])
-        scores = prune.group_importance(before.self_attn, head_dim=16, heads_per_group=2)
+        scores = structured.group_importance(before.self_attn, head_dim=16, heads_per_group=2)
         (group,) = record["kept_groups_by_layer"][i]
         assert group == int(scores.argmax())
         rows = slice(group * 32, (group + 1) * 32)
@@ -74,12 +76,12 @@ def test_the_record_says_which_channels_each_layer_kept_and_how_they_scored(stat
     assert kept["size"] == 128 and len(kept["layers"]) == 3
     all_scores, all_kept = [], []
     for i, layer in enumerate(base.model.layers):
-        scores = prune.channel_importance(layer.mlp).detach()
+        scores = structured.channel_importance(layer.mlp).detach()
         expected = torch.topk(scores, 64).indices.sort().values
-        mask = prune.mask_from_text(kept["layers"][i], kept["size"])
+        mask = records.mask_from_text(kept["layers"][i], kept["size"])
         assert np.flatnonzero(mask).tolist() == expected.tolist()
         assert record["group_scores_by_layer"][i] == pytest.approx(
-            prune.group_importance(layer.self_attn, head_dim=16, heads_per_group=2).detach().tolist(), rel=1e-5)
+            structured.group_importance(layer.self_attn, head_dim=16, heads_per_group=2).detach().tolist(), rel=1e-5)
         all_scores.append(scores.numpy())
         all_kept.append(mask)
     # The histogram counts every channel once, in the bin its log10 score falls in (numpy agrees

@@ -10,8 +10,8 @@ from transformers import AutoModelForCausalLM
 from orderstudy.checkpoints import models, numerics
 from orderstudy.checkpoints.inspect import describe
 from orderstudy.checkpoints import storage
-from orderstudy.operations import quantize
-from orderstudy.core.params import QuantizeParams
+from orderstudy.operations.quantize import bnb as quantize
+from orderstudy.operations.quantize import QuantizeParams
 
 
 QUANTIZATION_ERROR = {"nf4": 0.2, "fp4": 0.3, "int8": 0.03}

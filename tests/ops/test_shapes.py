@@ -13,8 +13,11 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from orderstudy.checkpoints import models
-from orderstudy.operations import OPERATIONS, prune
-from orderstudy.core.params import FinetuneParams, PruneParams, QuantizeParams
+from orderstudy.core.operation import get_operation
+from orderstudy.operations import prune
+from orderstudy.operations.finetune import FinetuneParams
+from orderstudy.operations.prune import PruneParams
+from orderstudy.operations.quantize import QuantizeParams
 
 from .conftest import TOKENIZER_SOURCE, make_360m_shaped_model
 
@@ -38,7 +41,7 @@ def test_a_head_count_transformers_refuses_stops_before_any_work(model_360m, ctx
 
 def test_prune_quantize_fine_tune_a_360m_shaped_model(model_360m, ctx, tmp_path, run_logits):
     pruned = tmp_path / "P" / "model"
-    record = OPERATIONS["P"](model_360m, pruned, PruneParams(method="width", sparsity=0.3, head_sparsity=0.2), ctx)
+    record = get_operation("P").apply(model_360m, pruned, PruneParams(method="width", sparsity=0.3, head_sparsity=0.2), ctx)
     config = models.read_config(pruned)
     assert (config["num_attention_heads"], config["num_key_value_heads"], config["head_dim"]) == (12, 4, 64)
     assert config["intermediate_size"] == 1792  # 2560 x 0.7, a multiple of 64
@@ -49,12 +52,12 @@ def test_prune_quantize_fine_tune_a_360m_shaped_model(model_360m, ctx, tmp_path,
     assert torch.isfinite(run_logits(reloaded)).all()
 
     quantized = tmp_path / "P>Q" / "model"
-    OPERATIONS["Q"](pruned, quantized, QuantizeParams(method="nf4", compute_dtype="float32"), ctx)
+    get_operation("Q").apply(pruned, quantized, QuantizeParams(method="nf4", compute_dtype="float32"), ctx)
     assert models.quantization_config(quantized)["bnb_4bit_quant_type"] == "nf4"
 
     tuned = tmp_path / "P>Q>F" / "model"
     tuned.parent.mkdir()
-    record = OPERATIONS["F"](quantized, tuned, FinetuneParams(max_steps=1, batch_size=2, max_seq_len=96, lora_r=4,
+    record = get_operation("F").apply(quantized, tuned, FinetuneParams(max_steps=1, batch_size=2, max_seq_len=96, lora_r=4,
                                                                validation_fraction=0.25), ctx)
     assert record["method"] == "qlora" and record["validation_loss_change"]["n"] == 3
     assert all(torch.isfinite(torch.tensor(record["train_losses"])))

@@ -19,7 +19,9 @@ from bitsandbytes.functional import dequantize_4bit
 
 from orderstudy.checkpoints import models
 from orderstudy.checkpoints import storage
-from orderstudy.operations import finetune, prune
+from orderstudy.operations import prune
+from orderstudy.operations.prune import structured, unstructured
+from orderstudy.operations.finetune import training as finetune
 
 
 @pytest.fixture
@@ -128,7 +130,7 @@ def test_trap2_torch_pruning_a_4bit_layer_corrupts_it_silently(states):
     state = layer.weight.quant_state
     weight = dequantize_4bit(layer.weight.data, state).float()
     intended = weight.clone()
-    intended.view(-1)[prune.smallest(weight.abs().flatten(), weight.numel() // 2)] = 0
+    intended.view(-1)[unstructured.smallest(weight.abs().flatten(), weight.numel() // 2)] = 0
 
     torch_prune.l1_unstructured(layer, "weight", amount=0.5)  # no error ...
     with torch.no_grad():
@@ -148,14 +150,14 @@ def test_trap2_pruning_a_quantized_checkpoint_equals_dequantize_then_prune(state
     dense, _ = storage.load_dense(quantized, "float32", "cpu")
     _, params = step_params[f"P:{method}"]
     tokenizer = models.load_tokenizer(quantized)
-    from orderstudy.operations import calibration
+    from orderstudy.operations.prune import calibration
 
     sequences = calibration.encode(tokenizer, ctx.calibration_examples, params.calibration_samples,
                                    params.calibration_seq_len, ctx.seed) if params.needs_calibration else []
     if method == "width":
-        dense, _ = prune.prune_width(dense, params, sequences, tokenizer.pad_token_id)
+        dense, _ = structured.prune_width(dense, params, sequences, tokenizer.pad_token_id)
     else:
-        prune.prune_weights(dense, params, sequences, tokenizer.pad_token_id)
+        unstructured.prune_weights(dense, params, sequences, tokenizer.pad_token_id)
     expected = storage.decoder_linears(dense)
 
     got = storage.decoder_linears(storage.load_dense(result, "float32", "cpu")[0])

@@ -15,10 +15,11 @@ from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from . import paths
-from .plan import REFERENCE_ORDER, format_ordering, parse_ordering
+from .operation import RESERVED_SECTIONS, get_operation, operations
+from .plan import all_orderings, format_ordering, parse_ordering
 
 
 class ParamsError(ValueError):
@@ -33,83 +34,6 @@ class ModelParams(_Section):
     source: str = Field(description="hub id, local checkpoint directory, or a .gguf file")
     gguf_file: str | None = Field(None, description="file name inside `source` when it is a GGUF directory")
     revision: str | None = None
-
-
-class FinetuneParams(_Section):
-    data: str = Field("lawbench", description="'lawbench' (LawBench items outside the evaluation sample) or a JSONL file")
-    train_items_per_task: Annotated[int, Field(ge=1)] = 40
-    validation_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
-    max_steps: Annotated[int, Field(ge=1, description="optimizer steps (ignored when `epochs` is set)")] = 20
-    epochs: Annotated[float, Field(gt=0.0, description="passes over the training part; replaces max_steps")] | None = None
-    batch_size: Annotated[int, Field(ge=1)] = 4
-    max_seq_len: Annotated[int, Field(ge=16)] = 256
-    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 2e-4
-    lora_r: Annotated[int, Field(ge=1)] = 16
-    lora_alpha: Annotated[float, Field(gt=0.0)] = 32
-    lora_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-    # What becomes of an adapter trained on a quantized model (QLoRA): merged into the dequantized
-    # weights (a full-precision result), merged then quantized again with the source's settings,
-    # or kept beside the quantized base. An adapter on a full-precision model is always merged.
-    merge: Literal["dequantize", "requantize", "adapter"] = "dequantize"
-    # Merging writes dense deltas into every weight, so it undoes unstructured or 2:4 pruning;
-    # True zeroes again the weights that were zero before the merge.
-    keep_sparsity: bool = True
-
-    @model_validator(mode="after")
-    def _steps_or_epochs(self):
-        if self.epochs is not None and "max_steps" in self.model_fields_set:
-            raise ValueError("set either finetune.max_steps or finetune.epochs, not both")
-        return self
-
-
-class PruneParams(_Section):
-    # width: MLP channels and attention heads (whole key/value groups), the same in every layer;
-    # mlp_channels: MLP channels only; depth: whole decoder layers (the least influential on
-    # calibration data); magnitude / wanda: unstructured zeros; 2:4: two zeros in every four weights.
-    method: Literal["width", "mlp_channels", "depth", "magnitude", "wanda", "2:4"] = "width"
-    sparsity: Annotated[float, Field(gt=0.0, lt=1.0, description=(
-        "fraction removed: of MLP channels (width, mlp_channels), of layers (depth), of the weights of "
-        "every decoder linear layer (magnitude, wanda); 2:4 is always 0.5"))] = 0.3
-    head_sparsity: Annotated[float, Field(ge=0.0, lt=1.0, description=(
-        "width only: fraction of attention heads removed, rounded to whole key/value groups"))] = 0.3
-    # How width and 2:4 score what they remove: weight norms, or weights times the size of their
-    # inputs on calibration data (activation-aware; Wanda's score for 2:4).
-    importance: Literal["magnitude", "activation"] = "magnitude"
-    multiple_of: Annotated[int, Field(ge=1, description="MLP channels kept are a multiple of this")] = 64
-    storage: Literal["dense", "sparse"] = "dense"   # sparse: values + bitmask, for magnitude/wanda/2:4
-    calibration_data: str = Field("finetune", description="'finetune' (the fine-tuning training data) or a JSONL file")
-    calibration_samples: Annotated[int, Field(ge=1)] = 32
-    calibration_seq_len: Annotated[int, Field(ge=8)] = 256
-
-    @model_validator(mode="after")
-    def _consistent(self):
-        unstructured = self.method in ("magnitude", "wanda", "2:4")
-        if self.storage == "sparse" and not unstructured:
-            raise ValueError(f"prune.storage: 'sparse' applies to magnitude, wanda and 2:4; method {self.method!r} "
-                             "already makes the checkpoint smaller; use storage: dense")
-        if self.method == "2:4" and "sparsity" in self.model_fields_set and self.sparsity != 0.5:
-            raise ValueError(f"prune.sparsity: 2:4 removes exactly half of the weights; got {self.sparsity}, set 0.5 or leave it out")
-        if "importance" in self.model_fields_set and self.method in ("depth", "magnitude", "wanda"):
-            raise ValueError(f"prune.importance applies to width, mlp_channels and 2:4; method {self.method!r} "
-                             "has its own score (depth: angular distance, magnitude: |w|, wanda: |w| x input norm)")
-        if "head_sparsity" in self.model_fields_set and self.method != "width":
-            raise ValueError(f"prune.head_sparsity applies to method 'width' only (got method {self.method!r})")
-        return self
-
-    @property
-    def needs_calibration(self) -> bool:
-        """Whether the method reads calibration data."""
-        return self.method in ("depth", "wanda") or (
-            self.method in ("width", "mlp_channels", "2:4") and self.importance == "activation")
-
-
-class QuantizeParams(_Section):
-    method: Literal["nf4", "fp4", "int8"] = "nf4"
-    double_quant: bool = True     # 4-bit only: quantize the block scales too
-    compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto = the study's dtype
-    # Linear modules kept in full precision (bitsandbytes never quantizes the embedding).
-    skip_modules: tuple[str, ...] = ("lm_head",)
 
 
 class EvaluationParams(_Section):
@@ -219,6 +143,10 @@ EXECUTION_KEYS = ("executor", "ray")
 
 
 class StudyParams(_Section):
+    # Each registered operation's params section (finetune, prune, quantize, ...) is an extra key,
+    # validated by the operation's own model (_operation_sections); any other extra key is an error.
+    model_config = ConfigDict(extra="allow", frozen=True)
+
     study: str
     # Every stochastic step (fine-tuning; pruning that samples calibration data) runs once per
     # seed; states no stochastic step touches are built once and shared by every seed.
@@ -233,15 +161,42 @@ class StudyParams(_Section):
     # format it is tested on (log-likelihood MMLU always reads the raw prompt, as lm-eval does).
     chat_template: bool = True
     orderings: tuple[str, ...] | Literal["all"] = "all"
-    finetune: FinetuneParams = FinetuneParams()
-    prune: PruneParams = PruneParams()
-    quantize: QuantizeParams = QuantizeParams()
     evaluation: EvaluationParams = EvaluationParams()
     report: ReportParams = ReportParams()
     # local: every step in the ordering notebooks, one after another; ray: the steps and
     # evaluations on a Ray cluster first (independent branches at once), then the notebooks.
     executor: Literal["local", "ray"] = "local"
     ray: RayParams = RayParams()
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _operation_sections(cls, data, handler):
+        # Every registered operation's section, by its own params model (its defaults when the file
+        # leaves it out); errors are reported together with the other keys', under the section's name.
+        if not isinstance(data, dict):
+            return handler(data)
+        data = dict(data)
+        sections, errors = {}, []
+        for spec in operations():
+            raw = data.pop(spec.section, {})
+            if isinstance(raw, spec.params_model):
+                sections[spec.section] = raw
+                continue
+            try:
+                sections[spec.section] = spec.params_model.model_validate(raw)
+            except ValidationError as exc:
+                errors += _details(exc, (spec.section,))
+        errors += [InitErrorDetails(type="extra_forbidden", loc=(key,), input=data[key])
+                   for key in data if key not in cls.model_fields and key not in ("seed",)]
+        try:
+            result = handler({k: v for k, v in data.items() if k in cls.model_fields or k == "seed"})
+        except ValidationError as exc:
+            errors = [*_details(exc), *errors]
+            result = None
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        result.__pydantic_extra__.update(sections)
+        return result
 
     @model_validator(mode="before")
     @classmethod
@@ -281,7 +236,7 @@ class StudyParams(_Section):
 
     @property
     def ordering_list(self) -> tuple[str, ...]:
-        return REFERENCE_ORDER if self.orderings == "all" else self.orderings
+        return all_orderings() if self.orderings == "all" else self.orderings
 
     @property
     def sample_seed(self) -> int:
@@ -299,7 +254,22 @@ class StudyParams(_Section):
         return stable_hash(data)
 
     def operation_params(self, op: str) -> BaseModel:
-        return {"F": self.finetune, "P": self.prune, "Q": self.quantize}[op]
+        """Return the params section of the operation with letter ``op``."""
+        return self.__pydantic_extra__[get_operation(op).section]
+
+
+RESERVED_SECTIONS.update(StudyParams.model_fields, {"seed"})
+_BUILTIN_ERRORS = {"extra_forbidden", "missing"}
+
+
+def _details(exc: ValidationError, prefix: tuple = ()) -> list[InitErrorDetails]:
+    """Return a validation error's errors, under ``prefix``, as ``ValidationError.from_exception_data`` takes them."""
+    out = []
+    for e in exc.errors():
+        ctx = {k: str(v) for k, v in (e.get("ctx") or {}).items()}
+        kind = e["type"] if e["type"] in _BUILTIN_ERRORS else PydanticCustomError(e["type"], e["msg"], ctx)
+        out.append(InitErrorDetails(type=kind, loc=(*prefix, *e["loc"]), input=e["input"], ctx=ctx))
+    return out
 
 
 SEED_AND_SEEDS = "set either 'seeds' (a list, e.g. [0, 1, 2]) or the older 'seed' (one number), not both"

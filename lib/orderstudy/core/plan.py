@@ -2,15 +2,18 @@
 
 An ordering is written with ``>`` between operation letters (``F>P>Q`` = fine-tune, then prune,
 then quantize); the base model is ``base``. Every prefix of an ordering is a model state, so the
-16 orderings need only 15 operation steps: ``F>P>Q`` and ``F>Q>P`` both start from ``F``.
+16 orderings need only 15 operation steps: ``F>P>Q`` and ``F>Q>P`` both start from ``F``. The
+letters are those of the registered operations (``core.operation``), in registry order.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import permutations
 
-OPERATIONS = ("F", "P", "Q")
-OPERATION_NAMES = {"F": "fine-tune", "P": "prune", "Q": "quantize"}
+from .operation import letters as registered_letters
+
 BASE = "base"
 
 # The reference study's row order (lib/orderstudy/reference/), which every table keeps.
@@ -19,6 +22,27 @@ REFERENCE_ORDER: tuple[str, ...] = (
     "P>F", "P>Q", "Q>F", "Q>P", "F>P", "F>Q",
     "F>P>Q", "F>Q>P", "P>F>Q", "Q>F>P", "Q>P>F", "P>Q>F",
 )
+
+
+def all_orderings(letters: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """Return every permutation of every subset of ``letters`` (default: the registered ones), base first.
+
+    For the reference study's three operations the order is its row order (REFERENCE_ORDER);
+    for any other set, by length, then lexicographically by the letters' order in ``letters``.
+
+    >>> len(all_orderings(("A", "B", "C", "D"))), all_orderings(("B", "A"))
+    (65, ('base', 'B', 'A', 'B>A', 'A>B'))
+    """
+    return _all_orderings(tuple(registered_letters() if letters is None else letters))
+
+
+@lru_cache(maxsize=None)
+def _all_orderings(letters: tuple[str, ...]) -> tuple[str, ...]:
+    if sorted(letters) == sorted(REFERENCE_ORDER[1:4]):
+        return REFERENCE_ORDER
+    rank = {op: i for i, op in enumerate(letters)}
+    found = [ops for n in range(len(letters) + 1) for ops in permutations(letters, n)]
+    return tuple(format_ordering(ops) for ops in sorted(found, key=lambda ops: (len(ops), [rank[o] for o in ops])))
 
 
 def parse_ordering(text: str) -> tuple[str, ...]:
@@ -33,14 +57,15 @@ def parse_ordering(text: str) -> tuple[str, ...]:
     if text == BASE:
         return ()
     ops = tuple(part.strip() for part in text.split(">"))
-    unknown = [op for op in ops if op not in OPERATIONS]
+    known = registered_letters()
+    unknown = [op for op in ops if op not in known]
     if unknown:
         raise ValueError(
             f"ordering {text!r}: unknown operation {unknown[0]!r}; "
-            f"write operations as {', '.join(OPERATIONS)} joined by '>', e.g. 'F>P>Q', or 'base'"
+            f"write operations as {', '.join(known)} joined by '>', e.g. {'>'.join(known)!r}, or 'base'"
         )
     if len(set(ops)) != len(ops):
-        raise ValueError(f"ordering {text!r}: an operation is repeated; each of F, P, Q may appear once")
+        raise ValueError(f"ordering {text!r}: an operation is repeated; each of {', '.join(known)} may appear once")
     return ops
 
 
@@ -93,13 +118,14 @@ class Plan:
 
 
 def _reference_rank(state: str) -> int:
-    return REFERENCE_ORDER.index(state) if state in REFERENCE_ORDER else len(REFERENCE_ORDER)
+    order = all_orderings()
+    return order.index(state) if state in order else len(order)
 
 
 def make_plan(orderings: list[str] | tuple[str, ...] | str = "all") -> Plan:
-    """Return the plan for ``orderings`` (``"all"`` = the 16), kept in the reference row order."""
+    """Return the plan for ``orderings`` (``"all"``: ``all_orderings()``, 16 for three operations), in that row order."""
     if orderings == "all":
-        return Plan(REFERENCE_ORDER)
+        return Plan(all_orderings())
     canonical = [format_ordering(parse_ordering(o)) for o in orderings]
     if len(set(canonical)) != len(canonical):
         raise ValueError(f"orderings {list(orderings)}: an ordering is listed twice")

@@ -149,6 +149,8 @@ class ResultFile(BaseModel):
     study: str = Field(description="the study name")
     ordering: str = Field(description="an ordering such as 'F>P>Q' or 'base'")
     seed: int | None = Field(None, description="the run's seed (an integer)")
+    operations: dict[str, dict[str, str]] | None = Field(
+        None, description="an object: operation letter -> its names (name, name_zh, title) and params section")
     status: Literal["ok", "failed"] = Field(description=" or ".join(repr(s) for s in STATUSES))
     error: ErrorRecord | None = Field(None, description="null, or an object with 'type' and 'message'")
     size_bytes: int | None = Field(None, gt=0, description="bytes on disk (a positive integer) or null")

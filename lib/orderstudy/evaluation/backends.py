@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.params import EvaluationParams
+from ..core.plan import parse_ordering
+from ..operations import finetune, quantize
 
 # Batches larger than this stop paying on a GPU for models of this size (the decode step is
 # already memory-bound); on a CPU the matmuls are compute-bound from small batches on, and larger
@@ -123,13 +125,13 @@ def vllm_blockers(params, device: str = "cpu") -> list[str]:
     approximates). Both need quantization and, for the adapter, fine-tuning after it. And a
     study that asks for bitsandbytes itself on a CPU (``evaluation.quantized_on_cpu``).
     """
-    orderings = params.ordering_list
-    quantizes = any("Q" in o.split(">") for o in orderings)
+    orderings = [parse_ordering(o) for o in params.ordering_list]
+    Q, F = quantize.SPEC.letter, finetune.SPEC.letter
+    quantizes = any(Q in ops for ops in orderings)
     blockers = []
     if quantizes and params.quantize.method == "int8":
         blockers.append("quantize.method: int8 (LLM.int8 is not weight-only: no evaluation-equivalent dense copy)")
-    adapter_after_q = any("Q" in o.split(">") and "F" in o.split(">")[o.split(">").index("Q"):]
-                          for o in orderings)
+    adapter_after_q = any(Q in ops and F in ops[ops.index(Q):] for ops in orderings)
     if adapter_after_q and params.finetune.merge == "adapter":
         blockers.append("finetune.merge: adapter after Q (a LoRA adapter beside a 4-bit base has no "
                         "evaluation-equivalent dense copy)")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from . import backends, engine as evaluation
 from ..checkpoints import models
+from ..core.operation import operations
 from ..core.plan import last_operation
 
 MMLU_CHOICES = evaluation.MMLU_CHOICES
@@ -47,7 +48,7 @@ def study_size(study) -> dict:
         "orderings": len(study.plan.orderings),
         "seeds": len(seeded),
         "evaluations": evaluations,
-        "steps": {"F": steps.get("F", 0), "P": steps.get("P", 0), "Q": steps.get("Q", 0),
+        "steps": {**{spec.letter: steps.get(spec.letter, 0) for spec in operations()},
                   "total": len(made), "without_sharing": study.plan.naive_step_count * len(seeded)},
         "items": {bench: sum(len(ids) for ids in tasks.values()) for bench, tasks in suite.sample_ids.items()},
         "per_model": {"generation_requests": len(generation), "generation_prompt_tokens": gen_prompt_tokens,
@@ -199,7 +200,7 @@ def measure(study, items: int = 16) -> dict:
                                         engine=engine.for_request("loglikelihood"))
     finally:
         engines.close()
-    if study.uses("F"):
+    if study.trains:
         ft = study.params.finetune
         out["train_step_s"] = round(measure_train_step(model, ft.batch_size, ft.max_seq_len, study.device), 3)
     out["checkpoint_io_s"] = round(measure_checkpoint_io(model, tokenizer, study.dtype, study.device), 3)
@@ -237,9 +238,10 @@ def estimate(study, items: int = 16) -> dict:
     if "loglikelihood" in figures and figures["loglikelihood"]["requests_per_s"]:
         loglik_s = per_model["loglikelihood_requests"] / figures["loglikelihood"]["requests_per_s"]
     evaluations_s = (generation_s + loglik_s) * size["evaluations"]
-    finetune_s = size["steps"]["F"] * study.params.finetune.max_steps * figures.get("train_step_s", 0.0) \
+    training_steps = sum(size["steps"][spec.letter] for spec in operations() if spec.needs_training_data)
+    finetune_s = training_steps * study.params.finetune.max_steps * figures.get("train_step_s", 0.0) \
         if study.params.finetune.epochs is None else None
-    io_s = (size["steps"]["P"] + size["steps"]["Q"] + size["steps"]["F"] + 1) * figures["checkpoint_io_s"]
+    io_s = (sum(size["steps"][spec.letter] for spec in operations()) + 1) * figures["checkpoint_io_s"]
     seconds = {"evaluation_per_model": round(generation_s + loglik_s, 1), "evaluations": round(evaluations_s, 1),
                "fine_tuning": round(finetune_s, 1) if finetune_s is not None else None,
                "checkpoints": round(io_s, 1)}

@@ -28,11 +28,11 @@ def preflight(study) -> None:
     if study.params.executor == "ray" and importlib.util.find_spec("ray") is None:
         raise ParamsError(f"{study.params_file}: key 'executor': 'ray' needs the ray package, which is not installed "
                           "here (it is pinned in requirements.txt: pip install -r requirements.txt)")
-    study.check_prune_shape()  # a pruned shape transformers would refuse stops here, not after the work
+    study.check_sources()  # a pruned shape transformers would refuse stops here, not after the work
     study.suite  # samples the benchmarks now: a missing or malformed data file stops the run here
-    if study.uses("F"):
+    if study.trains:
         study.training_examples  # a missing or malformed training file stops it here too
-    if study.uses("P") and study.params.prune.needs_calibration:
+    if study.calibrates:
         study.calibration_examples
     need = estimate_disk_bytes(study)
     free = shutil.disk_usage(study.paths.dir).free

@@ -76,7 +76,7 @@ def kept_matrices(info: dict, shape_before: dict) -> list[tuple[str, np.ndarray,
     Width pruning: MLP channels in ``CHANNEL_BINS`` bins of channel index, and key/value groups;
     depth: whole layers; unstructured and 2:4: each linear layer's weights.
     """
-    from ..operations.prune import mask_from_text
+    from ..operations.prune.records import mask_from_text
 
     layers = shape_before["layers"]
     panels = []

@@ -16,10 +16,11 @@ from matplotlib.figure import Figure
 from ..benchmarks import aggregation
 from . import step_figures
 from ..checkpoints.inspect import PARTS
-from ..core.plan import BASE, OPERATION_NAMES, parent, parse_ordering
+from ..core.operation import get_operation
+from ..core.plan import BASE, parent, parse_ordering
+from ..operations import finetune, prune, quantize
 
 ANSWERS_SHOWN = 5
-PARAMS_SECTIONS = {"F": "finetune", "P": "prune", "Q": "quantize"}
 
 
 class Caption(str):
@@ -44,7 +45,7 @@ def show(items) -> None:
 def header(study, ordering: str) -> str:
     """Return a Markdown paragraph saying what this notebook runs."""
     ops = parse_ordering(ordering)
-    steps = " → ".join(OPERATION_NAMES[o] for o in ops) or "no operation (the base model)"
+    steps = " → ".join(get_operation(o).name for o in ops) or "no operation (the base model)"
     return (f"**Study** `{study.params.study}` · **ordering** `{ordering}`: {steps}  \n"
             f"**model** `{study.params.model.source}` · **device** {study.device} · **dtype** {study.dtype} · "
             f"**params** `{study.params_file.name}` (hash {study.params.hash()})")
@@ -69,7 +70,7 @@ def step_title(ordering: str, index: int) -> str:
         return f"None: `{ordering}` has {len(ops)} operation{'s' if len(ops) != 1 else ''}"
     op = ops[index - 1]
     before, after = ">".join(ops[:index - 1]) or BASE, ">".join(ops[:index])
-    return f"{OPERATION_NAMES[op].capitalize()} ({op}): `{before}` → `{after}`, operation {index} of {len(ops)}"
+    return f"{get_operation(op).name.capitalize()} ({op}): `{before}` → `{after}`, operation {index} of {len(ops)}"
 
 
 def step_section(study, ordering: str, step: dict | None, index: int) -> list:
@@ -87,7 +88,7 @@ def step_section(study, ordering: str, step: dict | None, index: int) -> list:
              f"{step['n_params']:,} parameters · {'quantized' if record['quantized'] else 'full precision'} "
              f"({', '.join(sorted({d for p in record['parts']['parts'].values() if isinstance(p, dict) for d in p['dtypes']}))})")
     what = "The `model` section of the params file" if step["operation"] is None else \
-        f"The `{PARAMS_SECTIONS[step['operation']]}` parameters as run"
+        f"The `{get_operation(step['operation']).section}` parameters as run"
     return [title, facts, f"{what} (seed {study.store.build_seed(step['state'])}, dtype {record['dtype']}):", params_table(record)]
 
 
@@ -113,32 +114,58 @@ def step_effect(study, step: dict | None) -> list:
         return ["Bytes on disk and parameters by part of the model:", parts_table(None, record)]
     before = study.store.state(parent(step["state"])).record()
     parts = parts_table(before, record)
-    items: list = []
-    if step["operation"] == "F":
-        items += [step_figures.loss_figure(info, step["state"]), Caption(
-            "The training loss of each optimizer step (on that step's batch, so it jumps) and the loss on the "
-            f"{_count(info['validation_examples'], 'held-out pair')} before training (step 0) and after. Losses are on the "
-            "answer tokens only. The held-out loss going down means the model learned something that carries over "
-            "to pairs it did not train on.")]
-        items += [probes_markdown(step.get("probes"))]
-    elif step["operation"] == "P":
-        shape = info["shape_before"]
-        items += [step_figures.kept_figure(info, shape), Caption(_kept_caption(info))]
-        items += [step_figures.importance_figure(info), Caption(_importance_caption(info))]
-    elif step["operation"] == "Q":
-        error = info["weight_error"]
-        items += [step_figures.quantization_error_figure(info), Caption(
-            f"How far each quantized weight matrix is from the one it replaced: ‖W − deq(Q(W))‖ / ‖W‖ (Frobenius "
-            f"norms), {info['quantized_modules']} linear layers quantized as {info['method']}, mean "
-            f"{100 * error['mean']:.1f}%, largest {100 * error['max']:.1f}%. Layers with few input columns per "
-            "quantization block, or with outlier weights, lose more. Modules left in full precision "
-            f"({', '.join(info['skip_modules']) or 'none'}) and the embedding are not shown.")]
+    items = EFFECT_VIEWS.get(step["operation"], _record_effect)(step, info)
     items += [step_figures.parts_figure(parts, parent(step["state"]), step["state"]), Caption(
         f"Size on disk and parameters of each part of the model, before ({parent(step['state'])}) and after "
         f"({step['state']}) this step: the embedding, the decoder layers, the final norm and the output head "
         "(\"tied\" when it shares the embedding's weights). A quantized weight counts its unpacked parameters.")]
     items += [parts]
     return items
+
+
+def _finetune_effect(step: dict, info: dict) -> list:
+    """Return a fine-tune's loss curves and its before-and-after probes."""
+    items: list = [step_figures.loss_figure(info, step["state"]), Caption(
+        "The training loss of each optimizer step (on that step's batch, so it jumps) and the loss on the "
+        f"{_count(info['validation_examples'], 'held-out pair')} before training (step 0) and after. Losses are on the "
+        "answer tokens only. The held-out loss going down means the model learned something that carries over "
+        "to pairs it did not train on.")]
+    items += [probes_markdown(step.get("probes"))]
+    return items
+
+
+def _prune_effect(step: dict, info: dict) -> list:
+    """Return what a pruning kept and how the removed weights scored."""
+    items: list = []
+    shape = info["shape_before"]
+    items += [step_figures.kept_figure(info, shape), Caption(_kept_caption(info))]
+    items += [step_figures.importance_figure(info), Caption(_importance_caption(info))]
+    return items
+
+
+def _quantize_effect(step: dict, info: dict) -> list:
+    """Return how far each quantized weight is from the one it replaced."""
+    items: list = []
+    error = info["weight_error"]
+    items += [step_figures.quantization_error_figure(info), Caption(
+        f"How far each quantized weight matrix is from the one it replaced: ‖W − deq(Q(W))‖ / ‖W‖ (Frobenius "
+        f"norms), {info['quantized_modules']} linear layers quantized as {info['method']}, mean "
+        f"{100 * error['mean']:.1f}%, largest {100 * error['max']:.1f}%. Layers with few input columns per "
+        "quantization block, or with outlier weights, lose more. Modules left in full precision "
+        f"({', '.join(info['skip_modules']) or 'none'}) and the embedding are not shown.")]
+    return items
+
+
+def _record_effect(step: dict, info: dict) -> list:
+    """Return what an operation with no view of its own recorded, one row per entry of its record."""
+    rows = [{"entry": k, "value": _cell(v)} for k, v in info.items()]
+    return [f"What the {get_operation(step['operation']).name} step recorded:",
+            pd.DataFrame(rows, columns=["entry", "value"]).set_index("entry")]
+
+
+# What each operation's step shows; an operation without one gets its record as a table.
+EFFECT_VIEWS = {finetune.SPEC.letter: _finetune_effect, prune.SPEC.letter: _prune_effect,
+                quantize.SPEC.letter: _quantize_effect}
 
 
 def parts_table(before: dict | None, after: dict) -> pd.DataFrame:
@@ -366,7 +393,7 @@ def steps_table(result: dict) -> pd.DataFrame:
     rows = []
     for s in result["steps"]:
         rows.append({
-            "state": s["state"], "operation": OPERATION_NAMES.get(s["operation"], BASE),
+            "state": s["state"], "operation": get_operation(s["operation"]).name if s["operation"] else BASE,
             "reused": s["reused"], "size_MiB": round(s["size_bytes"] / 2**20, 2),
             "parameters": s["n_params"], "quantized": s["quantized"],
             "build_s": s["build_seconds"], "key": s["key"],

@@ -1,26 +1,16 @@
-"""The operations, each ``apply(src_dir, dst_dir, params, ctx) -> record dict``.
+"""The operations, each a package that declares an ``OperationSpec`` (core/operation.py).
 
-Operations are pure with respect to the state store: they read one checkpoint directory and
-write another. They know nothing of orderings, notebooks or caching, and never evaluate. Adding
-an operation means adding its module and a line in each table here (and its params section).
+Operations are pure with respect to the state store: ``apply(src_dir, dst_dir, params, ctx)``
+reads one checkpoint directory, writes another and returns a record dict. They know nothing of
+orderings, notebooks or caching, and never evaluate. Adding an operation means adding its package
+and a line here; importing ``orderstudy`` registers these (the specs alone: no torch).
 """
 
+from ..core.operation import register_operation
 from . import finetune, prune, quantize
-from .common import OperationContext
 
-OPERATIONS = {
-    "F": finetune.apply,
-    "P": prune.apply,
-    "Q": quantize.apply,
-}
+# The registry order is the order of the letters in generated orderings and in the report.
+BUILT_IN = (finetune.SPEC, prune.SPEC, quantize.SPEC)
 
-# Whether an operation's result depends on the random seed, given its parameters. A state that
-# such a step made (itself or an ancestor) is built once per seed of the study; the others are
-# built once and shared by every seed.
-STOCHASTIC = {
-    "F": lambda params: True,  # LoRA initialisation, dropout, the order of the training pairs
-    "P": lambda params: params.needs_calibration,  # the calibration sample is drawn by seed
-    "Q": lambda params: False,  # round-to-nearest codes: the same for every seed
-}
-
-__all__ = ["OPERATIONS", "STOCHASTIC", "OperationContext"]
+for _spec in BUILT_IN:
+    register_operation(_spec)

@@ -31,6 +31,18 @@ class OperationContext:
     progress: Callable[[str], None] = print
 
 
+def source_layout(model_dir: Path) -> str:
+    """Return what an operation receives in ``model_dir``: one of ``core.operation.LAYOUTS``.
+
+    ``standard`` (full-precision weights), ``sparse`` (values + bitmask), ``quantized``
+    (bitsandbytes) or ``adapter`` (a LoRA adapter beside a quantized base).
+    """
+    from ..checkpoints import storage
+
+    kind = storage.layout(model_dir)
+    return "quantized" if kind == "standard" and models.is_quantized(model_dir) else kind
+
+
 def load_tokenizer(model_dir: Path):
     """Return the tokenizer of ``model_dir``, loaded once per process for the same files.
 

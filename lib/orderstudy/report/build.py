@@ -34,7 +34,6 @@ from .load import Study, load_study
 from .power import power_markdown, power_table
 from .tables import main_table, order_effect_table, transition_tables
 
-TABLE_NAMES = {"F": "finetune", "P": "prune", "Q": "quantize"}
 FIGURE_NAMES = ("change_heatmap", "score_vs_size", "operation_effects")
 
 
@@ -58,7 +57,7 @@ class Report:
     estimates: Estimates = field(repr=False)
     language: str
     main: pd.DataFrame = field(repr=False)
-    transitions: dict[str, pd.DataFrame] = field(repr=False)  # keyed F, P, Q
+    transitions: dict[str, pd.DataFrame] = field(repr=False)  # keyed by operation letter: F, P, Q
     order_effects: pd.DataFrame = field(repr=False)
     power: pd.DataFrame = field(repr=False)
     claims: pd.DataFrame = field(repr=False)
@@ -124,9 +123,9 @@ def csv_text(frame: pd.DataFrame) -> str:
 
 def write_tables(report: Report, tables_dir: Path) -> dict[str, Path]:
     """Write every table as CSV and Markdown under ``tables_dir``; return the paths by file name."""
-    frames = {"main": report.main, **{TABLE_NAMES[op]: t for op, t in report.transitions.items()},
+    frames = {"main": report.main, **{labels.operation_section(op): t for op, t in report.transitions.items()},
               "order_effects": report.order_effects, "power": report.power, "claims": report.claims}
-    texts = {"main": report.markdown["main"], **{TABLE_NAMES[op]: report.markdown[op] for op in report.transitions},
+    texts = {"main": report.markdown["main"], **{labels.operation_section(op): report.markdown[op] for op in report.transitions},
              "order_effects": report.markdown["order_effects"], "power": report.markdown["power"],
              "claims": report.markdown["claims"]}
     written = {}

@@ -16,7 +16,8 @@ import itertools
 
 import numpy as np
 
-from ..core.plan import OPERATIONS, REFERENCE_ORDER, format_ordering, parse_ordering
+from ..core.plan import all_orderings, format_ordering, parse_ordering
+from . import labels
 
 
 def change_rate(score, base_score):
@@ -37,8 +38,9 @@ def change_rate(score, base_score):
 
 
 def reference_rank(ordering: str) -> int:
-    """Return an ordering's row in the reference study's main table (unknown ones last)."""
-    return REFERENCE_ORDER.index(ordering) if ordering in REFERENCE_ORDER else len(REFERENCE_ORDER)
+    """Return an ordering's row in the main table (the reference study's order for F, P, Q; unknown ones last)."""
+    order = all_orderings()
+    return order.index(ordering) if ordering in order else len(order)
 
 
 def transitions(orderings, operation: str) -> list[tuple[str, str]]:
@@ -50,8 +52,9 @@ def transitions(orderings, operation: str) -> list[tuple[str, str]]:
     >>> transitions(["base", "F", "P", "P>F", "Q"], "F")
     [('base', 'F'), ('P', 'P>F')]
     """
-    if operation not in OPERATIONS:
-        raise ValueError(f"operation {operation!r}: expected one of {', '.join(OPERATIONS)}")
+    known = labels.operation_letters()
+    if operation not in known:
+        raise ValueError(f"operation {operation!r}: expected one of {', '.join(known)}")
     present = set(orderings)
     pairs = []
     for state in present:

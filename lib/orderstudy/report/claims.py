@@ -138,8 +138,9 @@ def _read(path: Path) -> list[Claim]:
             claims.append(Claim(cid, dict(text), " ".join(source.split()), tuple(parsed)))
         elif rule == "weaker_first":
             ops = entry.get("operations")
-            if not isinstance(ops, list) or len(ops) != 2 or any(op not in ("F", "P", "Q") for op in ops):
-                raise ClaimsError(f"{where}: key 'operations': expected two of F, P, Q")
+            known = labels.operation_letters()
+            if not isinstance(ops, list) or len(ops) != 2 or any(op not in known for op in ops):
+                raise ClaimsError(f"{where}: key 'operations': expected two of {', '.join(known)}")
             pairs = entry.get("pairs")
             if not isinstance(pairs, list) or not pairs or any(not isinstance(p, list) or len(p) != 2 for p in pairs):
                 raise ClaimsError(f"{where}: key 'pairs': expected a list of [ordering, ordering]")

@@ -30,7 +30,7 @@ from matplotlib import font_manager
 from matplotlib.figure import Figure
 
 from ..core.atomic import write_bytes
-from ..core.plan import BASE, OPERATIONS
+from ..core.plan import BASE
 from . import labels
 
 DPI = 100
@@ -272,7 +272,7 @@ def operation_effects_figure(transition_tables: dict[str, pd.DataFrame], benchma
     language = figure_language(language)
     text = _TEXT[language]
     palette = sns.color_palette("deep", len(benchmarks))
-    operations = [op for op in OPERATIONS if op in transition_tables]
+    operations = [op for op in labels.operation_letters() if op in transition_tables]
     with _style(language):
         fig = Figure(figsize=OPERATION_EFFECTS_SIZE, dpi=DPI, layout="constrained")
         axes = fig.subplots(1, max(len(operations), 1), squeeze=False, sharey=True)[0]
@@ -292,7 +292,7 @@ def operation_effects_figure(transition_tables: dict[str, pd.DataFrame], benchma
                     ax.text(xi + offset, 0, text["missing"], rotation=90, ha="center", va="bottom", fontsize=7, color="#777777")
             ax.axhline(0, color="black", linewidth=0.8)
             ax.set_xticks(x, [_code(before) for before in table["before"]])
-            ax.set_title(text["effect_title"].format(operation=labels.word(op, language)), fontsize=10)
+            ax.set_title(text["effect_title"].format(operation=labels.operation_title(op, language)), fontsize=10)
             ax.set_xlabel(text["state_axis"])
         axes[0].set_ylabel(text["effect_axis"])
         axes[-1].legend(fontsize=8)

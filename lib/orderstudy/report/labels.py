@@ -7,6 +7,7 @@ line: 原始模型, 微调 → 剪枝 → 量化, 剪枝 → 剪枝微调, LawBe
 
 from __future__ import annotations
 
+from ..core.operation import get_operation, letters as registered_letters
 from ..core.plan import BASE, parse_ordering
 
 LANGUAGES = ("en", "zh")
@@ -14,10 +15,9 @@ LANGUAGES = ("en", "zh")
 # How the reference study spells each benchmark; the study's own keys are lawbench, stem, mmlu_law.
 BENCHMARK_NAMES = {"lawbench": "LawBench", "stem": "stem", "mmlu_law": "mmlu_law"}
 
-_OPERATION = {
-    "en": {"F": "fine-tune", "P": "prune", "Q": "quantize"},
-    "zh": {"F": "微调", "P": "剪枝", "Q": "量化"},
-}
+# The names of the operations the result files read so far say they used ({letter: {"name",
+# "name_zh", "title", "section"}}, the study's ``operations`` key); the registry (core) names the rest.
+_SEEN_OPERATIONS: dict[str, dict[str, str]] = {}
 _BASE = {"en": "base model", "zh": "原始模型"}
 _ARROW = " → "
 # A state named by its operations run together: 剪枝微调 (pruned, then fine-tuned). English needs
@@ -38,9 +38,6 @@ _WORDS = {
         "not_applicable": "N/A",
         "not_run": "not run",
         "failed": "failed",
-        "F": "Fine-tuning",
-        "P": "Pruning",
-        "Q": "Quantization",
         "order_effects": "Order effects",
         "pair": "Orderings compared (A vs B)",
         "differs_by": "How they differ",
@@ -135,9 +132,6 @@ _WORDS = {
         "not_applicable": "不适用",
         "not_run": "未运行",
         "failed": "失败",
-        "F": "微调",
-        "P": "剪枝",
-        "Q": "量化",
         "order_effects": "顺序效应",
         "pair": "比较 (A 与 B)",
         "differs_by": "差别",
@@ -226,9 +220,43 @@ def word(key: str, language: str) -> str:
     return _WORDS[check_language(language)][key]
 
 
+def remember_operations(names: dict) -> None:
+    """Keep the names a result file gives its operations (its ``operations`` key), for the labels."""
+    for op, entry in (names or {}).items():
+        if isinstance(entry, dict) and {"name", "name_zh", "section"} <= set(entry):
+            _SEEN_OPERATIONS[op] = {k: str(v) for k, v in entry.items()}
+
+
+def _names(op: str) -> dict[str, str]:
+    if op in _SEEN_OPERATIONS:
+        return _SEEN_OPERATIONS[op]
+    try:
+        return get_operation(op).names()
+    except KeyError:
+        raise ValueError(f"operation {op!r}: no result file names it and it is not registered; "
+                         f"known: {', '.join(operation_letters())}") from None
+
+
+def operation_letters() -> tuple[str, ...]:
+    """Return the letters of the operations an ordering may hold (the registry's: ``core.plan`` reads no other)."""
+    return registered_letters()
+
+
 def operation_name(op: str, language: str) -> str:
     """Return an operation's name: ``P`` -> ``prune`` / ``剪枝``."""
-    return _OPERATION[check_language(language)][op]
+    names = _names(op)
+    return names["name_zh"] if check_language(language) == "zh" else names["name"]
+
+
+def operation_title(op: str, language: str) -> str:
+    """Return the heading of an operation's table: ``P`` -> ``Pruning`` / ``剪枝``."""
+    names = _names(op)
+    return names["name_zh"] if check_language(language) == "zh" else names.get("title") or names["name"].capitalize()
+
+
+def operation_section(op: str) -> str:
+    """Return an operation's params section, which names its table files: ``P`` -> ``prune``."""
+    return _names(op)["section"]
 
 
 def benchmark_name(benchmark: str) -> str:
@@ -271,7 +299,7 @@ def state_from_label(label: str) -> str:
     label = label.strip()
     if label == _BASE["zh"]:
         return BASE
-    by_name = {name: op for op, name in _OPERATION["zh"].items()}
+    by_name = {operation_name(op, "zh"): op for op in operation_letters()}
     # Every Chinese operation name is two characters, so a run-together name splits evenly.
     parts = [label[i : i + 2] for i in range(0, len(label), 2)]
     unknown = [p for p in parts if p not in by_name]

@@ -19,7 +19,8 @@ import numpy as np
 
 from ..core import results as schema
 from ..core.paths import StudyPaths, parse_run_filename
-from ..core.plan import REFERENCE_ORDER, format_ordering, parse_ordering
+from ..core.plan import all_orderings, format_ordering, parse_ordering
+from . import labels
 from .changes import reference_rank
 
 ResultFileError = schema.ResultFileError
@@ -246,12 +247,13 @@ def load_study(
         if several != (file_seed is not None) or (several and seeds is not None and file_seed not in seeds):
             continue  # another seed set's runs (the study had one seed then, or other seeds)
         result = load_result(path, study=paths.study, ordering=ordering)
+        labels.remember_operations(result.raw.get("operations"))
         seed = file_seed if file_seed is not None else (result.seed if result.seed is not None else (seeds or (0,))[0])
         found.setdefault(ordering, {})[seed] = result
     if seeds is None:
         seeds = tuple(sorted({s for by_seed in found.values() for s in by_seed})) or (0,)
 
-    planned = set(orderings) if orderings is not None else set(REFERENCE_ORDER)
+    planned = set(orderings) if orderings is not None else set(all_orderings())
     # Tables keep the reference study's row order, whatever order the params file lists.
     shown = tuple(sorted(planned | set(found), key=reference_rank))
     items: dict[str, dict[int, Items]] = {}

@@ -216,7 +216,7 @@ def transition_markdown(frame: pd.DataFrame, operation: str, benchmarks, languag
         name = labels.benchmark_name(b)
         header += [f"{name} {labels.word('change', language)}", f"{name} {labels.word('change_pct', language)}"]
     rows = _pair_rows(frame, benchmarks, language, ("diff", "change_pct"), notes, lambda row: [])
-    caption = labels.word(operation, language)
+    caption = labels.operation_title(operation, language)
     return f"{caption}\n\n" + pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params)
 
 

@@ -104,7 +104,7 @@ _SHOW_MAIN = """\
 display(Markdown(report.markdown["main"]))
 for benchmark, reason in report.estimates.interval_notes().items():
     display(Markdown(f"**{benchmark}** has no intervals: {reason}."))"""
-_SHOW_OPERATIONS = 'for operation in ("F", "P", "Q"):\n    display(Markdown(report.markdown[operation]))'
+_SHOW_OPERATIONS = 'for operation in report.transitions:\n    display(Markdown(report.markdown[operation]))'
 _SHOW_ORDER = 'display(Markdown(report.markdown["order_effects"]))'
 _SHOW_FIGURES = """\
 from orderstudy.report.figures import caption

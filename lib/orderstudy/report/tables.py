@@ -22,7 +22,7 @@ import math
 
 import pandas as pd
 
-from ..core.plan import BASE, OPERATIONS
+from ..core.plan import BASE
 from . import labels
 from .changes import how_orders_differ, order_pairs, transitions
 from .estimates import Comparison, Estimates
@@ -149,8 +149,8 @@ def _transition_columns(est: Estimates) -> list[str]:
 
 
 def transition_tables(est: Estimates, language: str = "en") -> dict[str, pd.DataFrame]:
-    """Return ``transition_table`` for each operation, keyed F, P, Q."""
-    return {op: transition_table(est, op, language) for op in OPERATIONS}
+    """Return ``transition_table`` for each operation the report knows (``labels.operation_letters``), keyed by letter."""
+    return {op: transition_table(est, op, language) for op in labels.operation_letters()}
 
 
 def differs_by(a: str, b: str, language: str = "en") -> str:

@@ -20,7 +20,7 @@ from typing import Callable
 
 from ..core import atomic
 from ..checkpoints import numerics
-from ..operations import finetune
+from ..operations.finetune import training as finetune
 from ..checkpoints import storage
 from ..operations.common import load_tokenizer
 from ..core.params import stable_hash

@@ -1,9 +1,10 @@
 """The state store: one directory per model state, named by its key, built once and reused.
 
-A state's key hashes its parent's key, the operation, the operation's parameters and the data it
-used (and, for the base, the model source and dtype). Changing any of these gives a new key, so
-that state and everything after it are rebuilt, and nothing else. The seed is in the key only of
-a state that a stochastic step decided (its own operation or an ancestor's: ``ops.STOCHASTIC``):
+A state's key hashes its parent's key, the operation, the operation's parameters, the data it
+used and the fingerprint of the operation's code (``OperationSpec.fingerprint``; for the base, the
+model source and dtype). Changing any of these gives a new key, so that state and everything
+after it are rebuilt, and nothing else (docs/caching.md). The seed is in the key only of a state
+that a stochastic step decided (its own operation or an ancestor's: ``OperationSpec.stochastic``):
 base, Q and P with magnitude importance are the same for every seed, stored once and shared.
 
 A state directory holds:
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..core import atomic
+from ..core.operation import get_operation
 from ..checkpoints import models
 from ..core.plan import BASE, last_operation, parent, parse_ordering
 from ..core.params import StudyParams, stable_hash
@@ -107,9 +109,7 @@ class StateStore:
 
     def seeded(self, state: str) -> bool:
         """Return whether a stochastic step made ``state`` (its own or an ancestor's), so that it differs by seed."""
-        from ..operations import STOCHASTIC
-
-        return any(STOCHASTIC[op](self.params.operation_params(op)) for op in parse_ordering(state))
+        return any(get_operation(op).stochastic(self.params.operation_params(op)) for op in parse_ordering(state))
 
     def build_seed(self, state: str) -> int:
         """Return the seed ``state`` is built with: this store's seed if the state is seeded, else 0.
@@ -134,11 +134,16 @@ class StateStore:
                 op = last_operation(state)
                 spec = {"parent": self.key(parent(state)), "operation": op,
                         "params": self.params.operation_params(op).model_dump(mode="json"),
-                        "inputs": self._step_inputs(op), "dtype": self.dtype}
+                        "inputs": self._step_inputs(op), "dtype": self.dtype,
+                        "code": self.code_fingerprint(op)}
                 if self.seeded(state):
                     spec["seed"] = self.seed
             self._keys[state] = stable_hash({"record_version": RECORD_VERSION, **spec})
         return self._keys[state]
+
+    def code_fingerprint(self, op: str) -> str:
+        """Return the fingerprint of operation ``op``'s code that its states' keys hold."""
+        return get_operation(op).fingerprint()
 
     def state(self, name: str) -> State:
         key = self.key(name)
@@ -223,6 +228,7 @@ class StateStore:
             "operation": op,
             "params": self.params.operation_params(op).model_dump(mode="json") if op else self.params.model.model_dump(mode="json"),
             "inputs": self._step_inputs(op) if op else {},
+            "code": self.code_fingerprint(op) if op else None,
             "seed": self.seed if self.seeded(state.name) else None,
             "info": info,
             "quantized": models.is_quantized(model_dir),

@@ -28,10 +28,11 @@ from ..core import atomic, paths, results
 from ..checkpoints import inspect as checkpoint_info, models, provenance
 from ..evaluation import engine as evaluation
 from . import probes
-from ..operations import OPERATIONS, OperationContext
-from ..operations.finetune import finetune_warning
+from ..operations.common import OperationContext, source_layout
+from ..operations.finetune.training import finetune_warning
+from ..core.operation import OperationSpec, get_operation, operations
 from ..core.params import ParamsError, StudyParams, load_params, stable_hash
-from ..core.plan import BASE, OPERATION_NAMES, last_operation, make_plan, parent, prefixes
+from ..core.plan import BASE, last_operation, make_plan, parent, prefixes
 from .store import State, StateStore, versions
 
 
@@ -162,14 +163,34 @@ class Study:
         """Return whether any step of the study's plan applies operation ``op`` (its letter: ``F``, ``P``, ``Q``)."""
         return any(op in s.split(">") for s in self.plan.steps)
 
+    @property
+    def used_operations(self) -> tuple[OperationSpec, ...]:
+        """The registered operations the plan's steps apply, in registry order."""
+        return tuple(spec for spec in operations() if self.uses(spec.letter))
+
+    @property
+    def trains(self) -> bool:
+        """Whether a planned step reads the training examples (fine-tuning)."""
+        return any(spec.needs_training_data for spec in self.used_operations)
+
+    @property
+    def calibrates(self) -> bool:
+        """Whether a planned step reads calibration text, given its params."""
+        return any(self._calibrates(spec.letter) for spec in self.used_operations)
+
+    def _calibrates(self, op: str) -> bool:
+        return get_operation(op).needs_calibration(self.params.operation_params(op))
+
     def _step_inputs(self, op: str) -> dict:
         """Return what identifies the data an operation reads, for its states' keys."""
-        if op == "F" and self.uses("F"):
-            return {"training_data": _content_hash(self.training_examples), "examples": len(self.training_examples),
-                    "chat_template": self.params.chat_template}
-        if op == "P" and self.uses("P") and self.params.prune.needs_calibration:
-            return {"calibration_data": _content_hash(self.calibration_examples), "chat_template": self.params.chat_template}
-        return {}
+        if not self.uses(op):
+            return {}
+        inputs = {}
+        if get_operation(op).needs_training_data:
+            inputs.update({"training_data": _content_hash(self.training_examples), "examples": len(self.training_examples)})
+        if self._calibrates(op):
+            inputs["calibration_data"] = _content_hash(self.calibration_examples)
+        return {**inputs, "chat_template": self.params.chat_template} if inputs else {}
 
     # -- states -------------------------------------------------------------------------------
     def _build(self, name: str, out_dir: Path, parent_dir: Path | None) -> dict:
@@ -179,40 +200,45 @@ class Study:
             return {"source": m.source, "parameters": loaded["parameters"],
                     "provenance": provenance.base_provenance(m.source, m.gguf_file, m.revision, out_dir, loaded["hub_commit"])}
         op = last_operation(name)
+        spec = get_operation(op)
+        layout = source_layout(parent_dir)
+        if layout not in spec.applies_to:
+            raise ValueError(f"{name}: {spec.name} ({op}) applies to {', '.join(sorted(spec.applies_to))} checkpoints; "
+                             f"the state it follows ({parent(name)}) is {layout}")
         seed = self.store.build_seed(name)
-        calibrates = op == "P" and self.params.prune.needs_calibration
+        calibrates = self._calibrates(op)
         ctx = OperationContext(
             dtype=self.dtype, device=self.device, seed=seed,
-            training_examples=self.training_examples if op == "F" else [],
+            training_examples=self.training_examples if spec.needs_training_data else [],
             calibration_examples=self.calibration_examples if calibrates else [],
             chat_template=self.params.chat_template)
         _seed_everything(seed)
-        info = OPERATIONS[op](parent_dir, out_dir, self.params.operation_params(op), ctx)
-        if op == "F":
+        info = spec.apply(parent_dir, out_dir, self.params.operation_params(op), ctx)
+        if spec.needs_training_data:
             info["training_data"] = self.training_report
         if calibrates:
             info["calibration_data"] = self.calibration_report
         return info
 
-    def check_prune_shape(self) -> None:
-        """Raise ``ParamsError`` when width pruning would give a config transformers refuses (before any work)."""
-        if not self.uses("P") or self.params.prune.method != "width":
-            return
-        config = models.load_config(self.params.model.source, self.params.model.gguf_file, self.params.model.revision)
-        if config is None:
-            return  # a hub id out of reach: the prune step checks again before pruning
-        from ..operations.prune import width_shape_problem
+    def check_sources(self) -> None:
+        """Raise ``ParamsError`` when a planned operation cannot apply to the model (before any work).
 
-        problem = width_shape_problem(config, self.params.prune)
-        if problem:
-            raise ParamsError(f"{self.params_file}: key 'prune.head_sparsity': {problem}")
+        E.g. width pruning to a shape transformers refuses (``OperationSpec.check_source``).
+        """
+        m = self.params.model
+        for spec in self.used_operations:
+            if spec.check_source is not None:
+                problem = spec.check_source(lambda: models.load_config(m.source, m.gguf_file, m.revision),
+                                            self.params.operation_params(spec.letter))
+                if problem:
+                    raise ParamsError(f"{self.params_file}: {problem}")
 
     def get_state(self, name: str, show: Callable = print) -> tuple[State, bool]:
         """Return ``(state, reused)`` for an ordering prefix, building what is missing."""
         def event(kind: str, state: State, record: dict) -> None:
             if kind == "building":
                 op = last_operation(state.name)
-                show(f"[{self.params.study}] building {self.store.label(state.name)} ({OPERATION_NAMES.get(op, 'base model')}) ...")
+                show(f"[{self.params.study}] building {self.store.label(state.name)} ({get_operation(op).name if op else 'base model'}) ...")
             elif kind == "discarded":
                 show(f"[{self.params.study}] discarding {self.store.label(state.name)}: {record['reason']}")
         return self.store.get(name, self._build, event)
@@ -222,7 +248,8 @@ class Study:
 
         Gets both states first; the probes are made once and stored beside the F state.
         """
-        if last_operation(name) != "F":
+        op = last_operation(name)
+        if op is None or not get_operation(op).needs_training_data:
             return None
         before, _ = self.get_state(parent(name), show)
         after, _ = self.get_state(name, show)
@@ -324,6 +351,9 @@ class Study:
             "dtype": self.dtype,
             "provenance": self._base_provenance(),
             "engine": {**self.engine.key(), "reason": self.engine.reason},
+            # The names of the operations the plan applies, so that a reader without the registry
+            # (the report) can label them: {"F": {"name", "name_zh", "title", "section"}, ...}.
+            "operations": {spec.letter: spec.names() for spec in self.used_operations},
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
 
@@ -381,7 +411,7 @@ class OrderingRun:
             summary = _step_summary(name, state, record, reused, time.perf_counter() - started,
                                     self.study.store.label(name),
                                     self.study.store.seed if self.study.store.seeded(name) else None)
-            if record.get("operation") == "F":
+            if record.get("operation") and get_operation(record["operation"]).needs_training_data:
                 summary["probes"] = self.study.finetune_probes(name, self.show)
         self.steps[name] = summary
         if name == BASE:
@@ -428,9 +458,8 @@ class OrderingRun:
             "evaluation": {"reused": scores["reused"], "seconds": scores["seconds"], "suite": study.suite.key,
                            "runtime": scores.get("runtime")},
             # The study's training and calibration data: pairs per task, overlaps with the evaluation dropped.
-            "training_data": {"finetune": study.training_report if study.uses("F") else None,
-                              "calibration": study.calibration_report
-                              if study.uses("P") and study.params.prune.needs_calibration else None},
+            "training_data": {"finetune": study.training_report if study.trains else None,
+                              "calibration": study.calibration_report if study.calibrates else None},
         })
         study.write_result(self.ordering, result)
         return result

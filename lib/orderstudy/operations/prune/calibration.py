@@ -14,8 +14,8 @@ from typing import Iterator
 
 import torch
 
-from ..core.prompts import prompt_ids
-from ..checkpoints.storage import decoder_linears
+from ...core.prompts import prompt_ids
+from ...checkpoints.storage import decoder_linears
 
 BATCH_SIZE = 8
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ..checkpoints import models
-from ..checkpoints.numerics import pin_bnb_cpu_path
-from ..core.params import QuantizeParams
-from ..checkpoints import storage
-from .common import OperationContext
+from ...checkpoints import models
+from ...checkpoints.numerics import pin_bnb_cpu_path
+from .params import QuantizeParams
+from ...checkpoints import storage
+from ..common import OperationContext
 
 
 def bnb_settings(params: QuantizeParams, study_dtype: str = "bfloat16"):
