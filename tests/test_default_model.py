@@ -5,7 +5,8 @@ import torch
 from orderstudy.checkpoints import models
 from orderstudy.core.operation import get_operation
 from orderstudy.operations.common import OperationContext
-from orderstudy.operations.prune import PruneParams, QuantizeParams
+from orderstudy.operations.prune import PruneParams
+from orderstudy.operations.quantize import QuantizeParams
 
 
 def test_prepared_model_is_smollm2_135m(default_model_dir):

@@ -4,7 +4,7 @@ from transformers import AutoConfig, LlamaConfig
 
 from orderstudy.core import paths
 from orderstudy.core.params import load_params
-from orderstudy.operations.prune import width_config, width_shape_problem
+from orderstudy.operations.prune.structured import width_config, width_shape_problem
 
 PARAMS = paths.PARAMS_DIR / "llama-3.2-1b-law.yaml"
 
