@@ -1,4 +1,4 @@
-"""The three silent traps of bitsandbytes and peft (FACTS.md): each shown real, and each avoided.
+"""The three silent traps of bitsandbytes and peft: each shown real, and each avoided.
 
 1. A 4-bit model that ran an eval-mode forward pass without gradients on a CPU with AVX512-BF16
    has its weights repacked for bitsandbytes' inference kernel, and LoRA gradients computed
@@ -80,7 +80,7 @@ def test_trap1_evaluating_a_4bit_model_first_corrupts_lora_gradients(states, avx
     evaluated = evaluate_once(src)
     assert finetune.repacked_4bit_modules(evaluated), "bitsandbytes did not repack: the trap cannot show here"
     corrupted = lora_gradients(with_lora(evaluated, params, ctx.seed), tokenizer, ctx.training_examples)
-    # FACTS.md measured 0.92 on SmolLM2; the gradients are not merely noisy, they are wrong.
+    # Measured: 0.92 on SmolLM2; the gradients are not merely noisy, they are wrong.
     assert relative_error(corrupted, reference) > 0.3
 
 
