@@ -2,9 +2,15 @@
 
 import pytest
 
-from orderstudy.benchmarks.aggregation import aggregate, mmlu_subject_sizes, task_weights
 from orderstudy.benchmarks.data import LAW_SUBJECTS, STEM_SUBJECTS
+from orderstudy.benchmarks.mmlu.benchmark import subject_sizes as mmlu_subject_sizes
+from orderstudy.core.benchmark import get_benchmark
 from orderstudy.core.params import EvaluationParams
+from orderstudy.evaluation.scores import aggregate, is_aggregated_as
+
+
+def task_weights(benchmark, tasks, params):
+    return get_benchmark(benchmark).weights(tasks, params)
 
 
 def test_mmlu_subjects_weigh_their_full_size(mmlu_dir):
@@ -35,3 +41,15 @@ def test_aggregate_rewrites_the_score_and_says_how(mmlu_dir):
     assert scores["mmlu_law"]["score"] == 50.0  # the evaluation's own record is left as it was
     equal = aggregate(scores, params.model_copy(update={"mmlu_weight_by_size": False}))
     assert equal["mmlu_law"]["score"] == pytest.approx(50.0) and "unweighted mean of the subjects" in equal["mmlu_law"]["aggregation"]
+
+
+def test_an_evaluation_knows_whether_it_was_aggregated_as_the_params_say(mmlu_dir):
+    params = EvaluationParams(mmlu_data=str(mmlu_dir))
+    scores = {"mmlu_law": {"score": None, "tasks": {"professional_law": {"score": 20.0, "n": 5},
+                                                    "international_law": {"score": 80.0, "n": 5}}}}
+    weighted = aggregate(scores, params)
+    unweighted = params.model_copy(update={"mmlu_weight_by_size": False})
+    assert is_aggregated_as(weighted, params) and not is_aggregated_as(weighted, unweighted)
+    assert not is_aggregated_as(scores, params)  # never aggregated
+    again = aggregate(weighted, unweighted)
+    assert again["mmlu_law"]["score"] == pytest.approx(50.0) and is_aggregated_as(again, unweighted)

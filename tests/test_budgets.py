@@ -12,6 +12,7 @@ import shutil
 import pytest
 
 from orderstudy.benchmarks import budgets, data
+from orderstudy.core import prompts
 from orderstudy.evaluation import engine as evaluation
 from orderstudy.checkpoints import models
 from orderstudy.benchmarks.lawbench.scoring import score_item, score_task
@@ -111,14 +112,14 @@ def test_long_prompts_are_cut_from_the_left_once_for_every_backend(lawbench_dir,
     suite = evaluation.build_suite(params, 0, tmp_path / "suite", tokenizer, context)
     rows = [json.loads(line) for line in (suite.tasks_dir / "data" / "orderstudy_lawbench_3-5.jsonl").read_text().splitlines()]
     limit = context - 8
-    over = [r for r in rows if budgets.prompt_tokens(tokenizer, r["prompt"], True) > limit]
+    over = [r for r in rows if prompts.prompt_tokens(tokenizer, r["prompt"], True) > limit]
     assert over, "the sample must hold a prompt longer than the context for this test to mean anything"
     assert suite.generation["lawbench"]["3-5"]["truncated_prompts"] == len(over)
     for row in rows:
-        assert budgets.prompt_tokens(tokenizer, row["input"], True) <= limit
+        assert prompts.prompt_tokens(tokenizer, row["input"], True) <= limit
         assert row["prompt"].endswith(row["input"])          # the start is what goes
     for row in over:
-        assert budgets.prompt_tokens(tokenizer, row["input"], True) >= limit - 4   # and no more than needed
+        assert prompts.prompt_tokens(tokenizer, row["input"], True) >= limit - 4   # and no more than needed
     caplog.set_level(logging.WARNING)
     out = evaluation.evaluate(suite, model_dir=model_dir, device="cpu", dtype="float32")
     assert "Left truncation" not in caplog.text                # lm-eval had nothing left to cut
@@ -128,13 +129,13 @@ def test_long_prompts_are_cut_from_the_left_once_for_every_backend(lawbench_dir,
     assert out["benchmarks"]["lawbench"]["capped_tasks"] == ["3-5"]
 
 
-def test_fit_prompt_drops_the_start_of_a_chinese_prompt(smollm2_tokenizer):
+def test_fit_left_drops_the_start_of_a_chinese_prompt(smollm2_tokenizer):
     text = "根据下列事实预测判决刑期。" * 40 + "请回答。"
-    total = budgets.prompt_tokens(smollm2_tokenizer, text, True)
-    kept, dropped = budgets.fit_prompt(smollm2_tokenizer, text, total - 50, True)
+    total = prompts.prompt_tokens(smollm2_tokenizer, text, True)
+    kept, dropped = prompts.fit_left(smollm2_tokenizer, text, True, total - 50)
     assert text.endswith(kept) and "\ufffd" not in kept and kept.endswith("请回答。")
-    assert 50 <= dropped <= 53 and budgets.prompt_tokens(smollm2_tokenizer, kept, True) <= total - 50
-    assert budgets.fit_prompt(smollm2_tokenizer, text, total, True) == (text, 0)
+    assert 50 <= dropped <= 53 and prompts.prompt_tokens(smollm2_tokenizer, kept, True) <= total - 50
+    assert prompts.fit_left(smollm2_tokenizer, text, True, total) == (text, 0)
 
 
 def test_generation_stops_at_the_templates_end_of_turn(smollm2_tokenizer, tiny_model_dir):

@@ -3,6 +3,8 @@ import json
 import pytest
 
 from orderstudy.benchmarks import data
+from orderstudy.core.benchmark import get_benchmark
+from orderstudy.core.params import EvaluationParams
 from orderstudy import prepare
 from orderstudy.benchmarks.lawbench.tasks import TASK_IDS
 
@@ -146,8 +148,8 @@ def test_lawbench_3_2s_repeated_prompts_are_caught(lawbench_dir):
                            for i in sample["3-2"]}
     repeats = [e for e in training if e["question"] in evaluated_questions]
     assert len(repeats) == 7  # ...but not by content
-    index = data.ContentIndex(data.evaluated_items({"lawbench": {"3-2": [i["id"] for i in sample["3-2"]]}},
-                                                   lawbench_dir, "zero_shot", lawbench_dir))
+    params = EvaluationParams(lawbench_data=str(lawbench_dir))
+    index = data.ContentIndex(get_benchmark("lawbench").evaluated_items(params, {"3-2": [i["id"] for i in sample["3-2"]]}))
     kept, report = data.drop_overlaps(training, index)
     assert report == {"3-2": {"given": 250, "dropped": 7, "matched": {"3-2": 7}}}
     assert not {e["question"] for e in kept} & evaluated_questions

@@ -14,12 +14,12 @@ def _suite(tasks):
     return evaluation.EvalSuite("k", Path("."), {"lawbench": names}, {}, EvaluationParams(), {})
 
 
-def _outputs(rows, task_scores):
-    """lm-eval's output for LawBench items: {task: [(id, answer, prediction)]}, with the task scores lm-eval reports."""
+def _outputs(rows):
+    """lm-eval's output for LawBench items: {task: [(id, answer, prediction)]} (lm-eval scores none of them)."""
     results, samples = {}, {}
     for task, items in rows.items():
         name = f"orderstudy_lawbench_{task}"
-        results[name] = {"score,none": task_scores.get(task, math.nan)}
+        results[name] = {"empty_answer,none": sum(not p.strip() for _, _, p in items) / len(items)}
         samples[name] = [{"doc_id": k, "doc": {"id": i, "answer": a, "prompt": "问题"}, "filtered_resps": [p]}
                          for k, (i, a, p) in enumerate(items)]
     return {"results": results, "samples": samples}
@@ -38,20 +38,21 @@ def test_items_lawbench_leaves_out_are_kept_out_of_items_and_averages():
                 ("3-4/2", "刑期:12个月", "[刑期]6个月<eoa>")],
         "3-5": [("3-5/0", "刑期:无期徒刑", "[刑期]6个月<eoa>")],
     }
-    # What lm-eval reports for each task (percent), computed by hand: 2-4 one right of two; 3-4 as above.
-    reported = {"2-4": 50.0, "3-4": 100 * (1 - math.log(13 / 7) / 2 / math.log(216))}
-    out = evaluation.summarize(_outputs(rows, reported), _suite(rows))
+    # Each task's score (percent), computed by hand: 2-4 one right of two; 3-4 as above.
+    expected = {"2-4": 50.0, "3-4": 100 * (1 - math.log(13 / 7) / 2 / math.log(216))}
+    out = evaluation.summarize(_outputs(rows), _suite(rows))
     lb = out["benchmarks"]["lawbench"]
-    # 2-4: one right, one "I don't know" (an abstention).
-    assert lb["tasks"]["2-4"] == {"score": 50.0, "n": 2, "abstention_rate": 0.5, "excluded_items": 0}
+    # 2-4: one right, one "I don't know" (an abstention); two scored tasks weigh one half each.
+    assert lb["tasks"]["2-4"] == {"score": 50.0, "n": 2, "abstention_rate": 0.5, "excluded_items": 0, "weight": 0.5}
     assert out["items"]["lawbench"]["2-4"] == {"2-4/0": 1.0, "2-4/1": 0.0}
     # 3-4: the death sentence is left out of the items and the count.
-    assert lb["tasks"]["3-4"] == {"score": pytest.approx(reported["3-4"], abs=1e-6), "n": 2, "abstention_rate": 0.0,
-                                  "excluded_items": 1}
+    assert lb["tasks"]["3-4"] == {"score": pytest.approx(expected["3-4"], abs=1e-6), "n": 2, "abstention_rate": 0.0,
+                                  "excluded_items": 1, "weight": 0.5}
     assert out["items"]["lawbench"]["3-4"] == {"3-4/1": 1.0, "3-4/2": pytest.approx(SIX_FOR_TWELVE)}
     # A task whose every sampled item is left out has no score: said, and not averaged as a zero.
     assert "3-5" not in lb["tasks"] and "3-5" in lb["unscored_tasks"]
-    assert lb["score"] == pytest.approx((50.0 + reported["3-4"]) / 2, abs=1e-6)
+    assert lb["score"] == pytest.approx((50.0 + expected["3-4"]) / 2, abs=1e-6)
+    assert lb["aggregation"] == "unweighted mean of the tasks, as LawBench's leaderboard"
     assert lb["n_items"] == 4
     assert out["lawbench_predictions"]["3-5"] == {"3-5/0": "[刑期]6个月<eoa>"}
 

@@ -50,8 +50,21 @@ def test_verdicts_follow_the_paired_interval(finished_study):
     quantize_last = report.claims.set_index("id").loc["quantize_last"]
     assert "left out" in quantize_last["lawbench_note"] and "P>Q>F not run" in quantize_last["lawbench_note"]
     assert "Q>P>F" not in quantize_last["lawbench_tested"] and "F>Q>P" in quantize_last["lawbench_tested"]
-    for verdict in report.claims.filter(like="_verdict").to_numpy().ravel():
-        assert verdict in ("supported", "contradicted", "not resolved", "not tested", "no prediction")
+    # Every verdict is its interval's: above zero supported, below contradicted, across zero not
+    # resolved; a claim with no difference measured was not tested or predicts no direction.
+    checked = 0
+    for _, claim in report.claims.iterrows():
+        for benchmark in ("lawbench", "stem", "mmlu_law"):
+            verdict, diff = claim[f"{benchmark}_verdict"], claim[f"{benchmark}_diff"]
+            low, high = claim[f"{benchmark}_diff_ci_low"], claim[f"{benchmark}_diff_ci_high"]
+            if diff is None or diff != diff:
+                assert verdict in ("not tested", "no prediction"), (claim["id"], benchmark, verdict)
+                continue
+            assert low <= diff <= high
+            expected = "supported" if low > 0 else "contradicted" if high < 0 else "not resolved"
+            assert verdict == expected, (claim["id"], benchmark, low, high, verdict)
+            checked += 1
+    assert checked >= 8
     assert "supported +100.00 [" in report.markdown["claims"]
 
 

@@ -29,7 +29,8 @@ max_gen_toks``). Here the cut is made once, when the suite is built, the same fo
 the user message loses tokens from its start until the prompt, through the chat template, plus
 the task's budget fit the model's context (``max_position_embeddings``, as lm-eval resolves it).
 The template's own tokens stay; the scorer still reads the whole prompt (2-1 takes its sentence
-from it). Every result counts the cut prompts per task.
+from it). Every result counts the cut prompts per task. The cut and every token count here go
+through the one prompt renderer (``core/prompts.py``: ``prompt_ids``, ``fit_left``).
 """
 
 from __future__ import annotations
@@ -102,34 +103,6 @@ def cut(tokenizer, text: str, max_tokens: int) -> str:
     if len(ids) <= max_tokens:
         return text
     return tokenizer.decode(ids[:max_tokens], skip_special_tokens=True)
-
-
-def prompt_tokens(tokenizer, text: str, chat: bool) -> int:
-    """Return the tokens of ``text`` as the model sees it: through its chat template when ``chat``."""
-    if chat and getattr(tokenizer, "chat_template", None):
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=True, add_generation_prompt=True)
-        return len(ids["input_ids"] if hasattr(ids, "keys") else ids)
-    return len(tokenizer(text)["input_ids"])
-
-
-def fit_prompt(tokenizer, text: str, limit_tokens: int, chat: bool) -> tuple[str, int]:
-    """Return ``text`` cut from the left so that the prompt takes at most ``limit_tokens``, and the tokens cut.
-
-    An untouched prompt comes back as it is, with 0.
-    """
-    total = prompt_tokens(tokenizer, text, chat)
-    if total <= limit_tokens:
-        return text, 0
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    drop = total - limit_tokens
-    while drop < len(ids):
-        # A cut inside a multi-byte character decodes to U+FFFD: drop the broken piece too.
-        kept = tokenizer.decode(ids[drop:], skip_special_tokens=False).lstrip("\ufffd")
-        now = prompt_tokens(tokenizer, kept, chat)
-        if now <= limit_tokens:
-            return kept, total - now
-        drop += max(1, now - limit_tokens)
-    raise ValueError(f"the chat template alone takes more than {limit_tokens} tokens; nothing of the prompt fits")
 
 
 def end_of_turn(tokenizer) -> str | None:

@@ -209,25 +209,6 @@ def drop_overlaps(examples: list[dict], index: ContentIndex) -> tuple[list[dict]
     return kept, report
 
 
-def evaluated_items(sample_ids: dict[str, dict[str, list[str]]], lawbench_dir: Path, setting: str,
-                    mmlu_dir: Path) -> list[dict]:
-    """Return ``{"task", "id", "question", "prompt"}`` for every evaluated item of a suite's sample ids."""
-    out = []
-    for task, ids in sample_ids.get("lawbench", {}).items():
-        items = load_lawbench_task(lawbench_dir, setting, task)
-        for item_id in ids:
-            item = items[int(item_id.rsplit("/", 1)[1])]
-            out.append({"task": task, "id": item_id, "question": item["question"], "prompt": lawbench_prompt(item)})
-    for bench in ("stem", "mmlu_law"):
-        for subject, ids in sample_ids.get(bench, {}).items():
-            rows = [json.loads(line) for line in (Path(mmlu_dir) / f"{subject}.jsonl").read_text(encoding="utf-8").splitlines()
-                    if line.strip()]
-            for item_id in ids:
-                row = rows[int(item_id.rsplit("/", 1)[1])]
-                out.append({"task": subject, "id": item_id, "question": row["question"], "prompt": row["question"]})
-    return out
-
-
 def mmlu_sample(data_dir: Path, subjects, per_subject: int | None, seed: int) -> dict[str, list[dict]]:
     """Return the MMLU sample: per subject, rows with ``id``, ``question``, ``choices``, ``answer``."""
     sample = {}

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from . import paths
+from .benchmark import benchmarks as registered_benchmarks, names as benchmark_names
 from .operation import RESERVED_SECTIONS, get_operation, operations
 from .plan import all_orderings, format_ordering, parse_ordering
 
@@ -37,7 +38,8 @@ class ModelParams(_Section):
 
 
 class EvaluationParams(_Section):
-    benchmarks: tuple[Literal["lawbench", "stem", "mmlu_law"], ...] = ("lawbench", "stem", "mmlu_law")
+    # Any of the registered benchmarks (core/benchmark.py; the built-in ones: benchmarks/__init__.py).
+    benchmarks: tuple[str, ...] = ("lawbench", "stem", "mmlu_law")
     lawbench_data: str = "cache/data/lawbench"
     lawbench_setting: Literal["zero_shot", "one_shot"] = "zero_shot"
     lawbench_tasks: tuple[str, ...] | Literal["all"] = "all"
@@ -81,16 +83,27 @@ class EvaluationParams(_Section):
                                       "evaluation alike", {"key": "chat_template", "value": str(value["chat_template"]).lower()})
         return value
 
-    @field_validator("lawbench_tasks")
+    @field_validator("benchmarks")
     @classmethod
-    def _known_tasks(cls, value):
-        if value == "all":
-            return value
-        from ..benchmarks.lawbench.tasks import TASK_IDS
-
-        unknown = [t for t in value if t not in TASK_IDS]
+    def _registered(cls, value):
+        known = benchmark_names()
+        unknown = [b for b in value if b not in known]
         if unknown:
-            raise ValueError(f"unknown LawBench task {unknown[0]!r}; allowed: 'all' or a list of {', '.join(TASK_IDS)}")
+            raise ValueError(f"unknown benchmark {unknown[0]!r}; allowed: a list of {', '.join(known)}")
+        if not value:
+            raise ValueError(f"no benchmark given; allowed: a list of {', '.join(known)}")
+        if len(set(value)) != len(value):
+            raise ValueError("a benchmark is named twice")
+        return value
+
+    @field_validator("*")
+    @classmethod
+    def _benchmarks_accept(cls, value, info):
+        # Each benchmark checks the keys it reads (e.g. LawBench's task ids); the error names the key.
+        for benchmark in registered_benchmarks():
+            problem = benchmark.check_setting(info.field_name, value)
+            if problem:
+                raise ValueError(problem)
         return value
 
 

@@ -1,9 +1,11 @@
 """Scores a model on the study's benchmarks with lm-eval, on a fixed seeded sample of items.
 
-The benchmarks are lm-eval tasks in YAML (``orderstudy/benchmarks/tasks/``); at run time a small YAML per
-task is written next to the sampled items (lm-eval resolves a relative ``data_files`` against
-the current directory, so the paths are absolute). Each benchmark's score is the unweighted mean
-of its tasks' scores, in percent, like LawBench's leaderboard and lm-eval's MMLU groups.
+The benchmarks are the registered ones (``core/benchmark.py``; ``benchmarks/`` holds them). Each
+gives its tasks' samples, prompts, budgets and lm-eval task configuration; at run time a small
+YAML per task is written next to the sampled items (lm-eval resolves a relative ``data_files``
+against the current directory, so the paths are absolute). lm-eval generates (or scores the
+log-likelihood of) the answers; each benchmark then scores its tasks from lm-eval's samples, and
+``scores.aggregate`` makes the benchmark's score from its tasks' the way the benchmark says.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core import atomic, paths
-from . import backends
+from ..core import atomic
+from ..core.prompts import prompt_tokens
+from ..core.benchmark import get_benchmark
+from . import backends, scores as benchmark_scores
 from ..benchmarks import budgets, data
 from ..core.params import EvaluationParams, stable_hash
 
@@ -38,16 +41,37 @@ class EvalSuite:
     params: EvaluationParams
     lawbench_sources: dict
     # benchmark -> task -> how many tokens it generates and why (budgets.Budget.record()), with
-    # the prompts cut to fit the context; for capped LawBench tasks, the ceiling (gold answers cut).
+    # the prompts cut to fit the context; for capped tasks, the ceiling (gold answers cut).
     generation: dict[str, dict[str, dict]] = field(default_factory=dict)
     stop: tuple[str, ...] = ()     # what ends a generation besides the budget
     context_tokens: int | None = None
-    cherrant: dict | None = None   # where 2-1's cost tables come from (correction.CostTables.source)
+    # benchmark -> what outside its items decides its scores (Benchmark.resources): 2-1's tables.
+    resources: dict[str, dict | None] = field(default_factory=dict)
     chat_template: bool = True     # the study's top-level `chat_template`: generation through the template
     engine: "backends.Engine | None" = None   # the one engine that scores every state (in the key)
 
+    @property
+    def cherrant(self) -> dict | None:
+        """Where 2-1's cost tables come from (correction.CostTables.source), when 2-1 is evaluated."""
+        return (self.resources.get("lawbench") or {}).get("cherrant")
+
     def lm_eval_tasks(self, benchmark: str) -> list[str]:
         return list(self.benchmarks[benchmark].values())
+
+    def request_type(self, benchmark: str) -> str:
+        return get_benchmark(benchmark).request_type(self.params)
+
+    def chat(self, benchmark: str) -> bool:
+        """Return whether the benchmark's prompts go through the chat template (generation does, log-likelihood not)."""
+        return self.chat_template and self.request_type(benchmark) == "generation"
+
+    def benchmark_of(self, name: str) -> tuple[str, str]:
+        """Return ``(benchmark, task)`` of lm-eval task ``name``."""
+        for bench, tasks in self.benchmarks.items():
+            for task, task_name in tasks.items():
+                if task_name == name:
+                    return bench, task
+        raise KeyError(name)
 
     def max_new_tokens(self, name: str) -> int:
         """Return the generation budget of lm-eval task ``name`` (0 for a log-likelihood task)."""
@@ -59,44 +83,20 @@ class EvalSuite:
 
     def cost_tables(self):
         """Return 2-1's ChERRANT cost tables as this suite resolved them."""
-        from ..benchmarks.lawbench import correction
+        from ..benchmarks.lawbench.benchmark import tables
 
-        if self.cherrant is None or self.cherrant.get("kind") == "packaged":
-            return correction.packaged_tables()
-        return correction.lawbench_tables(self.cherrant["path"])
+        return tables(self.resources.get("lawbench"))
 
 
 def lawbench_task_ids(params: EvaluationParams) -> tuple[str, ...]:
-    from ..benchmarks.lawbench.tasks import TASK_IDS
-
-    return TASK_IDS if params.lawbench_tasks == "all" else tuple(params.lawbench_tasks)
+    return get_benchmark("lawbench").tasks(params)
 
 
 def cherrant_tables(params: EvaluationParams):
-    """Return the cost tables 2-1 is scored with, as ``evaluation.cherrant_data`` asks.
+    """Return the cost tables 2-1 is scored with, as ``evaluation.cherrant_data`` asks (``lawbench.benchmark``)."""
+    from ..benchmarks.lawbench.benchmark import cherrant_tables as tables
 
-    ``auto``: ChERRANT's own files from the LawBench checkout that holds ``lawbench_data``
-    (``<checkout>/evaluation/utils/data/`` beside its ``data/``), else the copy ``make data``
-    took from a checkout (``cache/data/cherrant``), else the packaged fallback. ``packaged``: the
-    fallback. A path: a LawBench checkout or its ``evaluation/utils/data/``, which must hold them.
-    """
-    from ..benchmarks.lawbench import correction
-
-    spec = params.cherrant_data
-    try:
-        if spec == "packaged":
-            return correction.packaged_tables()
-        if spec != "auto":
-            return correction.lawbench_tables(paths.resolve(spec))
-        for candidate in (paths.resolve(params.lawbench_data).parent, paths.CHERRANT_DATA):
-            if correction.lawbench_data_dir(candidate) is not None:
-                return correction.lawbench_tables(candidate)
-        return correction.packaged_tables()
-    except correction.ThesaurusMissingError as exc:
-        # Stop before any model work: 2-1 is scored after generation.
-        raise data.DataError(str(exc)) from None
-    except correction.CostTablesError as exc:
-        raise data.DataError(f"evaluation.cherrant_data: {exc}") from None
+    return tables(params)
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -120,126 +120,80 @@ def build_suite(params: EvaluationParams, seed: int, work_dir: Path, tokenizer, 
     and calibration follow too.
     """
     engine = engine or backends.Engine("hf", "no engine given", {"generation": "hf", "loglikelihood": "hf"})
-    samples: dict[str, dict[str, list[dict]]] = {}
-    sources, generation, cherrant = {}, {}, None
-    if "lawbench" in params.benchmarks:
-        lb_dir = paths.resolve(params.lawbench_data)
-        task_ids = lawbench_task_ids(params)
-        samples["lawbench"] = data.lawbench_sample(lb_dir, params.lawbench_setting, task_ids,
-                                                   params.lawbench_items_per_task, seed)
-        # A directory without sources.json is LawBench's own data directory: every task is LawBench's.
-        sources = data.lawbench_sources(lb_dir) or {
-            task: {"lawbench": True, "source": f"LawBench's data directory ({lb_dir})"} for task in task_ids}
-        if "2-1" in task_ids:
-            cherrant = cherrant_tables(params)
-        generation["lawbench"] = {}
-        for task in task_ids:
-            answers = [item["answer"] for item in data.load_lawbench_task(lb_dir, params.lawbench_setting, task)]
-            generation["lawbench"][task] = budgets.derive(budgets.answer_tokens(tokenizer, answers),
-                                                          params.max_new_tokens).record()
-    for group in ("stem", "mmlu_law"):
-        if group in params.benchmarks:
-            samples[group] = data.mmlu_sample(paths.resolve(params.mmlu_data), data.MMLU_GROUPS[group],
-                                              params.mmlu_items_per_subject, seed)
-            if params.mmlu_scoring == "generative":
-                # The gold answer is one letter; budgets.MIN_TOKENS lets "The answer is (B)" through.
-                generation[group] = {
-                    subject: budgets.derive(budgets.answer_tokens(tokenizer, ["ABCD"[row["answer"]] for row in rows]),
-                                            params.max_new_tokens).record()
-                    for subject, rows in samples[group].items()}
+    specs = [get_benchmark(name) for name in params.benchmarks]
+    samples = {spec.name: spec.sample(params, seed) for spec in specs}
+    resources = {spec.name: spec.resources(params) for spec in specs}
+    generation = {spec.name: budget for spec in specs if (budget := spec.budgets(params, tokenizer, samples[spec.name]))}
+    sources = (get_benchmark("lawbench").sources(params) or {}) if "lawbench" in samples else {}
     stop = tuple(budgets.stop_sequences(tokenizer, chat_template))
     sample_ids = {b: {t: [i["id"] for i in items] for t, items in tasks.items()} for b, tasks in samples.items()}
     content = {b: {t: items for t, items in tasks.items()} for b, tasks in samples.items()}
     # The cap and the tables' location are keyed through what they decide: the budgets, the tables' digests.
     # The sample seed is in the key as "seed"; how benchmark scores are aggregated decides no item's score.
+    # The benchmarks' scoring code and the lm-eval task templates are in it: a scorer fix re-scores.
     key = stable_hash({"params": params.model_dump(mode="json", exclude={"max_new_tokens", "cherrant_data", "sample_seed",
                                                                          "mmlu_weight_by_size"}),
                        "seed": seed, "items": content, "generation": generation, "stop": stop,
                        "context_tokens": context_tokens, "chat_template": chat_template,
                        "tokenizer": tokenizer_fingerprint(tokenizer),
-                       "cherrant": cherrant.key() if cherrant is not None else None, "format": 2,
-                       "engine": engine.key()})
+                       "resources": {spec.name: spec.resources_key(resources[spec.name]) for spec in specs},
+                       "scoring": {spec.name: spec.fingerprint() for spec in specs},
+                       "templates": templates_fingerprint(), "format": 3, "engine": engine.key()})
     tasks_dir = Path(work_dir) / f"eval-{key}"
     if not (tasks_dir / "suite.json").exists():
-        fitted = {bench: {task: _fit_prompts(bench, items, tokenizer, context_tokens, generation.get(bench, {}).get(task),
-                                             params, chat_template) for task, items in tasks.items()}
-                  for bench, tasks in samples.items()}
+        fitted = {spec.name: {task: _fit_prompts(spec, task, items, tokenizer, context_tokens,
+                                                 generation.get(spec.name, {}).get(task), chat_template, params)
+                              for task, items in samples[spec.name].items()} for spec in specs}
         with atomic.directory(tasks_dir) as tmp:
-            for bench, tasks in samples.items():
-                for task, items in tasks.items():
-                    rows, cut = fitted[bench][task]
-                    _write_task(tmp, tasks_dir, bench, task, rows, params, generation.get(bench, {}).get(task), stop)
-                    generation.setdefault(bench, {}).setdefault(task, {})["truncated_prompts"] = cut
-            for task, record in generation.get("lawbench", {}).items():
-                if record.get("capped") and task in samples["lawbench"]:
-                    record["ceiling_pct"] = _ceiling(task, samples["lawbench"][task], tokenizer, record["max_new_tokens"],
-                                                     cherrant)
+            for spec in specs:
+                for task, items in samples[spec.name].items():
+                    rows, cut = fitted[spec.name][task]
+                    budget = generation.get(spec.name, {}).get(task)
+                    _write_task(tmp, tasks_dir, spec, task, rows, spec.task_config(task, params, budget, stop))
+                    generation.setdefault(spec.name, {}).setdefault(task, {})["truncated_prompts"] = cut
+                ceilings = spec.ceilings(params, tokenizer, samples[spec.name], generation.get(spec.name, {}),
+                                         resources[spec.name])
+                for task, ceiling in ceilings.items():
+                    generation[spec.name][task]["ceiling_pct"] = ceiling
             atomic.write_json(tmp / "suite.json", {"key": key, "sample_ids": sample_ids, "generation": generation,
                                                    "stop": list(stop), "context_tokens": context_tokens})
     generation = atomic.read_json(tasks_dir / "suite.json").get("generation", generation)
-    benchmarks = {bench: {task: _task_name(bench, task) for task in tasks} for bench, tasks in samples.items()}
+    benchmarks = {spec.name: {task: spec.lm_eval_name(task) for task in samples[spec.name]} for spec in specs}
     return EvalSuite(key, tasks_dir, benchmarks, sample_ids, params, sources, generation, stop, context_tokens,
-                     dict(cherrant.source) if cherrant is not None else None, chat_template, engine)
+                     resources, chat_template, engine)
 
 
-def _fit_prompts(bench: str, items: list[dict], tokenizer, context_tokens: int, budget: dict | None,
-                 params: EvaluationParams, chat_template: bool) -> tuple[list[dict], int]:
+def templates_fingerprint() -> str:
+    """Return a hash of the lm-eval task templates (their prompts and metrics decide the scores)."""
+    return stable_hash({p.name: p.read_text(encoding="utf-8") for p in sorted(TASKS_DIR.glob("*.yaml"))})
+
+
+def _fit_prompts(spec, task: str, items: list[dict], tokenizer, context_tokens: int, budget: dict | None,
+                 chat_template: bool, params: EvaluationParams) -> tuple[list[dict], int]:
     """Return the items with the prompt each model sees (cut from the left to fit), and how many were cut."""
     new_tokens = budget["max_new_tokens"] if budget else 1   # log-likelihood: one answer letter
     limit = context_tokens - new_tokens
     if limit < 1:
-        raise data.DataError(f"evaluation.max_new_tokens: a {bench} task generates {new_tokens} tokens, which leaves "
+        raise data.DataError(f"evaluation.max_new_tokens: a {spec.name} task generates {new_tokens} tokens, which leaves "
                              f"no room for a prompt in the model's {context_tokens}-token context; lower it")
-    chat = chat_template and (bench == "lawbench" or params.mmlu_scoring == "generative")
+    chat = chat_template and spec.request_type(params) == "generation"
     rows, cut = [], 0
     for item in items:
-        if bench == "lawbench":
-            text, dropped = budgets.fit_prompt(tokenizer, item["prompt"], limit, chat)
-            rows.append(dict(item, input=text))
-        else:
-            # Only the question is cut; the choices and "Answer:" stay.
-            rest = budgets.prompt_tokens(tokenizer, _mmlu_prompt(dict(item, question="")), chat)
-            text, dropped = budgets.fit_prompt(tokenizer, item["question"], limit - rest, chat=False)
-            rows.append(dict(item, question=text))
+        row, dropped = spec.fit(task, item, tokenizer, limit, chat)
+        rows.append(row)
         cut += dropped > 0
     return rows, cut
 
 
-def _ceiling(task: str, items: list[dict], tokenizer, max_new_tokens: int, cherrant) -> float | None:
-    """Return the score (percent) of the sampled items' gold answers cut at ``max_new_tokens`` tokens."""
-    from ..benchmarks.lawbench.scoring import score_task
-    from ..benchmarks.tasks.glue import all_left_out
-
-    answers = [item["answer"] for item in items]
-    if all_left_out(task, answers):
-        return None
-    cut = [budgets.cut(tokenizer, answer, max_new_tokens) for answer in answers]
-    return round(100.0 * score_task(task, cut, answers, [item["prompt"] for item in items], cherrant).score, 6)
-
-
-def _task_name(bench: str, task: str) -> str:
-    return f"orderstudy_{'lawbench' if bench == 'lawbench' else 'mmlu'}_{task}"
-
-
-def _write_task(tmp: Path, final_dir: Path, bench: str, task: str, items: list[dict], params: EvaluationParams,
-                budget: dict | None, stop: tuple[str, ...]) -> None:
-    name = _task_name(bench, task)
+def _write_task(tmp: Path, final_dir: Path, spec, task: str, items: list[dict], config: dict) -> None:
+    name = spec.lm_eval_name(task)
     data_file = tmp / "data" / f"{name}.jsonl"
     rows = [dict(item, task=task) for item in items]
     atomic.write_text(data_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     final_data = final_dir / "data" / f"{name}.jsonl"
-    if bench == "lawbench":
-        spec = {"include": str(TASKS_DIR / "_lawbench.yaml"), "task": name,
-                "generation_kwargs": {"until": list(stop), "do_sample": False, "max_gen_toks": budget["max_new_tokens"]}}
-    else:
-        template = "_mmlu.yaml" if params.mmlu_scoring == "loglikelihood" else "_mmlu_generative.yaml"
-        spec = {"include": str(TASKS_DIR / template), "task": name,
-                "description": f"The following are multiple choice questions (with answers) about {task.replace('_', ' ')}.\n\n"}
-        if budget is not None:
-            spec["generation_kwargs"] = {"until": ["\n\n", *stop], "do_sample": False,
-                                         "max_gen_toks": budget["max_new_tokens"]}
-    spec["dataset_kwargs"] = {"data_files": {"test": str(final_data)}}
-    atomic.write_text(tmp / f"{name}.yaml", json.dumps(spec, ensure_ascii=False, indent=2) + "\n")
+    spec_file = {"include": config["include"], "task": name, **{k: v for k, v in config.items() if k != "include"},
+                 "dataset_kwargs": {"data_files": {"test": str(final_data)}}}
+    atomic.write_text(tmp / f"{name}.yaml", json.dumps(spec_file, ensure_ascii=False, indent=2) + "\n")
 
 
 def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, state=None, model=None, tokenizer=None,
@@ -263,8 +217,7 @@ def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, stat
     tokenizer = tokenizer or models.load_tokenizer(model_dir)
     # Log-likelihood MMLU is scored on the raw prompt, as lm-eval does; generation goes through the
     # chat template of an instruct model (without it, it rarely answers in the expected form).
-    loglik = [t for b in ("stem", "mmlu_law") if b in suite.benchmarks for t in suite.lm_eval_tasks(b)] \
-        if params.mmlu_scoring == "loglikelihood" else []
+    loglik = [t for b in suite.benchmarks if suite.request_type(b) == "loglikelihood" for t in suite.lm_eval_tasks(b)]
     generative = [t for b in suite.benchmarks for t in suite.lm_eval_tasks(b) if t not in loglik]
     phases = [(phase, tasks, chat) for phase, tasks, chat in
               (("loglikelihood", loglik, False), ("generation", generative, suite.chat_template)) if tasks]
@@ -320,7 +273,7 @@ def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, stat
                 _stop_at_end_of_turn(model, tokenizer, suite.stop)
             ready_s = time.perf_counter() - t0
             started = time.perf_counter()
-            with _without_env_report(), _scoring_tables(suite):
+            with _without_env_report():
                 out = simple_evaluate(model=lm, tasks=built_tasks(suite, manager, tasks), task_manager=manager,
                                       apply_chat_template=chat,
                                       log_samples=True, random_seed=0, numpy_random_seed=0, torch_random_seed=0,
@@ -404,18 +357,6 @@ def _stop_at_end_of_turn(model, tokenizer, stop: tuple[str, ...]) -> None:
         config.eos_token_id = current + extra
 
 
-@contextlib.contextmanager
-def _scoring_tables(suite: EvalSuite):
-    """Score 2-1 inside lm-eval (its aggregation hooks take no argument) with the suite's ChERRANT tables."""
-    if suite.cherrant is None:
-        yield
-        return
-    from ..benchmarks.lawbench import correction
-
-    with correction.using(suite.cost_tables()):
-        yield
-
-
 def agreement_sequences(suite: EvalSuite, tokenizer, count: int = 4, max_tokens: int = 96) -> list[list[int]]:
     """Return the fixed token sequences a quantized state's numerics are checked on.
 
@@ -427,7 +368,7 @@ def agreement_sequences(suite: EvalSuite, tokenizer, count: int = 4, max_tokens:
     for name in names:
         prompts = task_prompts(suite, name)
         if prompts:
-            sequences.append(tokenizer(prompts[0], add_special_tokens=False)["input_ids"][:max_tokens])
+            sequences.append(tokenizer(prompts[0].text(), add_special_tokens=False)["input_ids"][:max_tokens])
     return sequences
 
 
@@ -436,19 +377,12 @@ def longest_prompt_tokens(suite: EvalSuite, tasks: list[str], tokenizer, chat: b
     return max((prompt_tokens(tokenizer, text, chat) for name in tasks for text in task_prompts(suite, name)), default=0)
 
 
-def task_prompts(suite: EvalSuite, name: str) -> list[str]:
-    """Return the prompt of every sampled item of lm-eval task ``name``, in the suite's order."""
+def task_prompts(suite: EvalSuite, name: str) -> list:
+    """Return the prompt (``core.prompts.Prompt``) of every sampled item of lm-eval task ``name``, in the suite's order."""
+    bench, task = suite.benchmark_of(name)
+    spec = get_benchmark(bench)
     lines = (suite.tasks_dir / "data" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
-    return [item.get("input") or item.get("prompt") or _mmlu_prompt(item) for item in map(json.loads, lines)]
-
-
-prompt_tokens = budgets.prompt_tokens
-
-
-def _mmlu_prompt(item: dict) -> str:
-    # The few-shot-free MMLU prompt: description, question, lettered choices, "Answer:".
-    choices = "".join(f"\n{letter}. {c}" for letter, c in zip("ABCD", item.get("choices", [])))
-    return f"The following are multiple choice questions (with answers).\n\n{item.get('question', '')}{choices}\nAnswer:"
+    return [spec.prompt(task, item) for item in map(json.loads, lines)]
 
 
 @contextlib.contextmanager
@@ -470,62 +404,49 @@ def _without_env_report():
 def summarize(outputs: dict, suite: EvalSuite) -> dict:
     """Return benchmark and task scores (percent), per-item scores and LawBench predictions.
 
-    Every task entry says how many tokens the task could generate (``max_new_tokens``), whether
-    its answers need more (``capped``) and how many prompts were cut to fit the context
-    (``truncated_prompts``); each benchmark's ``generation`` has the whole record.
+    Each benchmark scores its tasks from lm-eval's samples (every item once; the task's score from
+    those item scores), and its score is aggregated from its tasks' as it says
+    (``scores.aggregate``): what is stored is what the report prints. Every task entry says how
+    many tokens the task could generate (``max_new_tokens``), whether its answers need more
+    (``capped``) and how many prompts were cut to fit the context (``truncated_prompts``); each
+    benchmark's ``generation`` has the whole record.
     """
+    params = suite.params
     benchmarks, items, predictions = {}, {}, {}
     for bench, tasks in suite.benchmarks.items():
+        spec = get_benchmark(bench)
         task_scores, bench_items, unscored = {}, {}, {}
         generation = suite.generation.get(bench, {})
         for task, name in tasks.items():
             samples = sorted(outputs["samples"][name], key=lambda s: s["doc_id"])
-            ids = [s["doc"]["id"] for s in samples]
-            if bench == "lawbench":
-                from ..benchmarks.lawbench.scoring import score_task
-                from ..benchmarks.tasks.glue import all_left_out
-
-                preds = [s["filtered_resps"][0] for s in samples]
-                answers = [s["doc"]["answer"] for s in samples]
-                predictions[task] = dict(zip(ids, preds))
-                # LawBench leaves some items out of a task's score (a NaN item score: e.g. 2-2's
-                # compensation items, 3-4/3-5's death and life sentences). Which ones depends on the
-                # answer only, so every model leaves out the same items.
-                if all_left_out(task, answers):  # no score to give: said, and kept out of the average
-                    unscored[task] = f"all {len(samples)} sampled item(s) are ones LawBench leaves out of the score"
-                    continue
-                scored = score_task(task, preds, answers, [s["doc"]["prompt"] for s in samples],
-                                    suite.cost_tables() if task == "2-1" else None)
-                kept = {i: s for i, s in zip(ids, scored.item_scores) if not math.isnan(s)}
-                task_scores[task] = {"score": round(float(outputs["results"][name]["score,none"]), 6),
-                                     "n": len(kept), "abstention_rate": round(scored.abstention_rate, 6),
-                                     "excluded_items": len(samples) - len(kept)}
-                bench_items[task] = kept
-            else:
-                task_scores[task] = {"score": round(100.0 * float(outputs["results"][name]["acc,none"]), 6),
-                                     "n": len(samples)}
-                bench_items[task] = {i: float(s["acc"]) for i, s in zip(ids, samples)}
+            scored = spec.score_task(task, samples, params, suite.resources.get(bench))
+            if scored.predictions is not None:
+                predictions.setdefault(bench, {})[task] = scored.predictions
+            if scored.unscored is not None:  # no score to give: said, and kept out of the average
+                unscored[task] = scored.unscored
+                continue
+            task_scores[task] = dict(scored.entry)
+            bench_items[task] = scored.items
             task_scores[task].update(_generation_fields(generation.get(task)))
         benchmarks[bench] = {
-            "score": round(sum(t["score"] for t in task_scores.values()) / len(task_scores), 6),
-            "scoring": (f"LawBench {suite.params.lawbench_setting}, generative, LawBench's rules" if bench == "lawbench"
-                        else f"MMLU {suite.params.mmlu_scoring}"),
+            "score": None,
+            "scoring": spec.scoring(params),
             "n_items": sum(t["n"] for t in task_scores.values()),
             "tasks": task_scores,
         }
         if unscored:
             benchmarks[bench]["unscored_tasks"] = unscored
         if generation:
-            benchmarks[bench]["generation"] = {"max_new_tokens_cap": suite.params.max_new_tokens,
+            benchmarks[bench]["generation"] = {"max_new_tokens_cap": params.max_new_tokens,
                                                "context_tokens": suite.context_tokens, "stop": list(suite.stop),
                                                "tasks": generation}
             capped = [t for t, g in generation.items() if g.get("capped")]
             if capped:
                 benchmarks[bench]["capped_tasks"] = capped
-        if bench == "lawbench" and suite.cherrant is not None:
-            benchmarks[bench]["cherrant"] = suite.cherrant
+        benchmarks[bench].update(spec.record(suite.resources.get(bench)))
         items[bench] = bench_items
-    return {"benchmarks": benchmarks, "items": items, "lawbench_predictions": predictions}
+    return {"benchmarks": benchmark_scores.aggregate(benchmarks, params), "items": items,
+            "lawbench_predictions": predictions.get("lawbench", {})}
 
 
 def _generation_fields(record: dict | None) -> dict:

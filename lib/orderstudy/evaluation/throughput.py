@@ -24,6 +24,7 @@ from pathlib import Path
 from . import backends, engine as evaluation
 from ..checkpoints import models
 from ..core.operation import operations
+from ..core.prompts import as_prompt
 from ..core.plan import last_operation
 
 MMLU_CHOICES = evaluation.MMLU_CHOICES
@@ -69,11 +70,9 @@ def base_model_dir(study) -> Path:
     return study.get_state("base", show=lambda *a: None)[0].model_dir
 
 
-def workload(suite) -> tuple[list[str], list[str]]:
+def workload(suite) -> tuple[list, list]:
     """Return the suite's generation prompts and log-likelihood contexts, task by task."""
-    loglik_tasks = set()
-    if suite.params.mmlu_scoring == "loglikelihood":
-        loglik_tasks = {t for b in ("stem", "mmlu_law") if b in suite.benchmarks for t in suite.lm_eval_tasks(b)}
+    loglik_tasks = {t for b in suite.benchmarks if suite.request_type(b) == "loglikelihood" for t in suite.lm_eval_tasks(b)}
     generation, loglik = [], []
     for bench in suite.benchmarks:
         for name in suite.lm_eval_tasks(bench):
@@ -106,7 +105,8 @@ def generate(lm, prompts: list[str], max_new_tokens: int, chat: bool) -> list[st
 
     requests = []
     for i, prompt in enumerate(prompts):
-        context = lm.apply_chat_template([{"role": "user", "content": prompt}]) if chat else prompt
+        prompt = as_prompt(prompt)
+        context = lm.apply_chat_template(prompt.messages()) if chat else prompt.text()
         requests.append(Instance(request_type="generate_until", doc={}, idx=i,
                                  arguments=(context, {"until": [], "do_sample": False, "max_gen_toks": max_new_tokens})))
     return lm.generate_until(requests, disable_tqdm=True)
@@ -129,7 +129,7 @@ def measure_loglikelihood(lm, contexts: list[str]) -> dict:
     from lm_eval.api.instance import Instance
 
     requests = [Instance(request_type="loglikelihood", doc={}, idx=i * MMLU_CHOICES + k,
-                         arguments=(context, f" {letter}"))
+                         arguments=(as_prompt(context).text(), f" {letter}"))
                 for i, context in enumerate(contexts) for k, letter in enumerate("ABCD")]
     started = time.perf_counter()
     lm.loglikelihood(requests, disable_tqdm=True)

@@ -13,9 +13,9 @@ import math
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..benchmarks import aggregation
 from . import step_figures
 from ..checkpoints.inspect import PARTS
+from ..core.benchmark import get_benchmark
 from ..core.operation import get_operation
 from ..core.plan import BASE, parent, parse_ordering
 from ..operations import finetune, prune, quantize
@@ -274,14 +274,14 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 def evaluation_section(study, scores: dict) -> list:
     """Return the benchmark scores, every task's score with its interval, and how the evaluation ran."""
     confidence = study.params.report.confidence
-    # Aggregated once, as the result file's: each MMLU group reads its subjects' sizes from the data.
-    benchmarks = aggregation.aggregate(scores.get("benchmarks", {}), study.params.evaluation)
+    # Aggregated once, when the evaluation was summarized: the stored scores are the result file's.
+    benchmarks = scores.get("benchmarks", {})
     tasks = task_scores(benchmarks, scores["items"], confidence)
     runtime = scores.get("runtime") or {}
     where = "read from the store (this state was evaluated before)" if scores["reused"] else \
         f"evaluated now in {scores['seconds']:.1f} s"
-    items = [f"Scores {where}, in percent. LawBench's score is the unweighted mean of its tasks' scores; an MMLU "
-             "group's is " + aggregation.describe("stem", study.params.evaluation) + ".",
+    items = [f"Scores {where}, in percent; each benchmark's score is aggregated from its tasks' as follows: "
+             + "; ".join(f"{get_benchmark(b).display_name}, {v.get('aggregation', '')}" for b, v in benchmarks.items()) + ".",
              benchmark_table(benchmarks),
              step_figures.task_scores_figure(tasks, confidence), Caption(
                  f"Every task's score (dots) with its {confidence:.0%} interval from the task's sampled items (Wilson, "
@@ -308,13 +308,13 @@ def evaluated_as(runtime: dict) -> str:
 
 
 def benchmark_table(benchmarks: dict) -> pd.DataFrame:
-    """Return one row per benchmark of ``aggregation.aggregate``'s scores: score (percent), items, how it was scored."""
+    """Return one row per benchmark of an evaluation's aggregated scores: score (percent), items, how it was scored."""
     return pd.DataFrame([{"benchmark": b, "score_pct": v["score"], "items": v["n_items"], "scoring": v["scoring"]}
                          for b, v in benchmarks.items()])
 
 
 def task_scores(benchmarks: dict, items: dict, confidence: float) -> pd.DataFrame:
-    """Return one row per task of ``aggregation.aggregate``'s scores: score (percent), its interval, items, abstention rate."""
+    """Return one row per task of an evaluation's aggregated scores: score (percent), its interval, items, abstention rate."""
     rows = []
     for bench, v in benchmarks.items():
         for task, t in v["tasks"].items():

@@ -16,15 +16,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..core.benchmark import get_benchmark
 from ..core.params import ReportParams
 from . import intervals
 from .changes import change_rate
 from .intervals import Arm, Design, Estimate
 from .load import Study
 
-# The params key that sets a benchmark's items per task.
-ITEMS_KEY = {"lawbench": "evaluation.lawbench_items_per_task"}
-DEFAULT_ITEMS_KEY = "evaluation.mmlu_items_per_subject"
+
+
+def items_key(benchmark: str) -> str:
+    """Return the params key that sets a benchmark's items per task (the registry's ``items_key``)."""
+    try:
+        return get_benchmark(benchmark).items_key or "evaluation"
+    except KeyError:
+        return "evaluation"
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,7 @@ class Estimates:
         few = data.design.too_few_items()
         if few:
             shown = ", ".join(few[:6]) + (", …" if len(few) > 6 else "")
-            key = ITEMS_KEY.get(benchmark, DEFAULT_ITEMS_KEY)
+            key = items_key(benchmark)
             return (f"{len(few)} of its {len(data.design.tasks)} tasks have fewer than {intervals.MIN_ITEMS_PER_TASK} "
                     f"items ({shown}): how a task's items vary cannot be told from one item, so there is no interval "
                     f"and no significance mark; it needs {intervals.MIN_ITEMS_PER_TASK} or more items in every task "

@@ -3,7 +3,7 @@
 **The data.** For one benchmark, every ordering's item scores in [0, 1] on the same items, once
 per seed (the study scores every ordering and every seed on one sample). The benchmark's score is
 a weighted mean of its tasks' mean item scores (weights ``w_t``: equal for LawBench, by subject
-size for the MMLU groups; ``aggregation.py``), so it is a stratified mean, the tasks the strata.
+size for the MMLU groups; ``evaluation/scores.py``), so it is a stratified mean, the tasks the strata.
 
 **The variance** of a score (or of a difference, item by item) has two parts:
 

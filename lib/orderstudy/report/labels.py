@@ -7,13 +7,12 @@ line: 原始模型, 微调 → 剪枝 → 量化, 剪枝 → 剪枝微调, LawBe
 
 from __future__ import annotations
 
+from ..core.benchmark import display_name
 from ..core.operation import get_operation, letters as registered_letters
 from ..core.plan import BASE, parse_ordering
 
 LANGUAGES = ("en", "zh")
 
-# How the reference study spells each benchmark; the study's own keys are lawbench, stem, mmlu_law.
-BENCHMARK_NAMES = {"lawbench": "LawBench", "stem": "stem", "mmlu_law": "mmlu_law"}
 
 # The names of the operations the result files read so far say they used ({letter: {"name",
 # "name_zh", "title", "section"}}, the study's ``operations`` key); the registry (core) names the rest.
@@ -194,7 +193,7 @@ _WORDS = {
 }
 
 
-# How a benchmark's score was aggregated, as result files say it (aggregation.describe), in Chinese.
+# How a benchmark's score was aggregated, as result files say it (Benchmark.aggregation), in Chinese.
 _AGGREGATION_ZH = {
     "weighted by subject size (questions in the full data), as lm-eval's MMLU groups":
         "按科目题目数（完整数据）加权，同 lm-eval 的 MMLU 分组",
@@ -260,8 +259,8 @@ def operation_section(op: str) -> str:
 
 
 def benchmark_name(benchmark: str) -> str:
-    """Return a benchmark's printed name (``lawbench`` -> ``LawBench``), unknown ones unchanged."""
-    return BENCHMARK_NAMES.get(benchmark, benchmark)
+    """Return a benchmark's printed name (``lawbench`` -> ``LawBench``, as the registry names it), unknown ones unchanged."""
+    return display_name(benchmark)
 
 
 def ordering_label(ordering: str, language: str) -> str:

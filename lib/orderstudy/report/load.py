@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..core import results as schema
+from ..core.benchmark import names as benchmark_names
 from ..core.paths import StudyPaths, parse_run_filename
 from ..core.plan import all_orderings, format_ordering, parse_ordering
 from . import labels
@@ -26,8 +27,6 @@ from .changes import reference_rank
 ResultFileError = schema.ResultFileError
 read_json_file = schema.read_json_file
 NOT_RUN = "not run"
-# The order benchmarks are shown in, whatever order a file lists them in.
-KNOWN_BENCHMARKS = ("lawbench", "stem", "mmlu_law")
 
 
 # A task's and a benchmark's score as the result file holds them (the schema's models).
@@ -209,7 +208,9 @@ def study_benchmarks(results, planned: tuple[str, ...] | None = None) -> tuple[s
     if planned:
         return tuple(planned)
     found = {name for result in results for name in result.benchmarks}
-    return tuple(b for b in KNOWN_BENCHMARKS if b in found) + tuple(sorted(found - set(KNOWN_BENCHMARKS)))
+    # The registry's order (core/benchmark.py), whatever order a file lists them in; unknown ones after.
+    known = benchmark_names()
+    return tuple(b for b in known if b in found) + tuple(sorted(found - set(known)))
 
 
 def load_study(

@@ -23,13 +23,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
-from ..benchmarks import aggregation, data
+from ..benchmarks import data
 from ..core import atomic, paths, results
 from ..checkpoints import inspect as checkpoint_info, models, provenance
-from ..evaluation import engine as evaluation
+from ..evaluation import engine as evaluation, scores as benchmark_scores
 from . import probes
 from ..operations.common import OperationContext, source_layout
 from ..operations.finetune.training import finetune_warning
+from ..core.benchmark import get_benchmark
 from ..core.operation import OperationSpec, get_operation, operations
 from ..core.params import ParamsError, StudyParams, load_params, stable_hash
 from ..core.plan import BASE, last_operation, make_plan, parent, prefixes
@@ -102,8 +103,8 @@ class Study:
     def content_index(self) -> data.ContentIndex:
         """The normalized questions and prompts of every evaluated item, that no training pair may share."""
         ev = self.params.evaluation
-        return data.ContentIndex(data.evaluated_items(self.suite.sample_ids, paths.resolve(ev.lawbench_data),
-                                                      ev.lawbench_setting, paths.resolve(ev.mmlu_data)))
+        return data.ContentIndex([item for bench, ids in self.suite.sample_ids.items()
+                                  for item in get_benchmark(bench).evaluated_items(ev, ids)])
 
     @cached_property
     def _training(self) -> tuple[list[dict], dict]:
@@ -261,6 +262,11 @@ class Study:
         if path.is_file():
             stored = atomic.read_json(path)
             if stored.get("suite") == self.suite.key and stored.get("state") == state.key:
+                if not benchmark_scores.is_aggregated_as(stored.get("benchmarks", {}), self.params.evaluation):
+                    # Aggregated otherwise than the params now say (mmlu_weight_by_size changed): the
+                    # item scores stand; the benchmark scores are aggregated again, and stored so.
+                    stored["benchmarks"] = benchmark_scores.aggregate(stored["benchmarks"], self.params.evaluation)
+                    atomic.write_json(path, stored)
                 return stored
         return None
 
@@ -453,7 +459,7 @@ class OrderingRun:
             "base_bf16_weights_bytes": checkpoint_info.bf16_weights_bytes(self._base_model_dir),
             "n_params": _n_params(final),
             "quantized": final["quantized"],
-            "benchmarks": aggregation.aggregate(scores["benchmarks"], study.params.evaluation),
+            "benchmarks": scores["benchmarks"],
             "items_file": items_rel,
             "evaluation": {"reused": scores["reused"], "seconds": scores["seconds"], "suite": study.suite.key,
                            "runtime": scores.get("runtime")},

@@ -1,46 +1,18 @@
-"""The Python side of orderstudy's lm-eval tasks (referenced from the YAML with ``!function``)."""
+"""The Python side of orderstudy's lm-eval tasks (referenced from the YAML with ``!function``).
+
+LawBench's items are scored by the benchmark itself (``benchmarks/lawbench/benchmark.py``), once
+each, after lm-eval has generated the answers: lm-eval's metric for a LawBench task only counts
+the empty answers. An MMLU item is scored here, once, by lm-eval's ``process_results``.
+"""
 
 from __future__ import annotations
 
 import re
 
-import math
-
-from orderstudy.benchmarks.lawbench.scoring import score_item, score_task
-
 
 def lawbench_process_results(doc: dict, results: list[str]) -> dict:
-    """Return the item for LawBench's task-level scorers (scored together in the aggregation)."""
-    item = {"task": doc["task"], "prediction": results[0], "answer": doc["answer"], "prompt": doc["prompt"]}
-    return {"score": item, "abstention": item}
-
-
-def all_left_out(task: str, answers: list[str]) -> bool:
-    """Return whether LawBench leaves every one of these items out of the task's score.
-
-    It does so by the answer alone (2-2's compensation items, 3-4/3-5's death and life
-    sentences: their item score is NaN whatever the prediction).
-    """
-    return task != "2-1" and all(math.isnan(score_item(task, "", a)[0]) for a in answers)
-
-
-def _score(items: list[dict]):
-    task, answers = items[0]["task"], [i["answer"] for i in items]
-    if all_left_out(task, answers):
-        return None
-    return score_task(task, [i["prediction"] for i in items], answers, [i["prompt"] for i in items])
-
-
-def lawbench_aggregate_score(items: list[dict]) -> float:
-    """Return the task's LawBench score in percent (NaN when every item is left out)."""
-    scored = _score(items)
-    return math.nan if scored is None else 100.0 * scored.score
-
-
-def lawbench_aggregate_abstention(items: list[dict]) -> float:
-    """Return the task's abstention rate in percent (NaN when every item is left out)."""
-    scored = _score(items)
-    return math.nan if scored is None else 100.0 * scored.abstention_rate
+    """Return whether the answer is empty (LawBench's own scoring runs once, outside lm-eval)."""
+    return {"empty_answer": float(not results[0].strip())}
 
 
 _LETTER = re.compile(r"^\s*[\(\[]?([ABCD])(?:[\s\.\):\]]|$)")
