@@ -74,8 +74,8 @@ _WORDS = {
         ),
         "seed_model": (
             "Seeds: each difference is paired over the items within each of the {seeds} seeds and averaged over "
-            "them; its interval adds the seed-to-seed variance (pooled over the orderings a stochastic step "
-            "decided), so a * marks an order effect larger than both item sampling and seed noise. sd: the "
+            "them; its interval adds the seed-to-seed variance (each ordering's own, over its seeds), "
+            "so a * marks an order effect larger than both item sampling and seed noise. sd: the "
             "difference's standard deviation over the seeds."
         ),
         "one_seed": (
@@ -157,7 +157,7 @@ _WORDS = {
             "压缩比：原始模型权重按 bf16 计算的大小（每个值 2 字节，由张量形状得出，与研究所用计算精度无关）除以该顺序的权重大小。"
         ),
         "seed_model": (
-            "种子：每个差值在 {seeds} 个种子内逐题配对后取平均；其区间加入种子间方差（在所有含随机步骤的顺序上合并估计），"
+            "种子：每个差值在 {seeds} 个种子内逐题配对后取平均；其区间加入种子间方差（各顺序自身在其种子上的估计），"
             "因此 * 表示顺序效应同时大于题目抽样误差和种子噪声。sd：差值在各种子间的标准差。"
         ),
         "one_seed": "单个种子：无法判断顺序效应是否超过种子噪声（微调具有随机性；设置 seeds: [0, 1, 2]）。",
