@@ -193,3 +193,11 @@ def test_the_old_pooled_item_variance_fails_these_checks(monkeypatch):
     monkeypatch.setattr(intervals, "SHRINKAGE_DF", 1e9)
     assert simulate(kind="mmlu_law", items=10)["score"] < 0.9
     assert simulate(kind="stem", items=3)["mark"] > 0.07
+
+
+def test_a_real_difference_is_marked_more_often_the_more_items_there_are():
+    # The same true change (a shift of 0.8 on the logit scale in every subject), 3 and 10 items a subject.
+    few = simulate(kind="stem", items=3, effect=0.8, changed_everywhere=True)
+    many = simulate(kind="stem", items=10, effect=0.8, changed_everywhere=True)
+    assert 0.93 <= few["diff"] and 0.93 <= many["diff"]
+    assert 0.3 <= few["mark"] <= 0.55 and many["mark"] >= 0.9, (few, many)  # 0.42 and 0.97 at seed 0
