@@ -1,10 +1,6 @@
-"""The report's statistics: calibrated on simulated studies with a known truth, and exact on small cases.
+"""The report's statistics, exact on small cases and against published worked examples.
 
-The calibration tests simulate whole studies at the sizes the study runs (2 items in each of 12
-or 19 tasks; mmlu_law's three subjects weighted by size; one seed, or three with a real seed
-effect), score them with the report's own intervals, and count how often the intervals cover the
-true value and how often the significance mark fires when there is no difference. Seeded, so
-they always give the same counts; each count is of 400 simulated studies.
+The calibration on simulated studies shaped like the real data is ``test_calibration.py``.
 """
 
 import math
@@ -12,103 +8,15 @@ import math
 import numpy as np
 import pytest
 
+from scipy import stats
+
+from orderstudy.report import intervals
 from orderstudy.report.intervals import (
-    Arm, Design, change_rate, detectable_difference, difference, items_needed, pair_noise, pooled_seed_variance,
-    score_interval, wilson,
+    Arm, Design, average, change_rate, detectable_difference, difference, items_needed, mover, own_seed_variance,
+    pair_noise, pooled_seed_variance, score_interval, wilson,
 )
 
 MMLU_LAW_WEIGHTS = np.array([1534, 121, 108]) / 1763  # professional_law, international_law, jurisprudence
-
-
-def _sigmoid(x):
-    return 1 / (1 + np.exp(-x))
-
-
-def _simulate(*, tasks, items, seeds=1, effect=0.0, seed_sd=0.0, weights=None, partial_credit=False, studies=400,
-              other_orderings=9, seed=0):
-    """Return (score coverage, difference coverage, mark rate, change-rate coverage) over ``studies`` simulated studies.
-
-    Two orderings A and B are scored on the same items: an item's chance of being right is
-    sigmoid(task offset + item difficulty + seed effect), B's shifted by ``effect`` on that scale.
-    A and B share their seeds' randomness partly (as orderings with a common fine-tuned ancestor
-    do); ``other_orderings`` more seeded orderings feed the pooled seed variance.
-    """
-    rng = np.random.default_rng(seed)
-    offsets = np.random.default_rng(seed + 1).uniform(-1.5, 0.5, tasks)
-    w = np.full(tasks, 1 / tasks) if weights is None else weights
-    # The truth: the benchmark's expected score over items and seeds, by Monte Carlo.
-    big = np.random.default_rng(seed + 2).normal(0, 1, (tasks, 4000, 1))
-    seed_draws = np.random.default_rng(seed + 3).normal(0, seed_sd, (1, 1, 200)) if seed_sd else np.zeros((1, 1, 1))
-    p_a = _sigmoid(offsets[:, None, None] + big + seed_draws)
-    p_b = _sigmoid(offsets[:, None, None] + big + effect + seed_draws)
-    if partial_credit:  # LawBench-like: a score in [0, 1] around the chance of being right
-        p_a, p_b = 0.8 * p_a, 0.8 * p_b
-    true_a, true_b = float(w @ p_a.mean(axis=(1, 2))), float(w @ p_b.mean(axis=(1, 2)))
-    design = Design(tuple(f"t{i}" for i in range(tasks)), np.repeat(np.arange(tasks), items), w)
-
-    def reported(values):
-        return np.array([w @ v.reshape(tasks, items).mean(axis=1) for v in values])
-
-    def run(shift, difficulty, like=None):
-        effects = rng.normal(0, seed_sd, seeds)
-        draws = rng.random((seeds, tasks, items))
-        if like is not None:  # a shared ancestor: the same seed moves both alike
-            effects = 0.7 * like[0] + math.sqrt(1 - 0.7**2) * effects
-            draws = np.where(rng.random(draws.shape) < 0.7, like[1], draws)
-        p = _sigmoid(offsets[:, None] + difficulty + shift + effects[:, None, None])
-        if partial_credit:
-            values = np.clip(0.8 * p + (draws - 0.5) * 0.5, 0, 1)
-        else:
-            values = (draws < p).astype(float)
-        return values.reshape(seeds, -1), (effects, draws)
-
-    covered = {"score": 0, "diff": 0, "rate": 0, "rate_defined": 0}
-    marked = 0
-    for _ in range(studies):
-        difficulty = rng.normal(0, 1, (tasks, items))
-        ya, shared = run(0.0, difficulty)
-        yb, _ = run(effect, difficulty, shared)
-        variance, df = (0.0, 0.0)
-        if seeds > 1:
-            others = [reported(run(rng.normal(0, 0.5), difficulty)[0]) for _ in range(other_orderings)]
-            variance, df = pooled_seed_variance([reported(ya), reported(yb), *others])
-        a, b = Arm(ya, reported(ya), variance, df), Arm(yb, reported(yb), variance, df)
-        s = score_interval(design, a, 0.95)
-        covered["score"] += s.low <= 100 * true_a <= s.high
-        d = difference(design, a, b, 0.95)
-        covered["diff"] += d.low <= 100 * (true_b - true_a) <= d.high
-        marked += bool(d.significant)
-        r = change_rate(design, a, b, 0.95)
-        if r.has_interval:
-            covered["rate_defined"] += 1
-            covered["rate"] += r.low <= 100 * (true_b / true_a - 1) <= r.high
-    return (covered["score"] / studies, covered["diff"] / studies, marked / studies,
-            covered["rate"] / max(covered["rate_defined"], 1))
-
-
-@pytest.mark.parametrize("name,settings", [
-    ("stem: 19 subjects x 2 items, 0/1", dict(tasks=19, items=2)),
-    ("LawBench: 12 tasks x 2 items, partial credit", dict(tasks=12, items=2, partial_credit=True)),
-    ("mmlu_law: 3 subjects x 10 items, weighted by size", dict(tasks=3, items=10, weights=MMLU_LAW_WEIGHTS)),
-    ("3 seeds with a seed effect, 19 x 2", dict(tasks=19, items=2, seeds=3, seed_sd=0.3)),
-])
-def test_intervals_cover_the_truth_and_the_mark_fires_at_its_rate_without_a_difference(name, settings):
-    score, diff, false_positive, rate = _simulate(**settings)
-    # 95% intervals cover 95-99% of the time (400 studies: one binomial standard error is about
-    # one point); at 2 items a task they err on the wide side, never on the narrow one. The old
-    # percentile bootstrap covered about 80% here.
-    assert 0.93 <= score <= 0.99, (name, score)
-    assert 0.93 <= diff <= 0.99, (name, diff)
-    assert 0.93 <= rate <= 0.99, (name, rate)
-    # No true difference: the mark fires at most about 5% of the time, and not never (not blind).
-    assert 0.01 <= false_positive <= 0.065, (name, false_positive)
-
-
-def test_a_real_difference_is_marked_more_often_the_more_items_there_are():
-    _, coverage_2, power_2, _ = _simulate(tasks=19, items=2, effect=0.8)
-    _, coverage_5, power_5, _ = _simulate(tasks=19, items=5, effect=0.8)
-    assert 0.93 <= coverage_2 <= 0.99 and 0.93 <= coverage_5 <= 0.99
-    assert 0.25 <= power_2 < power_5 and power_5 >= 0.6
 
 
 def _design(counts, weights=None):
@@ -189,12 +97,127 @@ def test_pooled_seed_variance_and_what_more_items_can_and_cannot_buy():
     b = _arm(np.tile([1, 1, 0, 0] * 6, (1, 1)), design)
     noise = pair_noise(design, a, b)
     assert noise.seed == 0 and noise.item > 0
+    # 0/1 items: the variance grows by half of sum_t w²/n · δ(100 - δ) with the true change.
+    assert noise.growth == pytest.approx(0.5 * 12 * (1 / 12) ** 2 / 2)
     needed = items_needed(design, noise, 5.0, 0.95, 0.8)
-    z = 1.959964 + 0.841621
-    assert needed == math.ceil(noise.item / (5.0 / z) ** 2 * 2)  # scales with today's 2 items a task
-    seed_bound = type(noise)(noise.item, (5.0 / z) ** 2 * 1.01, noise.df)
+    # The same t quantiles as the minimum detectable change (not z): t_{.975,df} + t_{.8,df}.
+    q = stats.t.ppf(0.975, noise.df) + stats.t.ppf(0.8, noise.df)
+    assert needed == math.ceil((noise.item + noise.growth * 5 * 95) / (5.0 / q) ** 2 * 2)  # today's 2 items a task
+    seed_bound = type(noise)(noise.item, (5.0 / q) ** 2 * 1.01, noise.df, noise.growth)
     assert items_needed(design, seed_bound, 5.0, 0.95, 0.8) == math.inf  # seed noise alone is too much
+    z = 1.959964 + 0.841621
     assert detectable_difference(2.0, 1e6, 0.95, 0.8) == pytest.approx(2.0 * z, rel=1e-4)
+    # With growth the change solves δ = q · sqrt(se² + g δ (100 - δ)).
+    mde = detectable_difference(2.0, 30, 0.95, 0.8, growth=0.01)
+    q30 = stats.t.ppf(0.975, 30) + stats.t.ppf(0.8, 30)
+    assert mde == pytest.approx(q30 * math.sqrt(4.0 + 0.01 * mde * (100 - mde)), rel=1e-9) and mde > 2.0 * q30
+    # A target equal to the minimum detectable change needs today's items.
+    today = type(noise)(4.0, 0.0, 30, 0.01)
+    assert items_needed(design, today, mde, 0.95, 0.8) == 2
+
+
+def test_newcombes_worked_example_59_6_16_80():
+    # Newcombe (1998), Statistics in Medicine 17:857-872 (paired proportions), the table
+    # (a, b, c, d) = (59, 6, 16, 80): method 10 gives -0.1186 to -0.0046 for p1 - p2.
+    assert [round(x, 4) for x in _newcombe_10(59, 6, 16, 80)] == [-0.1186, -0.0046]
+    # The same table as 161 items of one task, A right on a + b, B on a + c: the report's interval
+    # of A - B (t quantile, 160 degrees of freedom) holds method 10's and is barely wider.
+    a_items = np.array([1] * 59 + [1] * 6 + [0] * 16 + [0] * 80, dtype=float)
+    b_items = np.array([1] * 59 + [0] * 6 + [1] * 16 + [0] * 80, dtype=float)
+    design = _design([161])
+    d = difference(design, _arm(b_items, design), _arm(a_items, design), 0.95)
+    assert d.value == pytest.approx(100 * -10 / 161)
+    assert d.low <= -11.86 and d.high >= -0.46 and d.low > -11.86 - 0.3 and d.high < -0.46 + 0.3
+    assert d.significant is True
+    # Without Newcombe's correction of φ it would be narrower than method 10 at its upper end.
+    phi = (59 * 80 - 6 * 16) / math.sqrt(65 * 96 * 75 * 86)
+    z = stats.norm.ppf(0.975)
+    wa, wb = wilson(65 / 161, 65 * 96 / 161**3, z, 161), wilson(75 / 161, 75 * 86 / 161**3, z, 161)
+    assert mover(75 / 161, wb, 65 / 161, wa, phi)[1] < -0.0046 - 0.001
+
+
+def _newcombe_10(a, b, c, d):
+    """Newcombe's method 10 written out from the paper, with z: an independent reference."""
+    n, z = a + b + c + d, stats.norm.ppf(0.975)
+
+    def wilson_counts(x):
+        p = x / n
+        centre, half = (2 * x + z * z) / (2 * (n + z * z)), z * math.sqrt(z * z + 4 * x * (1 - p)) / (2 * (n + z * z))
+        return centre - half, centre + half
+
+    p1, p2 = (a + b) / n, (a + c) / n
+    (l1, u1), (l2, u2) = wilson_counts(a + b), wilson_counts(a + c)
+    product = (a + b) * (c + d) * (a + c) * (b + d)
+    phi = (max(a * d - b * c - n / 2, 0) if a * d > b * c else a * d - b * c) / math.sqrt(product)
+    delta = math.sqrt((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2)
+    epsilon = math.sqrt((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2)
+    return p1 - p2 - delta, p1 - p2 + epsilon
+
+
+def test_newcombes_method_10_on_random_tables_is_never_wider_than_the_reports_interval():
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        a, b, c, d = rng.integers(0, 30, 4) + np.array([1, 0, 0, 1])
+        n = int(a + b + c + d)
+        if min(a + b, c + d, a + c, b + d) == 0:
+            continue
+        design = _design([n])
+        first = np.repeat([1.0, 1.0, 0.0, 0.0], [a, b, c, d])
+        second = np.repeat([1.0, 0.0, 1.0, 0.0], [a, b, c, d])
+        found = difference(design, _arm(second, design), _arm(first, design), 0.95)
+        low, high = _newcombe_10(int(a), int(b), int(c), int(d))
+        assert found.low <= 100 * low + 1e-9 and found.high >= 100 * high - 1e-9, (a, b, c, d)
+
+
+def test_stratified_variance_weighs_each_subjects_own_variance():
+    # Two subjects of 20 items by size weights 0.9 / 0.1: the heavy one varies (half right), the
+    # light one not at all. Its variance: sum_t w_t² s̃_t² / n_t, s̃_t² = (ν_t s_t² + ν₀ s²_pooled) / (ν_t + ν₀).
+    design = _design([20, 20], [0.9, 0.1])
+    values = np.array([1, 0] * 10 + [0] * 20, dtype=float)
+    s2 = np.array([np.var(values[:20], ddof=1), 0.0])
+    pooled = s2.mean()
+    nu0 = intervals.SHRINKAGE_DF
+    shrunk = (19 * s2 + nu0 * pooled) / (19 + nu0)
+    expected = float(np.sum(np.array([0.81, 0.01]) * shrunk / 20))
+    s = score_interval(design, _arm(values, design), 0.95)
+    assert (s.se / 100) ** 2 == pytest.approx(expected)
+    # The old pooled estimate would have been (0.81 + 0.01) / 20 times the pooled variance: too small.
+    assert expected > 1.5 * (0.82 / 20) * pooled
+    # Satterthwaite's degrees of freedom: nearly the heavy subject's own 19, not the 38 of both.
+    assert 15 < s.df < 25
+
+
+def test_a_change_rate_is_marked_by_its_own_interval_and_never_when_unbounded():
+    rng = np.random.default_rng(8)
+    design = _design([3] * 19)
+    disagreements = 0
+    for _ in range(300):
+        p = rng.uniform(0.05, 0.6)
+        a = (rng.random(57) < p).astype(float)
+        b = np.where(rng.random(57) < 0.7, a, (rng.random(57) < p * rng.uniform(0.5, 1.5)).astype(float))
+        arm_a, arm_b = _arm(a, design), _arm(b, design)
+        rate = change_rate(design, arm_a, arm_b, 0.95)
+        if rate.has_interval:
+            assert rate.significant == (rate.low > 0 or rate.high < 0)
+            disagreements += rate.significant != difference(design, arm_a, arm_b, 0.95).significant
+        else:
+            assert rate.significant is None
+    # Fieller's and MOVER's intervals are different intervals; each cell's mark is its own interval's.
+    assert disagreements < 30
+
+
+def test_averaging_a_repeated_ordering_keeps_its_seed_variance():
+    design = _design([2, 2])
+    values = np.array([[1, 0, 1, 0], [1, 1, 1, 0], [0, 0, 1, 0]], dtype=float)
+    reported = np.array([0.5, 0.75, 0.25])
+    arm = Arm(values, reported, *own_seed_variance(reported))
+    assert arm.seed_variance == pytest.approx(np.var(reported, ddof=1)) and arm.seed_df == 2
+    twice = average([arm, arm])
+    # The same ordering twice is that ordering: not two independent ones with half its seed noise.
+    assert twice.seed_variance == pytest.approx(arm.seed_variance) and twice.seed_df == 2
+    other = Arm(values[::-1], reported[::-1], *own_seed_variance(reported[::-1]))
+    mixed = average([arm, other])  # seed by seed, the two move oppositely here: the mean barely moves
+    assert mixed.seed_variance == pytest.approx(np.var((reported + reported[::-1]) / 2, ddof=1))
 
 
 def test_every_interval_holds_its_estimate_exactly():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from orderstudy.report import build_report
+from orderstudy.report import build_report, intervals
 from orderstudy.report.changes import order_pairs
 
 
@@ -24,9 +24,19 @@ def test_minimum_detectable_change_follows_from_the_observed_variance(finished_s
         ses = [est.compare(a, b, benchmark).diff_se for a, b in order_pairs(ok)]
         assert row["comparisons"] == len(ses) == 3 + 6  # 3 pairs, 6 among the 4 triples that ran
         assert row["se_points"] == pytest.approx(math.sqrt(np.mean(np.square(ses))), rel=1e-6)
-        df = est.items[benchmark].design.item_df
-        assert row["mde_points"] == pytest.approx((stats.t.ppf(0.975, df) + stats.t.ppf(0.8, df)) * row["se_points"],
-                                                  rel=1e-6)
+        # MDE: the δ at which the mark fires 80% of the time, with the paired variance growing with δ:
+        # δ = q · sqrt(se² + g δ (100 - δ)), q = t_{.975,df} + t_{.8,df} (df: the pairs' median), g the
+        # mean over pairs of sum_t w_t²/n_t times a half for 0/1 items, a fifth for partial credit.
+        data = est.items[benchmark]
+        noises = [intervals.pair_noise(data.design, est.arm(a, benchmark, (0,)), est.arm(b, benchmark, (0,)))
+                  for a, b in order_pairs(ok)]
+        df = float(np.median([n.df for n in noises]))
+        binary = [all(np.isin(data.values[o][0], (0.0, 1.0)).all() for o in pair) for pair in order_pairs(ok)]
+        g = float(np.mean([0.5 if x else 0.2 for x in binary])) * float(np.sum(data.design.weights**2 / 20))
+        q = stats.t.ppf(0.975, df) + stats.t.ppf(0.8, df)
+        se, mde = row["se_points"], row["mde_points"]
+        assert mde == pytest.approx(q * math.sqrt(se**2 + g * mde * (100 - mde)), rel=1e-6)
+        assert mde > q * se  # the old (t + t) · se, which the mark reaches only 55-70% of the time
         # More items are needed to detect 5 points than to detect the minimum detectable change today.
         assert row["items_per_task_needed"] > 20 if row["mde_points"] > 5 else row["items_per_task_needed"] <= 20
     md = report.markdown["power"]

@@ -94,3 +94,14 @@ def test_main_csv_keeps_its_columns_and_adds_the_seeds(seeded_study):
     main = pd.read_csv(seeded_study.paths.tables / "main.csv")
     for column in ("ordering", "status", "lawbench", "lawbench_change_pct", "size_bytes", "seeds", "lawbench_seed_sd"):
         assert column in main.columns
+
+
+def test_each_seeded_ordering_carries_its_own_seed_variance(seeded_study):
+    # Not one pooled over the orderings: an ordering whose seeds vary more gets the wider interval.
+    report = build_report(seeded_study.params_file, figures=False, outputs_dir=seeded_study.outputs_dir)
+    est = report.estimates
+    for ordering in ("F>P>Q", "P>F", "F"):
+        per_seed = np.array([_result(seeded_study, ordering, s)["benchmarks"]["stem"]["score"] for s in SEEDS]) / 100
+        arm = est.arm(ordering, "stem", SEEDS)
+        assert arm.seed_variance == pytest.approx(np.var(per_seed, ddof=1)) and arm.seed_df == 2
+    assert est.arm("P>Q", "stem", SEEDS).seed_variance == 0  # no stochastic step decided it

@@ -184,3 +184,30 @@ def test_an_ordering_missing_a_task_loses_only_its_intervals(finished_study):
     assert math.isnan(main.at["F", "stem_ci_low"]) and not math.isnan(main.at["F", "lawbench_ci_low"])
     assert "stem: no interval: per-item scores missing" in main.at["F", "note"]
     assert not math.isnan(main.at["P", "stem_ci_low"])
+
+
+def test_every_mark_is_the_mark_of_the_interval_printed_beside_it(finished_study):
+    # A change rate's * comes from its own (Fieller) interval, a difference's from its own (MOVER)
+    # one; an unbounded rate interval (left empty) carries no mark at all.
+    report = build_report(finished_study.params_file, figures=False, outputs_dir=finished_study.outputs_dir)
+    frames = [report.main[report.main.ordering != "base"], *report.transitions.values()]
+    checked = 0
+    for frame in frames:
+        frame = frame[frame.status == "ok"]
+        for b in report.study.benchmarks:
+            for kind in ("change", "diff"):
+                if f"{b}_{kind}_significant" not in frame:
+                    continue
+                low, high = frame[f"{b}_{kind}_ci_low"], frame[f"{b}_{kind}_ci_high"]
+                mark = frame[f"{b}_{kind}_significant"]
+                bounded = low.notna() & high.notna()
+                assert mark[~bounded].isna().all(), (b, kind)
+                assert (mark[bounded].astype(bool) == ((low > 0) | (high < 0))[bounded]).all(), (b, kind)
+                checked += int(bounded.sum())
+    assert checked > 50
+    # The markdown prints a * exactly where the column says so.
+    q = report.transitions["Q"]
+    row = q[q.status == "ok"].iloc[0]
+    text = format_change(row["stem_change_pct"], row["stem_change_ci_low"], row["stem_change_ci_high"],
+                         row["stem_change_significant"], percent=True)
+    assert text.endswith("*") == (row["stem_change_significant"] is True)

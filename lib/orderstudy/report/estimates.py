@@ -51,6 +51,9 @@ class Comparison:
     seeds: int = 1  # the seeds the comparison is paired over
     seed_sd: float = math.nan  # the difference's standard deviation over those seeds (points)
     diff_se: float = math.nan  # the difference's standard error (points), items and seeds
+    # The change rate's own (Fieller) interval excludes zero: the mark printed beside that interval.
+    # None when it has none (unbounded: the before score is not distinguishable from 0).
+    change_significant: bool | None = None
 
 
 @dataclass
@@ -60,7 +63,7 @@ class BenchmarkItems:
     design: Design
     values: dict[str, dict[int, np.ndarray]]  # ordering -> seed -> item scores in [0, 1], in the design's order
     seeded: dict[str, bool]  # ordering -> whether a stochastic step decided its state
-    seed_variance: float  # pooled over the seeded orderings (fraction²)
+    seed_variance: float  # pooled over the seeded orderings (fraction²): for the record, each arm uses its own
     seed_df: float
 
 
@@ -86,9 +89,10 @@ class Estimates:
         if data is None or ordering not in data.values or any(s not in data.values[ordering] for s in seeds):
             return None
         by_seed = {s: r.score(benchmark) / 100 for s, r in self.study.runs[ordering].items()}
-        seeded = data.seeded[ordering] and len(seeds) > 1
-        return Arm(np.stack([data.values[ordering][s] for s in seeds]), np.array([by_seed[s] for s in seeds]),
-                   data.seed_variance if seeded else 0.0, data.seed_df if seeded else 0.0)
+        reported = np.array([by_seed[s] for s in seeds])
+        # A seeded ordering's own seed-to-seed variance, over the seeds compared (intervals.own_seed_variance).
+        seed_variance, seed_df = intervals.own_seed_variance(reported) if data.seeded[ordering] else (0.0, 0.0)
+        return Arm(np.stack([data.values[ordering][s] for s in seeds]), reported, seed_variance, seed_df)
 
     def score_estimate(self, ordering: str, benchmark: str) -> Estimate:
         """Return an ordering's score with its interval (over its finished seeds)."""
@@ -155,7 +159,8 @@ class Estimates:
         if missing:
             return Comparison(before_name, after_name, benchmark, b, a, math.nan, nan2, math.nan, nan2, None, "; ".join(missing))
         if set(before) == set(after):
-            return Comparison(before_name, after_name, benchmark, b, a, 0.0, (0.0, 0.0), 0.0, (0.0, 0.0), False)
+            return Comparison(before_name, after_name, benchmark, b, a, 0.0, (0.0, 0.0), 0.0, (0.0, 0.0), False,
+                              change_significant=False)
         seeds = tuple(sorted(set.intersection(*(set(self.study.ok_seeds(o)) for o in (*before, *after)))))
         notes = []
         if not seeds:
@@ -167,7 +172,7 @@ class Estimates:
         arms_a = [self.arm(o, benchmark, seeds) for o in after] if seeds else [None]
         diff, change = a - b, change_rate(a, b)
         diff_ci = change_ci = nan2
-        significant, se, seed_sd = None, math.nan, math.nan
+        significant, change_significant, se, seed_sd = None, None, math.nan, math.nan
         if any(x is None for x in (*arms_a, *arms_b)):
             if seeds:
                 notes.append("no interval: per-item scores missing")
@@ -178,7 +183,7 @@ class Estimates:
             found = intervals.difference(design, arm_b, arm_a, self.confidence)
             diff_ci, significant, se = (found.low, found.high), found.significant, found.se
             rate = intervals.change_rate(design, arm_b, arm_a, self.confidence)
-            change_ci = (rate.low, rate.high)
+            change_ci, change_significant = (rate.low, rate.high), rate.significant
             if len(seeds) > 1:
                 seed_sd = 100 * float(np.std(arm_a.reported - arm_b.reported, ddof=1))
             if b > 0 and not rate.has_interval:
@@ -189,7 +194,7 @@ class Estimates:
         if partial:
             notes.append("over seeds " + ", ".join(map(str, seeds)) + " only (" + "; ".join(partial) + ")")
         return Comparison(before_name, after_name, benchmark, b, a, diff, diff_ci, change, change_ci, significant,
-                          "; ".join(notes), len(seeds), seed_sd, se)
+                          "; ".join(notes), len(seeds), seed_sd, se, change_significant)
 
     def _mean_over(self, ordering: str, benchmark: str, seeds: tuple[int, ...]) -> float:
         return float(np.mean([self.study.runs[ordering][s].score(benchmark) for s in seeds]))

@@ -45,7 +45,8 @@ _WORDS = {
         "rotation": "rotation",
         "adjacent": "adjacent",
         "significant": (
-            "* the paired {confidence:.0%} interval of the change excludes zero: the change is larger than "
+            "* the paired {confidence:.0%} interval beside it (of the change, or of the change rate) excludes "
+            "zero: the change is larger than "
             "what the sampled items (and, with several seeds, the seeds) make scores vary by."
         ),
         "interval_note": (
@@ -53,7 +54,8 @@ _WORDS = {
             "compared (same items, same seeds): Wilson score intervals with the effective sample size for a "
             "score; for a change in points the paired MOVER interval (Newcombe's hybrid score method, for 0/1 "
             "items the interval counterpart of McNemar's test); Fieller's interval for a change rate. Items "
-            "vary within their task (pooled over tasks); with several seeds the seed-to-seed variance is added; "
+            "vary within their task (each task its own variance, a task of few items shrunk toward the pooled "
+            "one); with several seeds each ordering's own seed-to-seed variance is added; "
             "± after a score is its standard deviation over seeds (±0.00: a state no stochastic step decided, "
             "the same for every seed)."
         ),
@@ -71,8 +73,8 @@ _WORDS = {
         ),
         "seed_model": (
             "Seeds: each difference is paired over the items within each of the {seeds} seeds and averaged over "
-            "them; its interval adds the seed-to-seed variance (pooled over the orderings a stochastic step "
-            "decided), so a * marks an order effect larger than both item sampling and seed noise. sd: the "
+            "them; its interval adds the seed-to-seed variance (each ordering's own, over its seeds), "
+            "so a * marks an order effect larger than both item sampling and seed noise. sd: the "
             "difference's standard deviation over the seeds."
         ),
         "one_seed": (
@@ -138,12 +140,12 @@ _WORDS = {
         "swap": "交换{a}与{b}",
         "rotation": "轮换",
         "adjacent": "相邻",
-        "significant": "* 变化的 {confidence:.0%} 配对区间不含零：变化大于题目抽样（多个种子时还有种子）造成的波动。",
+        "significant": "* 其旁的 {confidence:.0%} 配对区间（变化或变化率的）不含零：变化大于题目抽样（多个种子时还有种子）造成的波动。",
         "interval_note": (
             "括号内为基于逐题得分的 {confidence:.0%} 区间，两个顺序比较时为配对区间（同一组题目、同一组种子）："
             "单个得分用按有效样本量计算的 Wilson 区间；点数变化用配对 MOVER 区间（Newcombe 混合得分法，"
-            "对 0/1 题目即 McNemar 检验对应的区间）；变化率用 Fieller 区间。题目在各自任务内波动（跨任务合并估计）；"
-            "多个种子时加入种子间方差；得分后的 ± 为各种子得分的标准差（±0.00：未经随机步骤的状态，各种子相同）。"
+            "对 0/1 题目即 McNemar 检验对应的区间）；变化率用 Fieller 区间。题目在各自任务内波动（各任务单独估计方差，题目少的任务向合并估计收缩）；"
+            "多个种子时加入各顺序自身的种子间方差；得分后的 ± 为各种子得分的标准差（±0.00：未经随机步骤的状态，各种子相同）。"
         ),
         "no_interval": "{benchmark}：{reason}。",
         "aggregation_note": "得分汇总方式：{parts}。",
@@ -154,7 +156,7 @@ _WORDS = {
             "压缩比：原始模型权重按 bf16 计算的大小（每个值 2 字节，由张量形状得出，与研究所用计算精度无关）除以该顺序的权重大小。"
         ),
         "seed_model": (
-            "种子：每个差值在 {seeds} 个种子内逐题配对后取平均；其区间加入种子间方差（在所有含随机步骤的顺序上合并估计），"
+            "种子：每个差值在 {seeds} 个种子内逐题配对后取平均；其区间加入种子间方差（各顺序自身在其种子上的估计），"
             "因此 * 表示顺序效应同时大于题目抽样误差和种子噪声。sd：差值在各种子间的标准差。"
         ),
         "one_seed": "单个种子：无法判断顺序效应是否超过种子噪声（微调具有随机性；设置 seeds: [0, 1, 2]）。",

@@ -196,7 +196,7 @@ def _pair_rows(frame: pd.DataFrame, benchmarks, language: str, columns, notes: _
             for kind in columns:
                 if kind == "diff":
                     text = format_change(row[f"{b}_diff"], row[f"{b}_diff_ci_low"], row[f"{b}_diff_ci_high"],
-                                         row.get(f"{b}_diff_significant", row.get(f"{b}_change_significant")), percent=False,
+                                         row.get(f"{b}_diff_significant"), percent=False,
                                          seed_sd=row.get(f"{b}_seed_sd", math.nan))
                 else:
                     text = format_change(row[f"{b}_change_pct"], row[f"{b}_change_ci_low"], row[f"{b}_change_ci_high"],

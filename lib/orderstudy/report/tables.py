@@ -3,13 +3,14 @@
 - ``main_table``: one row per ordering, reference row order. Its columns are a contract other
   tools read (``main.csv``): ordering, status, ``<b>`` (the mean over seeds), ``<b>_change_pct``,
   size_bytes (the whole checkpoint directory), ``<b>_ci_low``/``_ci_high``,
-  ``<b>_change_ci_low``/``_ci_high``, ``<b>_change_significant``, compression_ratio, error; and
+  ``<b>_change_ci_low``/``_ci_high``, ``<b>_change_significant`` (the change rate's own interval
+  excludes zero; empty where that interval is unbounded), compression_ratio, error; and
   seeds (how many finished), ``<b>_seed_sd`` (the score's spread over them), weights_bytes (the
   weight files alone), compression_basis (what the ratio divides); ``build`` adds capped_tasks
   (``benchmark:task`` of the tasks whose generation budget was capped below their answers' length).
 - ``transition_table``: the effect of one operation on each state it was applied to (the
   reference study's per-operation tables): ``<b>_diff`` (points) and ``<b>_change_pct`` with
-  intervals.
+  intervals, each with its own mark (``<b>_diff_significant``, ``<b>_change_significant``).
 - ``order_effect_table``: the same operations in two orders, ``<b>_diff`` = B - A, paired over
   items and seeds; ``<b>_seed_sd``: how much that difference moves from seed to seed.
 
@@ -32,12 +33,14 @@ from .load import NOT_RUN
 def _comparison_columns(benchmark: str, c: Comparison, *, diff: bool) -> dict:
     columns = {}
     if diff:
-        columns |= {f"{benchmark}_diff": c.diff, f"{benchmark}_diff_ci_low": c.diff_ci[0], f"{benchmark}_diff_ci_high": c.diff_ci[1]}
+        columns |= {f"{benchmark}_diff": c.diff, f"{benchmark}_diff_ci_low": c.diff_ci[0], f"{benchmark}_diff_ci_high": c.diff_ci[1],
+                    f"{benchmark}_diff_significant": c.significant}
+    # Each mark is its own interval's: the rate's from Fieller's interval printed beside it, none when unbounded.
     return columns | {
         f"{benchmark}_change_pct": c.change_pct,
         f"{benchmark}_change_ci_low": c.change_ci[0],
         f"{benchmark}_change_ci_high": c.change_ci[1],
-        f"{benchmark}_change_significant": c.significant,
+        f"{benchmark}_change_significant": c.change_significant,
     }
 
 
@@ -144,7 +147,8 @@ def _transition_columns(est: Estimates) -> list[str]:
     columns = ["operation", "before", "after", "label", "status"]
     for b in est.study.benchmarks:
         columns += [f"{b}_before", f"{b}_after", f"{b}_diff", f"{b}_diff_ci_low", f"{b}_diff_ci_high",
-                    f"{b}_change_pct", f"{b}_change_ci_low", f"{b}_change_ci_high", f"{b}_change_significant"]
+                    f"{b}_diff_significant", f"{b}_change_pct", f"{b}_change_ci_low", f"{b}_change_ci_high",
+                    f"{b}_change_significant"]
     return columns + ["note"]
 
 
