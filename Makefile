@@ -83,7 +83,7 @@ lab: env ## JupyterLab with the project's kernel (LAB_ARGS="--no-browser --port 
 	GOMP_SPINCOUNT=$${GOMP_SPINCOUNT:-10000} KMP_BLOCKTIME=$${KMP_BLOCKTIME:-1} $(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
 
 lab-check: env ## open the executed F>P>Q notebook of PARAMS in JupyterLab in headless Chromium: screenshots, section titles
-	$(PY) -m orderstudy.notebook.browser_check $(PARAMS) --ordering "F>P>Q"
+	$(PY) -m orderstudy.notebook.browser_check $(PARAMS) --ordering F-P-Q
 
 test: model tiny data env-vllm ## run every test: the fast tier and the end-to-end smoke study (also on vLLM)
 	$(PY) -m pytest -q

@@ -32,6 +32,9 @@ def test_defaults_run_all_sixteen_orderings(tmp_path):
     (MINIMAL + "quantize: {method: int3}\n", "quantize.method", "'nf4', 'fp4' or 'int8'"),
     (MINIMAL + "orderings: [F>F]\n", "orderings", "repeated"),
     (MINIMAL + "orderings: [F>P, F>P]\n", "orderings", "listed twice"),
+    (MINIMAL + "orderings: [FPQ, F-P-Q]\n", "orderings", "listed twice"),
+    (MINIMAL + "orderings: [FPX]\n", "orderings", "unknown operation 'X'; write operation letters (F, P, Q) joined by "
+                                                  "'>', '-' or '→' (F>P>Q, F-P-Q, F→P→Q) or run together (FPQ), or 'base'"),
     (MINIMAL + "evaluation: {lawbench_tasks: ['9-9']}\n", "evaluation.lawbench_tasks", "unknown LawBench task '9-9'"),
     ("model: {source: x}\n", "study", "required but missing"),
     (MINIMAL + "device: tpu\n", "device", "'cpu', 'cuda' or 'auto'"),
@@ -51,6 +54,12 @@ def test_bad_params_name_the_file_the_key_and_what_is_allowed(tmp_path, text, ke
     assert str(tmp_path / "study.yaml") in message
     assert f"key '{key}'" in message
     assert expected in message
+
+
+def test_orderings_in_any_accepted_spelling_are_kept_canonical(tmp_path):
+    params, _ = _load(tmp_path, MINIMAL + "orderings: [base, FPQ, P-F, Q→F, F > Q]\n")
+    assert params.orderings == ("base", "F>P>Q", "P>F", "Q>F", "F>Q")
+    assert params.ordering_list == params.orderings
 
 
 def test_not_a_mapping_and_missing_file(tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .core import atomic
 from .core.params import ParamsError
+from .core.plan import ordering_argument
 from .evaluation.backends import BackendError
 from .execution.notebooks import run_summary
 from .execution.preflight import preflight
@@ -22,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run every ordering that is not up to date, then the summary")
     p_run.add_argument("params")
-    p_run.add_argument("--orderings", nargs="*", help="only these orderings (e.g. base F P>F)")
+    p_run.add_argument("--orderings", nargs="*", type=ordering_argument, metavar="ORDERING",
+                       help='only these orderings, e.g. base F P-F F-P-Q (or FPQ; "F>P>Q" only in quotes, '
+                            'as a shell reads a bare ">" as a redirection)')
     p_run.add_argument("--quiet", action="store_true", help="do not stream the notebooks' output")
     p_sum = sub.add_parser("summary", help="rebuild the summary notebook, tables and figures")
     p_sum.add_argument("params")

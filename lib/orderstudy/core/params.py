@@ -20,7 +20,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from . import paths
 from .benchmark import benchmarks as registered_benchmarks, names as benchmark_names
 from .operation import RESERVED_SECTIONS, get_operation, operations
-from .plan import all_orderings, format_ordering, parse_ordering
+from .plan import all_orderings, canonical_ordering
 
 
 class ParamsError(ValueError):
@@ -242,7 +242,7 @@ class StudyParams(_Section):
     def _valid_orderings(cls, value):
         if value == "all":
             return value
-        canonical = tuple(format_ordering(parse_ordering(o)) for o in value)
+        canonical = tuple(canonical_ordering(o) for o in value)  # any accepted spelling in, F>P>Q out
         if len(set(canonical)) != len(canonical):
             raise ValueError("an ordering is listed twice")
         return canonical

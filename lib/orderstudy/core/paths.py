@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .plan import BASE, canonical_ordering, parse_ordering
+
 ROOT = Path(os.environ.get("ORDERSTUDY_ROOT", Path(__file__).resolve().parents[3]))
 
 PARAMS_DIR = ROOT / "params"
@@ -59,8 +61,12 @@ class StudyPaths:
 
 
 def ordering_filename(ordering: str) -> str:
-    """Return the file stem of an ordering: ``F>P>Q`` -> ``F-P-Q`` (``>`` is unsafe in shells)."""
-    return ordering.replace(">", "-")
+    """Return the file stem of an ordering in any accepted spelling: ``F>P>Q`` -> ``F-P-Q`` (``>`` is unsafe in shells).
+
+    >>> ordering_filename("F>P>Q"), ordering_filename("FPQ"), ordering_filename("base")
+    ('F-P-Q', 'F-P-Q', 'base')
+    """
+    return "-".join(parse_ordering(ordering)) or BASE
 
 
 def run_filename(ordering: str, seed: int | None = None) -> str:
@@ -79,10 +85,12 @@ def run_filename(ordering: str, seed: int | None = None) -> str:
 def parse_run_filename(stem: str) -> tuple[str, int | None]:
     """Return ``(ordering, seed)`` from a run's file stem, the inverse of ``run_filename``.
 
+    The ordering comes back in its canonical spelling; a stem that is no ordering raises ``ValueError``.
+
     >>> parse_run_filename("F-P-Q.seed12"), parse_run_filename("base")
     (('F>P>Q', 12), ('base', None))
     """
     name, dot, seed = stem.partition(".seed")
     if dot and not seed.isdigit():
         raise ValueError(f"{stem!r}: expected <ordering> or <ordering>.seed<N>")
-    return name.replace("-", ">"), int(seed) if dot else None
+    return canonical_ordering(name), int(seed) if dot else None

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..core import atomic
 from ..core.params import ParamsError
-from ..core.plan import format_ordering, parse_ordering
+from ..core.plan import canonical_ordering
 from .notebooks import notebook_workers, run_notebooks, run_summary
 from .preflight import preflight
 
@@ -101,7 +101,7 @@ def selected_orderings(study, orderings: list[str] | None) -> list[str]:
     if not orderings:
         return todo
     try:
-        wanted = {format_ordering(parse_ordering(o)) for o in orderings}
+        wanted = {canonical_ordering(o) for o in orderings}  # F-P-Q, FPQ, F>P>Q: the same ordering
     except ValueError as exc:
         raise ParamsError(f"--orderings: {exc}") from None
     unplanned = sorted(wanted - set(todo))

@@ -5,7 +5,7 @@ localhost), open the notebook in Chromium, wait until JupyterLab has rendered it
 section titles and count the images on the page and save screenshots (the top of the notebook
 and each "Step" section)::
 
-    python -m orderstudy.notebook.browser_check params/demo.yaml --ordering "F>P>Q"   # or a notebook's path
+    python -m orderstudy.notebook.browser_check params/demo.yaml --ordering F-P-Q   # or a notebook's path
 
 Chromium is driven through its DevTools protocol (tornado's websocket client, which JupyterLab
 brings): navigate, evaluate JavaScript, capture screenshots. It needs a ``chromium`` binary
@@ -263,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orderstudy.notebook.browser_check", description=__doc__.splitlines()[0])
     parser.add_argument("target", type=Path,
                         help="an executed notebook (outputs/<study>/notebooks/F-P-Q.ipynb), or a params file: its study's notebook of --ordering (and --seed)")
-    parser.add_argument("--ordering", default="F>P>Q", help="with a params file: which ordering's notebook (default F>P>Q)")
+    from ..core.plan import ordering_argument
+
+    parser.add_argument("--ordering", default="F>P>Q", type=ordering_argument,
+                        help="with a params file: which ordering's notebook, e.g. F-P-Q or FPQ (default F-P-Q)")
     parser.add_argument("--seed", type=int, help="with a params file of several seeds: which seed's notebook (default the first)")
     parser.add_argument("--out", type=Path, help="where the screenshots go (default: outputs/<study>/browser)")
     parser.add_argument("--expect", nargs="*", default=["The base model", "Step 1", "Evaluation", "The result file"],

@@ -33,7 +33,7 @@ from ..operations.finetune.training import finetune_warning
 from ..core.benchmark import get_benchmark
 from ..core.operation import OperationSpec, get_operation, operations
 from ..core.params import ParamsError, StudyParams, load_params, stable_hash
-from ..core.plan import BASE, last_operation, make_plan, parent, prefixes
+from ..core.plan import BASE, canonical_ordering, last_operation, make_plan, parent, parse_ordering, prefixes
 from .store import State, StateStore, versions
 
 
@@ -162,7 +162,7 @@ class Study:
 
     def uses(self, op: str) -> bool:
         """Return whether any step of the study's plan applies operation ``op`` (its letter: ``F``, ``P``, ``Q``)."""
-        return any(op in s.split(">") for s in self.plan.steps)
+        return any(op in parse_ordering(s) for s in self.plan.steps)
 
     @property
     def used_operations(self) -> tuple[OperationSpec, ...]:
@@ -393,7 +393,7 @@ class OrderingRun:
 
     def __init__(self, study: Study, ordering: str, show: Callable = print):
         self.study = study
-        self.ordering = ordering
+        self.ordering = canonical_ordering(ordering)  # the notebook's parameter, in any accepted spelling
         self.show = show
         self.states = prefixes(ordering)  # the base first, the ordering's final state last
         self.steps: dict[str, dict] = {}
