@@ -82,10 +82,10 @@ def test_bad_inputs_stop_before_any_work(tmp_path, tiny_model_dir, outputs_dir, 
 
 
 @pytest.mark.parametrize("model, expected", [
-    ("{{source: /nonexistent/model}}", "model.source: '/nonexistent/model' is neither an existing directory or .gguf file"),
-    ("{{source: {empty}}}", "model.source: {empty} is not a checkpoint directory (no config.json)"),
-    ("{{source: /nonexistent/m.gguf}}", "model.source: GGUF file /nonexistent/m.gguf does not exist"),
-    ("{{source: {tiny}, gguf_file: m.gguf}}", "model.gguf_file: {tiny}/m.gguf does not exist"),
+    ("{{source: /nonexistent/model}}", "key 'model.source': '/nonexistent/model' is neither an existing directory or .gguf file"),
+    ("{{source: {empty}}}", "key 'model.source': {empty} is not a checkpoint directory (no config.json)"),
+    ("{{source: /nonexistent/m.gguf}}", "key 'model.source': GGUF file /nonexistent/m.gguf does not exist"),
+    ("{{source: {tiny}, gguf_file: m.gguf}}", "key 'model.gguf_file': {tiny}/m.gguf does not exist"),
 ])
 def test_the_checks_find_the_model_where_loading_looks_for_it(tmp_path, tiny_model_dir, outputs_dir, mmlu_dir, model,
                                                              expected):
@@ -111,7 +111,7 @@ def test_missing_benchmark_data_is_reported_before_any_work(tmp_path, tiny_model
     proc = subprocess.run([sys.executable, "-m", "orderstudy", "check", str(params_file)], cwd=paths.ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert "LawBench task file missing" in proc.stderr and str(tmp_path / "nowhere") in proc.stderr
+    assert f"{params_file}: key 'evaluation.lawbench_data': {tmp_path / 'nowhere'} does not exist" in proc.stderr
 
 
 def test_a_corrupt_model_checkpoint_is_reported_before_any_work(tmp_path, tiny_model_dir, outputs_dir, mmlu_dir):

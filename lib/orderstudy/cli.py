@@ -10,7 +10,7 @@ from .core.params import ParamsError
 from .core.plan import ordering_argument
 from .evaluation.backends import BackendError
 from .execution.notebooks import run_summary
-from .execution.preflight import preflight
+from .execution.preflight import InputProblems, check_inputs, offline_hub, preflight
 from .execution.runner import StudyLocked, print_plan, run_study
 from .execution.threads import quiet_threads
 
@@ -49,11 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "plan":
             print_plan(args.params)
         elif args.command == "check":
-            from .study.study import Study
-
-            study = Study(args.params)
-            preflight(study)
-            print(f"{study.params_file}: OK ({len(study.plan.orderings)} orderings, {len(study.plan.steps)} steps)")
+            return check(args.params)
         elif args.command == "estimate":
             from .evaluation import throughput
             from .study.study import Study
@@ -71,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             study = Study(args.params)
             preflight(study)
             print(throughput.format_comparison(throughput.compare_backends(study, args.items)))
+    except InputProblems as exc:
+        report_problems(exc)
+        return 2
     except (ParamsError, StudyLocked, BackendError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -83,3 +82,26 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         raise
     return 0
+
+
+def check(params_file: str) -> int:
+    """``orderstudy check``: every missing input at once, then the checks that read them; offline, no work done."""
+    from .study.study import Study
+
+    with offline_hub():  # a hub id is looked up in the local cache only: no request, no retry
+        try:
+            check_inputs(params_file, offline=True)
+        except InputProblems as exc:
+            report_problems(exc)
+            return 2
+        study = Study(params_file)
+        preflight(study)
+    print(f"{study.params_file}: OK ({len(study.plan.orderings)} orderings, {len(study.plan.steps)} steps)")
+    return 0
+
+
+def report_problems(exc: InputProblems) -> None:
+    """Print each missing input on its own line (the params file, the key, what is expected), then their count."""
+    for problem in exc.problems:
+        print(f"error: {problem.line(exc.params_file)}", file=sys.stderr)
+    print(f"{exc.params_file}: {len(exc.problems)} problem(s) with the study's inputs; nothing was run", file=sys.stderr)

@@ -29,7 +29,7 @@ from ..core import atomic
 from ..core.params import ParamsError
 from ..core.plan import canonical_ordering
 from .notebooks import notebook_workers, run_notebooks, run_summary
-from .preflight import preflight
+from .preflight import check_inputs, preflight
 
 
 class StudyLocked(RuntimeError):
@@ -66,6 +66,7 @@ def run_study(params_file: str | Path, orderings: list[str] | None = None, log_o
     """Run the study's orderings that are not up to date and return a run report."""
     from ..study.study import Study
 
+    check_inputs(params_file)  # every missing input at once, before the study loads (a device it lacks included)
     study = Study(params_file)
     studies = [study.for_seed(seed) for seed in study.params.seeds]
     todo = selected_orderings(study, orderings)
