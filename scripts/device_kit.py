@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Builds and checks the device kit: what the GPU machine lacks, packed to travel with the tree.
 
-The GPU machine that the device tool lends has Python 3.12 with its own CUDA build of torch and
+The GPU machine the device check runs on has Python 3.12 with its own CUDA build of torch and
 many packages (scripts/device_packages.txt), and no network. `build` resolves our pins
 (requirements.txt) for that Python on Linux x86-64 with pip, keeps what the machine lacks or has in
 another version, installs it into a site directory, drops what is never loaded there (TRIMS), and
 packs it with the benchmark data and SmolLM2's tokenizer files into .device/kit/ (xz). It stops if
-the kit and the working tree together would not fit what the device tool carries (LIMIT_BYTES).
+the kit and the working tree together would not fit what is copied to that machine (LIMIT_BYTES).
 
     python scripts/device_kit.py build               # here (downloads from the package index)
     python scripts/device_kit.py check               # here: the built site against the package list
@@ -42,7 +42,7 @@ from packaging.version import InvalidVersion, Version
 ROOT = Path(__file__).resolve().parents[1]
 DEVICE_PACKAGES = ROOT / "scripts" / "device_packages.txt"
 REQUIREMENTS = ROOT / "requirements.txt"
-# The device tool carries the working tree plus the named ignored paths, 64 MiB in all; keep a margin.
+# The working tree and the kit are copied to the GPU machine together, 64 MiB at most; keep a margin.
 LIMIT_BYTES = 60 * 2**20
 DEVICE_PYTHON = "3.12"
 # torch 2.11.0+cu130 there: bitsandbytes loads libbitsandbytes_cuda<torch.version.cuda>.so.
@@ -206,7 +206,7 @@ def _pip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def _pip_errors(proc: subprocess.CompletedProcess) -> str:
-    # pip warns about every unreachable find-links location of this workplace's configuration: noise.
+    # pip warns about every unreachable find-links location in its configuration: noise.
     lines = [line for line in (proc.stderr + proc.stdout).splitlines()
              if line.strip() and "is ignored: it is neither" not in line]
     return "\n".join(lines[-30:])
@@ -379,7 +379,7 @@ def check_inputs(cache: Path) -> None:
 
 
 def tree_bytes() -> int:
-    """Return the bytes of the working tree that the device tool sends (tracked and untracked-not-ignored)."""
+    """Return the bytes of the working tree copied to the GPU machine (tracked and untracked-not-ignored)."""
     out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                          capture_output=True, check=True).stdout
     return sum((ROOT / p).stat().st_size for p in out.decode().split("\0") if p and (ROOT / p).is_file())
@@ -475,8 +475,8 @@ def build(kit_root: Path, python_version: str, cache: Path, device_packages: Pat
           f"(limit {limit_bytes / 2**20:.0f} MiB) — built in {time.perf_counter() - t0:.0f} s")
     if total > limit_bytes:
         raise KitError(f"the kit ({sum(sizes.values()) / 2**20:.1f} MiB) and the working tree ({tree / 2**20:.1f} MiB) "
-                       f"come to {total / 2**20:.1f} MiB, over the {limit_bytes / 2**20:.0f} MiB the device tool can "
-                       "carry with a margin: trim more (TRIMS) or carry less")
+                       f"come to {total / 2**20:.1f} MiB, over the {limit_bytes / 2**20:.0f} MiB that can be "
+                       "copied to the GPU machine with a margin: trim more (TRIMS) or carry less")
     return manifest
 
 

@@ -12,8 +12,8 @@ import pytest
 from orderstudy.core import paths
 
 DEFAULT_MODEL = paths.MODELS_CACHE / "SmolLM2-135M-Instruct"
-# LawBench's own files (all 20 tasks, ChERRANT's data), beside the checkout in ../shared/lawbench
-# where the project is developed ($ORDERSTUDY_SHARED overrides ../shared). A user's clone has none.
+# LawBench's own files (all 20 tasks, ChERRANT's data): a lawbench/ folder in $ORDERSTUDY_SHARED, by
+# default in a `shared` folder beside the repository. A plain clone has none: the tests that read it skip.
 LAWBENCH_REFERENCE = Path(os.environ.get("ORDERSTUDY_SHARED", paths.ROOT.parent / "shared")) / "lawbench"
 LAWBENCH_DATA = paths.DATA_CACHE / "lawbench"
 MMLU_DATA = paths.DATA_CACHE / "mmlu"

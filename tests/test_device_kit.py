@@ -188,7 +188,7 @@ def manifest():
 
 
 @needs_kit
-def test_kit_and_tree_fit_what_the_device_tool_carries(manifest):
+def test_kit_and_tree_fit_what_is_copied_to_the_gpu_machine(manifest):
     files = [p for p in (KIT_ROOT / "kit").iterdir() if p.is_file()]
     assert {p.name for p in files} == {"site.tar.xz", "inputs.tar.xz", "manifest.json", "device_kit.py"}
     assert sum(p.stat().st_size for p in files) + kit.tree_bytes() <= kit.LIMIT_BYTES

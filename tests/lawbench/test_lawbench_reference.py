@@ -1,4 +1,4 @@
-"""Against LawBench's own files (../shared/lawbench): its items for 1-2, 2-8 and 3-6, ChERRANT's tables for 2-1.
+"""Against LawBench's own files (conftest's LAWBENCH_REFERENCE): its items for 1-2, 2-8 and 3-6, ChERRANT's tables for 2-1.
 
 Every test here skips, saying why, where those files are absent (a user's clone).
 """
@@ -15,7 +15,7 @@ from orderstudy.benchmarks.lawbench import correction
 from orderstudy.benchmarks.lawbench.scoring import score_task
 from orderstudy.core.params import EvaluationParams
 
-# The sha256 of ChERRANT's files as ../shared/lawbench/README.md lists them.
+# The sha256 of ChERRANT's files (cilin.txt, confusion_dict.txt) as LawBench's evaluation/utils/data/ ships them.
 CILIN_SHA256 = "d4c707f5d895e00f2223547582f1c2cd8f5888a7cc0d0f687fc28a510b77a6bb"
 CONFUSION_SHA256 = "aafa202dc451fb79a0a2cfc77b965009daa39d0cedd03e25074c1a35b7ac67b2"
 LETTERS = {"1-2": "ABCD", "2-8": "ABCDE", "3-6": "ABCD"}

@@ -26,7 +26,7 @@ SLIPS = [
 def test_vendored_copy_is_the_seed():
     seeds = sorted(SEED.glob("000_*.txt"))
     if not seeds:
-        pytest.skip("shared/seed is not in this checkout")
+        pytest.skip("the reference study's original text is not beside this checkout")
     assert reference.REFERENCE_FILE.read_text(encoding="utf-8") == seeds[0].read_text(encoding="utf-8")
 
 
