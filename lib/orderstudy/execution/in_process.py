@@ -1,8 +1,11 @@
-"""Makes a study's missing states and evaluations in this process, one vLLM engine per checkpoint shape.
+"""Makes a study's missing states and evaluations in this process, before the ordering notebooks.
 
-An engine start costs seconds to minutes and a notebook's kernel cannot keep one for the next
-ordering, so a vLLM study with the local executor makes every missing state and evaluation here
-first; the ordering notebooks then find them stored.
+A study with the local executor makes every missing state and evaluation here first, on either
+engine; the ordering notebooks then find them stored, only read and draw, and run several at once
+(``notebooks.notebook_workers``). With vLLM this also keeps one engine per checkpoint shape across
+states (an engine start costs seconds to minutes, and a notebook's kernel cannot keep one for the
+next ordering); with transformers it saves each notebook the model work and lets the notebooks'
+fixed costs (a kernel, imports, figures) overlap.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ def run_in_process(studies, orderings: list[str] | tuple[str, ...], show: Callab
     first; an F state with its probes, ``Study.finetune_probes``), then every missing evaluation,
     grouped by checkpoint shape so that one vLLM engine per shape takes each state's weights in
     turn (``backends.VllmEngines``) instead of one engine start per state. The ordering notebooks
-    then find every state and evaluation stored. A task that fails is reported (and the tasks
+    then find every state and evaluation stored. On transformers each evaluation loads its state
+    as a notebook would (``Study.evaluate_state``). A task that fails is reported (and the tasks
     waiting for it are not run), never raised: the ordering's notebook meets the same step and
     records the failure.
     """
@@ -61,17 +65,22 @@ def run_in_process(studies, orderings: list[str] | tuple[str, ...], show: Callab
         state = by_seed[t.seed].store.state(t.name)
         return shape_of(state.model_dir) if (state.model_dir / "config.json").is_file() else ""
 
-    # Sorted by shape (stable: the plan's order within a shape), so each engine starts once.
-    evaluations.sort(key=shape)
-    engines = backends.VllmEngines(study.dtype, study.device, study.params.evaluation)
+    engines = None
+    if study.engine.name == "vllm":
+        # Sorted by shape (stable: the plan's order within a shape), so each engine starts once.
+        evaluations.sort(key=shape)
+        engines = backends.VllmEngines(study.dtype, study.device, study.params.evaluation)
     try:
         for t in evaluations:
             log.take(t, lambda: evaluate(t))
     finally:
-        engines.close()
-    report["engines"] = engines.stats()
+        if engines is not None:
+            engines.close()
     report["seconds"] = round(time.perf_counter() - started, 2)
-    show(f"{tag}: {len(report['built'])} states built, {len(report['evaluated'])} evaluations "
-         f"({engines.starts} engine start(s), {engines.swaps} weight swap(s)), {len(report['failed'])} failed or "
-         f"not run, in {report['seconds']:.1f} s")
+    how = ""
+    if engines is not None:
+        report["engines"] = engines.stats()
+        how = f" ({engines.starts} engine start(s), {engines.swaps} weight swap(s))"
+    show(f"{tag}: {len(report['built'])} states built, {len(report['evaluated'])} evaluations{how}, "
+         f"{len(report['failed'])} failed or not run, in {report['seconds']:.1f} s")
     return report

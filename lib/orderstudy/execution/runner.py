@@ -9,11 +9,11 @@ failed run is rerun. Each executed notebook is written to a temporary path and r
 A failed run is recorded and the others go on. Two runs of the same study at once: the second
 stops with a message (a study lock).
 
-With ``executor: ray`` the missing states and evaluations are made on a Ray cluster first
-(``ray_cluster.run_on_ray``), and a vLLM study makes them in this process
-(``in_process.run_in_process``: one engine per checkpoint shape); then the same notebooks run and
-find them stored, one per core at once (``notebooks.notebook_workers``), since they only read and
-draw.
+The missing states and evaluations are made first: on a Ray cluster with ``executor: ray``
+(``ray_cluster.run_on_ray``), else in this process (``in_process.run_in_process``; with vLLM one
+engine per checkpoint shape); then the notebooks run and find them stored, one per core at once
+(``notebooks.notebook_workers``), since they only read and draw. When a task of that phase
+failed, the notebooks run one after another and the failing one meets the step and records it.
 """
 
 from __future__ import annotations
@@ -132,15 +132,14 @@ def check_and_announce(study, studies, todo: list[str]) -> dict:
 def make_missing_work(study, studies, todo: list[str], log_output: bool) -> dict:
     """Make the missing states and evaluations before the notebooks where the study asks for it.
 
-    Returns the phase's report under its name (``pre_evaluation`` for a vLLM study run locally,
-    ``ray`` for the Ray executor), or nothing when the notebooks make them one after another.
+    Returns the phase's report under its name (``pre_evaluation`` for the local executor, ``ray``
+    for the Ray executor).
     """
-    if study.params.executor == "local" and study.engine.name == "vllm":
+    if study.params.executor == "local":
         from .in_process import run_in_process
 
-        # An engine start costs seconds to minutes and a notebook's kernel cannot keep one for the
-        # next ordering: every missing state and evaluation here first, one engine per checkpoint
-        # shape; the notebooks then find them stored.
+        # Every missing state and evaluation here first (with vLLM, one engine per checkpoint
+        # shape); the notebooks then find them stored and run several at once.
         return {"pre_evaluation": run_in_process(studies, todo, show=lambda line: print(line, flush=True))}
     if study.params.executor == "ray":
         from .ray_cluster import run_on_ray
