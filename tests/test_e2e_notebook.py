@@ -26,7 +26,7 @@ EXPECTED = {
     "Step 1": ("Fine-tune (F)", ("held-out pair", "The same prompts before and after"), 2),
     "Step 2": ("Prune (P)", ("What width pruning kept", "importance scores", "Size on disk and parameters"), 3),
     "Step 3": ("Quantize (Q)", ("deq(Q(W))", "Size on disk and parameters"), 2),
-    "Evaluation": ("Scores evaluated", ("interval from the task's sampled items", "A few scored LawBench answers", "How the evaluation ran"), 1),
+    "Evaluation": ("Scores read from the store (this state was evaluated before, in", ("interval from the task's sampled items", "A few scored LawBench answers", "How the evaluation ran"), 1),
 }
 # What an executed notebook must not hold: text progress bars updating in place, the library
 # messages notebook_output hides.

@@ -278,8 +278,8 @@ def evaluation_section(study, scores: dict) -> list:
     benchmarks = scores.get("benchmarks", {})
     tasks = task_scores(benchmarks, scores["items"], confidence)
     runtime = scores.get("runtime") or {}
-    where = "read from the store (this state was evaluated before)" if scores["reused"] else \
-        f"evaluated now in {scores['seconds']:.1f} s"
+    where = (f"read from the store (this state was evaluated before, in {scores['seconds']:.1f} s)" if scores["reused"]
+             else f"evaluated now in {scores['seconds']:.1f} s")
     items = [f"Scores {where}, in percent; each benchmark's score is aggregated from its tasks' as follows: "
              + "; ".join(f"{get_benchmark(b).display_name}, {v.get('aggregation', '')}" for b, v in benchmarks.items()) + ".",
              benchmark_table(benchmarks),
