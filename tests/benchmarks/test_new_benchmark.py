@@ -72,7 +72,7 @@ class Arith(Benchmark):
         entry = {"score": round(100.0 * sum(scores.values()) / len(scores), 6), "n": len(scores)}
         return TaskScore(entry=entry, items=scores, predictions=predictions)
 
-    def weights(self, tasks, params):
+    def weights(self, tasks, params, populations=None):
         return {t: self.WEIGHTS[t] for t in tasks}
 
     def aggregation(self, params):

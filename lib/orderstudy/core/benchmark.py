@@ -133,8 +133,11 @@ class Benchmark:
         """Return one task's score from lm-eval's samples (sorted by ``doc_id``): each item scored once."""
         raise NotImplementedError
 
-    def weights(self, tasks, params) -> dict[str, float]:
-        """Return each task's weight in the benchmark's score, summing to 1: by default, equal."""
+    def weights(self, tasks, params, populations: dict[str, int] | None = None) -> dict[str, float]:
+        """Return each task's weight in the benchmark's score, summing to 1: by default, equal.
+
+        ``populations``: what ``populations(tasks, params)`` returned, when the caller read it already.
+        """
         tasks = list(tasks)
         return {t: 1.0 / len(tasks) for t in tasks}
 

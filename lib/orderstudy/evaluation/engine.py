@@ -75,11 +75,8 @@ class EvalSuite:
 
     def max_new_tokens(self, name: str) -> int:
         """Return the generation budget of lm-eval task ``name`` (0 for a log-likelihood task)."""
-        for bench, tasks in self.benchmarks.items():
-            for task, task_name in tasks.items():
-                if task_name == name:
-                    return self.generation.get(bench, {}).get(task, {}).get("max_new_tokens", 0)
-        raise KeyError(name)
+        bench, task = self.benchmark_of(name)
+        return self.generation.get(bench, {}).get(task, {}).get("max_new_tokens", 0)
 
     def cost_tables(self):
         """Return 2-1's ChERRANT cost tables as this suite resolved them."""

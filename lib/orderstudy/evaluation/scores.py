@@ -30,9 +30,10 @@ def aggregate(benchmarks: dict, params) -> dict:
         if not tasks:
             continue
         spec = get_benchmark(name)
-        for task, size in spec.populations(tasks, params).items():
+        populations = spec.populations(tasks, params)  # each subject file read once
+        for task, size in populations.items():
             tasks[task]["population"] = size
-        weights = spec.weights(tasks, params)
+        weights = spec.weights(tasks, params, populations)
         for task, weight in weights.items():
             tasks[task]["weight"] = round(weight, 9)
         entry["score"] = round(sum(weights[t] * tasks[t]["score"] for t in tasks), 6)

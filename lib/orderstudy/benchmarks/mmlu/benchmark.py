@@ -128,11 +128,11 @@ class MmluGroup(Benchmark):
         score = 100.0 * (sum(correct) / len(correct))
         return TaskScore(entry={"score": round(score, 6), "n": len(samples)}, items=dict(zip(ids, correct)))
 
-    def weights(self, tasks, params):
+    def weights(self, tasks, params, populations=None):
         tasks = list(tasks)
         if not params.mmlu_weight_by_size:
             return super().weights(tasks, params)
-        sizes = self.populations(tasks, params)
+        sizes = populations if populations is not None else self.populations(tasks, params)
         total = sum(sizes.values())
         return {t: sizes[t] / total for t in tasks}
 
