@@ -6,11 +6,13 @@ line here; importing ``orderstudy`` registers these (their classes alone: no tor
 """
 
 from ..core.benchmark import register_benchmark
+from .fidelity.benchmark import FLIP, KL
 from .lawbench.benchmark import LAWBENCH
 from .mmlu.benchmark import LAW, STEM
 
 # The registry order is the order of the benchmarks in the params' default, results and tables.
-BUILT_IN = (LAWBENCH, STEM, LAW)
+# The fidelity benchmarks (kl, flip) compare a state with the base; a study asks for them by name.
+BUILT_IN = (LAWBENCH, STEM, LAW, KL, FLIP)
 
 for _benchmark in BUILT_IN:
     register_benchmark(_benchmark)

@@ -23,7 +23,11 @@ from typing import Any
 from .fingerprint import code_fingerprint
 from .prompts import Prompt  # noqa: F401  (a benchmark's prompt: defined with the renderer)
 
-REQUEST_TYPES = ("generation", "loglikelihood")
+# What a benchmark asks of a model: lm-eval generates or scores log-likelihoods; a fidelity
+# benchmark compares the model with the base, on the base's next-token distributions
+# ("divergence", ``measure``) or on another benchmark's answers ("agreement", ``compare``).
+REQUEST_TYPES = ("generation", "loglikelihood", "divergence", "agreement")
+LM_EVAL_REQUEST_TYPES = ("generation", "loglikelihood")
 
 
 @dataclass
@@ -40,6 +44,7 @@ class TaskScore:
     items: dict[str, float] = field(default_factory=dict)
     predictions: dict[str, str] | None = None
     unscored: str | None = None
+    answers: dict[str, str] | None = None   # item id -> the answer the model chose (what a flip compares)
 
 
 class Benchmark:
@@ -58,6 +63,14 @@ class Benchmark:
     items_key: str = ""
     code: tuple[Path, ...] = ()
     fingerprint_version: str | None = None
+    # An accuracy is better higher; a divergence from the base, or a share of answers changed, lower.
+    higher_is_better: bool = True
+    # Item scores in [0, 1] (a proportion's intervals, which stay inside [0, 100]); False: any value
+    # >= 0 (a divergence), whose intervals are the t interval of a mean.
+    bounded: bool = True
+    unit: str = "%"   # what its score (and a difference of two, in points) is counted in, as printed
+    # Its score is itself a distance from the base (0 for the base): no change rate against the base.
+    from_base: bool = False
 
     # -- what it is -------------------------------------------------------------------------
     def fingerprint(self) -> str:
@@ -156,6 +169,27 @@ class Benchmark:
     def record(self, resources: dict | None) -> dict:
         """Return what its entry in an evaluation records besides scores (e.g. the tables a scorer used)."""
         return {}
+
+    # -- fidelity to the base ---------------------------------------------------------------
+    def uses_lm_eval(self, params) -> bool:
+        """Return whether lm-eval asks the model for this benchmark (else ``measure`` or ``compare`` scores it)."""
+        return self.request_type(params) in LM_EVAL_REQUEST_TYPES
+
+    def measure(self, suite, samples: dict[str, list[dict]], model, tokenizer, base) -> dict[str, TaskScore]:
+        """Return each task's score of ``model`` against the base (request type ``divergence``).
+
+        ``samples`` are its tasks' items as ``sample`` drew them; ``base`` (``evaluation.engine.Base``)
+        says where the base's checkpoint is and identifies it, so a reference kept from it is reused.
+        """
+        raise NotImplementedError
+
+    def compares(self, params) -> tuple[str, ...]:
+        """Return the benchmarks whose answers it compares with the base's (request type ``agreement``)."""
+        return ()
+
+    def compare(self, answers: dict, base_answers: dict, params) -> dict[str, TaskScore]:
+        """Return each task's score from the model's and the base's answers (``{benchmark: {task: {id: answer}}}``)."""
+        raise NotImplementedError
 
 
 _REGISTRY: dict[str, Benchmark] = {}

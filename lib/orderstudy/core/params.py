@@ -73,6 +73,12 @@ class EvaluationParams(_Section):
     # MMLU groups (stem, mmlu_law) as lm-eval aggregates them (weight_by_size): each subject
     # weighs its number of questions in the full data; false: the unweighted mean of the subjects.
     mmlu_weight_by_size: bool = True
+    # The benchmark kl (fidelity to the base; benchmarks/fidelity): how many held-out texts (half
+    # LawBench items, half MMLU questions, none evaluated, trained or calibrated on), how many of
+    # each text's first tokens, and how many of the base's most likely tokens are kept per position.
+    kl_texts: Annotated[int, Field(ge=2)] = 32
+    kl_tokens: Annotated[int, Field(ge=2)] = 128
+    kl_top_k: Annotated[int, Field(ge=1)] = 128
 
     @model_validator(mode="before")
     @classmethod

@@ -50,7 +50,7 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow", **_STRICT)
 
 
-_SCORE = "a score in percent (at most 100)"
+_SCORE = "a score in percent (at most 100; a divergence's in its own unit)"
 
 
 class TaskResult(_Open):
@@ -58,7 +58,7 @@ class TaskResult(_Open):
 
     # No lower bound: LawBench's 3-4/3-5 task score, (log 216 - mean distance) / log 216, is below 0
     # when predictions are over 216 times off; the benchmark's mean of task scores can be too.
-    score: float = Field(le=100, description=_SCORE)
+    score: float = Field(description=_SCORE)
     n: int = Field(description="the number of items")
     abstention_rate: float | None = Field(None, description="a fraction or null")
     weight: float | None = Field(None, ge=0, le=1, description="the task's weight (0-1)")  # None: equal weights
@@ -75,7 +75,7 @@ class TaskResult(_Open):
 class BenchmarkResult(_Open):
     """One benchmark's score: the weighted mean of its tasks' scores (``aggregation`` says how)."""
 
-    score: float = Field(le=100, description=_SCORE)
+    score: float = Field(description=_SCORE)
     scoring: str = Field("", description="how it was scored")
     n_items: int | None = Field(None, description="the number of items")
     tasks: dict[str, TaskResult] = Field(description="an object of task -> {score, n}")
@@ -182,6 +182,21 @@ class ResultFile(BaseModel):
     def _parses(cls, text: str) -> str:
         parse_ordering(text)
         return text
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _percent(cls, value):
+        # A proportion's score is at most 100 percent; a divergence (a benchmark not bounded) is any size.
+        from .benchmark import _REGISTRY
+
+        for name, entry in (value or {}).items():
+            spec = _REGISTRY.get(name)
+            if spec is not None and not spec.bounded:
+                continue
+            for key, score in [(name, entry.score), *((f"{name}.tasks.{t}", r.score) for t, r in entry.tasks.items())]:
+                if score > 100:
+                    raise ValueError(f"{key}: a score in percent is at most 100, got {score}")
+        return value
 
     def document(self) -> dict:
         """Return the file's content: every key it was given, nothing added."""

@@ -49,6 +49,9 @@ class EvalSuite:
     resources: dict[str, dict | None] = field(default_factory=dict)
     chat_template: bool = True     # the study's top-level `chat_template`: generation through the template
     engine: "backends.Engine | None" = None   # the one engine that scores every state (in the key)
+    # benchmark -> task -> items, for the benchmarks lm-eval does not ask (fidelity to the base:
+    # Benchmark.measure, Benchmark.compare), in the params' order.
+    compared: dict[str, dict[str, list[dict]]] = field(default_factory=dict)
 
     @property
     def cherrant(self) -> dict | None:
@@ -117,14 +120,16 @@ def build_suite(params: EvaluationParams, seed: int, work_dir: Path, tokenizer, 
     and calibration follow too.
     """
     engine = engine or backends.Engine("hf", "no engine given", {"generation": "hf", "loglikelihood": "hf"})
-    specs = [get_benchmark(name) for name in params.benchmarks]
+    every = [get_benchmark(name) for name in params.benchmarks]
+    compared = {spec.name: spec.sample(params, seed) for spec in every if not spec.uses_lm_eval(params)}
+    specs = [spec for spec in every if spec.uses_lm_eval(params)]
     samples = {spec.name: spec.sample(params, seed) for spec in specs}
     resources = {spec.name: spec.resources(params) for spec in specs}
     generation = {spec.name: budget for spec in specs if (budget := spec.budgets(params, tokenizer, samples[spec.name]))}
     sources = (get_benchmark("lawbench").sources(params) or {}) if "lawbench" in samples else {}
     stop = tuple(budgets.stop_sequences(tokenizer, chat_template))
-    sample_ids = {b: {t: [i["id"] for i in items] for t, items in tasks.items()} for b, tasks in samples.items()}
-    content = {b: {t: items for t, items in tasks.items()} for b, tasks in samples.items()}
+    sample_ids = {b: {t: [i["id"] for i in items] for t, items in tasks.items()} for b, tasks in {**samples, **compared}.items()}
+    content = {b: {t: items for t, items in tasks.items()} for b, tasks in {**samples, **compared}.items()}
     # The cap and the tables' location are keyed through what they decide: the budgets, the tables' digests.
     # The sample seed is in the key as "seed"; how benchmark scores are aggregated decides no item's score.
     # The benchmarks' scoring code and the lm-eval task templates are in it: a scorer fix re-scores.
@@ -134,7 +139,7 @@ def build_suite(params: EvaluationParams, seed: int, work_dir: Path, tokenizer, 
                        "context_tokens": context_tokens, "chat_template": chat_template,
                        "tokenizer": tokenizer_fingerprint(tokenizer),
                        "resources": {spec.name: spec.resources_key(resources[spec.name]) for spec in specs},
-                       "scoring": {spec.name: spec.fingerprint() for spec in specs},
+                       "scoring": {spec.name: spec.fingerprint() for spec in every},
                        "templates": templates_fingerprint(), "format": 3, "engine": engine.key()})
     tasks_dir = Path(work_dir) / f"eval-{key}"
     if not (tasks_dir / "suite.json").exists():
@@ -157,7 +162,24 @@ def build_suite(params: EvaluationParams, seed: int, work_dir: Path, tokenizer, 
     generation = atomic.read_json(tasks_dir / "suite.json").get("generation", generation)
     benchmarks = {spec.name: {task: spec.lm_eval_name(task) for task in samples[spec.name]} for spec in specs}
     return EvalSuite(key, tasks_dir, benchmarks, sample_ids, params, sources, generation, stop, context_tokens,
-                     resources, chat_template, engine)
+                     resources, chat_template, engine, compared)
+
+
+@dataclass(frozen=True)
+class Base:
+    """The base a state is compared with by the fidelity benchmarks (``kl``, ``flip``).
+
+    ``key`` identifies the base's checkpoint (its state's key: a reference kept from it is reused
+    while it holds); ``answers`` are the base's own answers (``{benchmark: {task: {id: answer}}}``,
+    its stored evaluation's), ``None`` when the state evaluated is the base itself (``is_self``).
+    """
+
+    model_dir: Path
+    key: str
+    dtype: str
+    device: str
+    answers: dict | None = None
+    is_self: bool = False
 
 
 def templates_fingerprint() -> str:
@@ -194,7 +216,7 @@ def _write_task(tmp: Path, final_dir: Path, spec, task: str, items: list[dict], 
 
 
 def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, state=None, model=None, tokenizer=None,
-             engines: "backends.VllmEngines | None" = None) -> dict:
+             engines: "backends.VllmEngines | None" = None, base: Base | None = None) -> dict:
     """Return the scores of the model in ``model_dir``: ``{"benchmarks", "items", "runtime", ...}``.
 
     The suite's engine scores every request type it is chosen for. vLLM evaluates the checkpoint
@@ -202,7 +224,9 @@ def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, stat
     (``equivalent.evaluation_dir``; needs ``state``), through ``engines`` when given (an engine
     kept across states) or an engine started for this call. transformers evaluates the model
     given, or loads it. ``runtime`` says which engine scored what, with which batch sizes, how
-    many tokens it processed and how fast.
+    many tokens it processed and how fast. The fidelity benchmarks compare the model with ``base``
+    (needed when the suite has any): ``kl`` on transformers' model (the one the engine scores, or,
+    beside vLLM, the state's evaluation model), ``flip`` on the answers of the benchmarks it compares.
     """
     from lm_eval import simple_evaluate
 
@@ -219,6 +243,9 @@ def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, stat
     phases = [(phase, tasks, chat) for phase, tasks, chat in
               (("loglikelihood", loglik, False), ("generation", generative, suite.chat_template)) if tasks]
     used = {engine.for_request(phase) for phase, _, _ in phases}
+    divergence = [b for b in suite.compared if suite.request_type(b) == "divergence"]
+    if suite.compared and base is None:
+        raise ValueError(f"benchmarks {', '.join(suite.compared)} compare a state with the base: evaluate() needs base=")
     runtime: dict = {"engine": engine.key(), "engine_reason": engine.reason, "backend": engine.name,
                      "equivalent_copy": None, "numerics": None}
     timings: dict = {}
@@ -232,11 +259,11 @@ def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, stat
             if copy_record is not None:
                 runtime["equivalent_copy"] = {k: copy_record[k] for k in ("copy_of", "agreement_with_state", "dtype")}
         timings["equivalent_copy_s"] = round(time.perf_counter() - t0, 3)
-    if "hf" in used and model is None:
+    if ("hf" in used or divergence) and model is None:
         from ..checkpoints import storage
 
         t0 = time.perf_counter()
-        if "vllm" in used:
+        if "vllm" in used and "hf" in used:
             # Beside vLLM, transformers scores the checkpoint vLLM does (the state's equivalent copy
             # where it has one): one function per state.
             model = storage.load(vllm_dir, dtype, device)
@@ -298,11 +325,42 @@ def evaluate(suite: EvalSuite, *, model_dir: Path, device: str, dtype: str, stat
             engines.close()
     if engines is not None and "vllm" in used:
         runtime["vllm_engines"] = engines.stats()
+    scores = summarize(outputs, suite)
+    if suite.compared:
+        t0 = time.perf_counter()
+        fidelity = {}
+        for name in suite.compared:
+            spec = get_benchmark(name)
+            if spec.request_type(params) == "divergence":
+                fidelity[name] = spec.measure(suite, suite.compared[name], model, tokenizer, base)
+            else:
+                fidelity[name] = spec.compare(scores["answers"], scores["answers"] if base.is_self else base.answers, params)
+        merged = summarize_fidelity(fidelity, suite)
+        scores["benchmarks"].update(merged["benchmarks"])
+        scores["items"].update(merged["items"])
+        # In the params' order, whichever way they were scored.
+        scores["benchmarks"] = {b: scores["benchmarks"][b] for b in params.benchmarks if b in scores["benchmarks"]}
+        scores["items"] = {b: scores["items"][b] for b in params.benchmarks if b in scores["items"]}
+        timings["fidelity_s"] = round(time.perf_counter() - t0, 3)
+        runtime["fidelity"] = {"engine": "hf", "base": base.key, "model": "the state itself" if base.is_self else
+                               "the model transformers scores" if "hf" in used else "the state's evaluation model"}
     timings["total_s"] = round(time.perf_counter() - started_all, 3)
     runtime["timings"] = timings
-    scores = summarize(outputs, suite)
     scores["runtime"] = runtime
     return scores
+
+
+def summarize_fidelity(scored: dict[str, dict], suite: EvalSuite) -> dict:
+    """Return the fidelity benchmarks' entries and item scores from their tasks' ``TaskScore``s, aggregated."""
+    params = suite.params
+    benchmarks, items = {}, {}
+    for bench, tasks in scored.items():
+        spec = get_benchmark(bench)
+        benchmarks[bench] = {"score": None, "scoring": spec.scoring(params),
+                             "n_items": sum(t.entry["n"] for t in tasks.values()),
+                             "tasks": {task: dict(t.entry) for task, t in tasks.items()}}
+        items[bench] = {task: t.items for task, t in tasks.items()}
+    return {"benchmarks": benchmark_scores.aggregate(benchmarks, params), "items": items}
 
 
 def task_manager(suite: EvalSuite):
@@ -409,7 +467,7 @@ def summarize(outputs: dict, suite: EvalSuite) -> dict:
     benchmark's ``generation`` has the whole record.
     """
     params = suite.params
-    benchmarks, items, predictions = {}, {}, {}
+    benchmarks, items, predictions, answers = {}, {}, {}, {}
     for bench, tasks in suite.benchmarks.items():
         spec = get_benchmark(bench)
         task_scores, bench_items, unscored = {}, {}, {}
@@ -419,6 +477,8 @@ def summarize(outputs: dict, suite: EvalSuite) -> dict:
             scored = spec.score_task(task, samples, params, suite.resources.get(bench))
             if scored.predictions is not None:
                 predictions.setdefault(bench, {})[task] = scored.predictions
+            if scored.answers is not None:
+                answers.setdefault(bench, {})[task] = scored.answers
             if scored.unscored is not None:  # no score to give: said, and kept out of the average
                 unscored[task] = scored.unscored
                 continue
@@ -443,7 +503,7 @@ def summarize(outputs: dict, suite: EvalSuite) -> dict:
         benchmarks[bench].update(spec.record(suite.resources.get(bench)))
         items[bench] = bench_items
     return {"benchmarks": benchmark_scores.aggregate(benchmarks, params), "items": items,
-            "lawbench_predictions": predictions.get("lawbench", {})}
+            "lawbench_predictions": predictions.get("lawbench", {}), "answers": answers}
 
 
 def _generation_fields(record: dict | None) -> dict:

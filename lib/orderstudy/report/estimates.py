@@ -18,10 +18,11 @@ import numpy as np
 
 from ..core.benchmark import get_benchmark
 from ..core.params import ReportParams
+from ..core.plan import BASE
 from . import intervals
 from .changes import change_rate
 from .intervals import Arm, Design, Estimate
-from .load import Study
+from .load import Study, bounded, from_base
 
 
 
@@ -188,7 +189,7 @@ class Estimates:
                 seed_sd = 100 * float(np.std(arm_a.reported - arm_b.reported, ddof=1))
             if b > 0 and not rate.has_interval:
                 notes.append(f"change-rate interval unbounded: the {before_name} score is not distinguishable from 0")
-        if b == 0:
+        if b == 0 and not (from_base(benchmark) and before == (BASE,)):  # a fidelity score is 0 at the base
             notes.append(f"change rate undefined: the {before_name} score is 0")
         partial = [f"{o}: {m}" for o in (*before, *after) if (m := self.study.missing_seeds(o))]
         if partial:
@@ -229,9 +230,10 @@ def _align(study: Study, benchmark: str) -> BenchmarkItems | None:
     # The tasks' weights as the result files give them (equal when they do not), the first run's.
     first = study.runs[next(iter(runs))[0]][next(iter(runs))[1]].benchmarks[benchmark]
     weights = first.weights()
-    design = Design(tuple(tasks), np.array(task_of, dtype=int), np.array([weights.get(t, 0.0) for t in tasks]))
+    design = Design(tuple(tasks), np.array(task_of, dtype=int), np.array([weights.get(t, 0.0) for t in tasks]),
+                    bounded(benchmark))
     if design.weights.sum() > 0:
-        design = Design(design.tasks, design.task_of, design.weights / design.weights.sum())
+        design = Design(design.tasks, design.task_of, design.weights / design.weights.sum(), design.bounded)
     values: dict[str, dict[int, np.ndarray]] = {}
     for (o, s), items in runs.items():
         values.setdefault(o, {})[s] = np.array([items[t][i] for t, i in order], dtype=float)

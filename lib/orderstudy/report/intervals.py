@@ -101,6 +101,9 @@ class Design:
     tasks: tuple[str, ...]
     task_of: np.ndarray  # (items,) index into tasks
     weights: np.ndarray  # (tasks,) summing to 1
+    # Item scores in [0, 1] (Wilson and MOVER intervals); False: any value >= 0, a divergence,
+    # whose score and difference get the t interval ``estimate ± t·se`` on the same variance.
+    bounded: bool = True
 
     @property
     def items_per_task(self) -> np.ndarray:
@@ -348,6 +351,9 @@ def score_interval(design: Design, arm: Arm, confidence: float) -> Estimate:
         return Estimate(100 * p)
     var = _variance(design, arm, arm)
     df = var.df(np.array([1.0, 0.0]))
+    if not design.bounded:
+        half = _quantile(confidence, df) * math.sqrt(max(float(var.total[0, 0]), 0.0))
+        return Estimate(100 * p, 100 * max(p - half, 0.0), 100 * (p + half), 100 * math.sqrt(var.total[0, 0]), df)
     low, high = wilson(min(max(p, 0.0), 1.0), float(var.total[0, 0]), _quantile(confidence, df), design.effective_items)
     # The Wilson interval holds p; min/max keep rounding from putting p a hair outside it.
     return Estimate(100 * p, min(100 * low, 100 * p), max(100 * high, 100 * p), 100 * math.sqrt(var.total[0, 0]), df)
@@ -386,6 +392,10 @@ def difference(design: Design, a: Arm, b: Arm, confidence: float) -> Estimate:
     df = var.df(contrast)
     q = _quantile(confidence, df)
     v = var.total
+    if not design.bounded:
+        se = math.sqrt(max(float(contrast @ v @ contrast), 0.0))
+        low, high = d - q * se, d + q * se
+        return Estimate(100 * d, 100 * low, 100 * high, 100 * se, df, bool(low > 0 or high < 0))
     pa, pb = min(max(pa, 0.0), 1.0), min(max(pb, 0.0), 1.0)
     wa = wilson(pa, float(v[0, 0]), q, design.effective_items)
     wb = wilson(pb, float(v[1, 1]), q, design.effective_items)

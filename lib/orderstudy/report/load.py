@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..core import results as schema
-from ..core.benchmark import names as benchmark_names
+from ..core.benchmark import _REGISTRY, names as benchmark_names
 from ..core.paths import StudyPaths, parse_run_filename
 from ..core.plan import all_orderings, format_ordering, parse_ordering
 from . import labels
@@ -182,6 +182,18 @@ def load_result(path: Path, *, study: str | None = None, ordering: str | None = 
     return parse_result(read_json_file(path), path, study=study, ordering=ordering)
 
 
+def bounded(benchmark: str) -> bool:
+    """Return whether a benchmark's item scores lie in [0, 1] (every one but a divergence; unknown ones are)."""
+    spec = _REGISTRY.get(benchmark)
+    return spec is None or spec.bounded
+
+
+def from_base(benchmark: str) -> bool:
+    """Return whether a benchmark's score is itself a distance from the base (fidelity): no change rate against it."""
+    spec = _REGISTRY.get(benchmark)
+    return spec is not None and spec.from_base
+
+
 def load_items(path: Path) -> Items:
     """Return the per-item scores in ``path`` (benchmark -> task -> item id -> score in [0, 1])."""
     path = Path(path)
@@ -196,9 +208,11 @@ def load_items(path: Path) -> Items:
         for task, scores in tasks.items():
             if not isinstance(scores, dict) or not scores:
                 raise schema.problem(path, f"{benchmark}.{task}", "a non-empty object of item id -> score in [0, 1]", scores)
+            top = 1.0 if bounded(benchmark) else math.inf   # a divergence (kl) is any value >= 0
             for item_id, value in scores.items():
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                    raise schema.problem(path, f"{benchmark}.{task}.{item_id}", "a score in [0, 1]", value)
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= top:
+                    raise schema.problem(path, f"{benchmark}.{task}.{item_id}",
+                                         "a score in [0, 1]" if top == 1.0 else "a value >= 0", value)
             items[benchmark][task] = {str(k): float(v) for k, v in scores.items()}
     return items
 

@@ -19,7 +19,7 @@ import pandas as pd
 from ..core.params import ReportParams
 from ..core.plan import BASE
 from . import labels
-from .load import NOT_RUN
+from .load import NOT_RUN, from_base
 
 _SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
@@ -146,9 +146,10 @@ def main_markdown(main: pd.DataFrame, benchmarks, language: str = "en", params: 
             names[i] += notes.mark(labels.word("no_interval", language).format(benchmark=names[i], reason=interval_notes[b]))
     header = (
         [labels.word("ordering", language)] + names
-        + [f"{n} {labels.word('change_pct', language)}" for n in names]
+        + [f"{n} {labels.word('change_pct', language)}" for n, b in zip(names, benchmarks) if not from_base(b)]
         + [labels.word("weights", language), labels.word("size", language), labels.word("compression", language)]
     )
+    rated = [b for b in benchmarks if not from_base(b)]   # a fidelity score is itself the change from the base
     rows = []
     for _, row in main.iterrows():
         label = row["label"]
@@ -161,12 +162,12 @@ def main_markdown(main: pd.DataFrame, benchmarks, language: str = "en", params: 
         scores = [format_score(row[b], row[f"{b}_ci_low"], row[f"{b}_ci_high"], row.get(f"{b}_seed_sd", math.nan))
                   for b in benchmarks]
         if row["ordering"] == BASE:
-            changes = ["0.00%"] * len(benchmarks)  # as the reference prints it
+            changes = ["0.00%"] * len(rated)  # as the reference prints it
         else:
             changes = [
                 format_change(row[f"{b}_change_pct"], row[f"{b}_change_ci_low"], row[f"{b}_change_ci_high"],
                               row[f"{b}_change_significant"], percent=True) or na
-                for b in benchmarks
+                for b in rated
             ]
         if row.get("note"):
             label += notes.mark(f"{row['label']} ({row['ordering']}): {row['note']}")

@@ -280,15 +280,30 @@ class Study:
             stored["reused"] = True
             return stored
         path = state.dir / "evals" / f"{self.suite.key}.json"
-        show(f"[{self.params.study}] evaluating {self.store.label(state.name)} on {', '.join(self.suite.benchmarks)} ...")
+        base = self._base_for(state, show, engines) if self.suite.compared else None
+        show(f"[{self.params.study}] evaluating {self.store.label(state.name)} on "
+             f"{', '.join([*self.suite.benchmarks, *self.suite.compared])} ...")
         _seed_everything(self.params.sample_seed)  # greedy decoding: the same for every seed
         started = time.perf_counter()
         scores = evaluation.evaluate(self.suite, model_dir=state.model_dir, device=self.device, dtype=self.dtype,
-                                     state=state, engines=engines)
+                                     state=state, engines=engines, base=base)
         stored = {"suite": self.suite.key, "state": state.key, "seconds": round(time.perf_counter() - started, 2), **scores}
         atomic.write_json(path, stored)
         stored["reused"] = False
         return stored
+
+    def _base_for(self, state: State, show: Callable, engines) -> "evaluation.Base":
+        """Return the base the fidelity benchmarks compare ``state`` with; its answers from its own evaluation.
+
+        A state's flips need the base's answers: the base is evaluated first when it was not (stored,
+        it is read). The base compared with itself needs nothing more.
+        """
+        base_state = self.store.state(BASE)
+        if state.key == base_state.key:
+            return evaluation.Base(state.model_dir, state.key, self.dtype, self.device, is_self=True)
+        needs_answers = any(self.suite.request_type(b) == "agreement" for b in self.suite.compared)
+        answers = self.evaluate_state(self.get_state(BASE, show)[0], show, engines)["answers"] if needs_answers else None
+        return evaluation.Base(base_state.model_dir, base_state.key, self.dtype, self.device, answers)
 
     # -- orderings ----------------------------------------------------------------------------
     def result_key(self, ordering: str) -> str:

@@ -60,6 +60,21 @@ def subject_sizes(data_dir: Path, subjects) -> dict[str, int]:
     return sizes
 
 
+def chosen_letter(sample: dict) -> str:
+    """Return the letter the model chose in one of lm-eval's samples ("" when a written answer names none).
+
+    Log-likelihood: the letter of the highest log-likelihood, the first on a tie (as lm-eval's
+    ``acc`` takes it); generative: the letter read from the answer (``glue.mmlu_letter``).
+    """
+    responses = sample["filtered_resps"]
+    if isinstance(responses[0], str):
+        from ..tasks.glue import mmlu_letter
+
+        return mmlu_letter(responses[0]) or ""
+    scores = [float(r[0]) if isinstance(r, (list, tuple)) else float(r) for r in responses]
+    return LETTERS[max(range(len(scores)), key=scores.__getitem__)]
+
+
 class MmluGroup(Benchmark):
     """One group of MMLU subjects, each subject a task."""
 
@@ -126,7 +141,8 @@ class MmluGroup(Benchmark):
         ids = [s["doc"]["id"] for s in samples]
         correct = [float(s["acc"]) for s in samples]
         score = 100.0 * (sum(correct) / len(correct))
-        return TaskScore(entry={"score": round(score, 6), "n": len(samples)}, items=dict(zip(ids, correct)))
+        return TaskScore(entry={"score": round(score, 6), "n": len(samples)}, items=dict(zip(ids, correct)),
+                         answers={i: chosen_letter(s) for i, s in zip(ids, samples)})
 
     def weights(self, tasks, params, populations=None):
         tasks = list(tasks)
