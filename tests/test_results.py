@@ -109,7 +109,8 @@ def _broken(change) -> dict:
         (lambda d: d["versions"].update(torch=2), "key 'versions.torch': expected package -> version"),
         (lambda d: d["evaluation"].update(seconds="3 s"), "key 'evaluation.seconds': expected seconds, got '3 s'"),
         # values out of range
-        (lambda d: d["benchmarks"]["stem"].update(score=250.0), "key 'benchmarks.stem.score': expected a score in percent (at most 100) (Input should be less than or equal to 100), got 250.0"),
+        (lambda d: d["benchmarks"]["stem"].update(score=250.0), "key 'benchmarks.stem.score': expected a score in percent (at most 100), got 250.0"),
+        (lambda d: d["benchmarks"]["stem"]["tasks"]["astronomy"].update(score=100.5), "key 'benchmarks.stem.tasks.astronomy.score': expected a score in percent (at most 100), got 100.5"),
         (lambda d: d.update(size_bytes=0), "key 'size_bytes': expected bytes on disk (a positive integer) or null (Input should be greater than 0), got 0"),
         (lambda d: d.update(status="done"), "key 'status': expected 'ok' or 'failed', got 'done'"),
         (lambda d: d.update(ordering="F>F"), "key 'ordering': expected an ordering such as 'F>P>Q' or 'base'"),
@@ -160,3 +161,13 @@ def test_the_schema_version_is_defined_once():
     # The study and the report take it from core/results.py; neither keeps a number of its own.
     assert not hasattr(study, "RESULT_SCHEMA") and not hasattr(load, "SCHEMA")
     assert study.results is results and load.schema is results
+
+
+def test_a_divergence_is_not_a_percentage_and_may_pass_100(tmp_path):
+    # kl is counted in 10⁻² nats per token: a pruned model far from the base scores above 100.
+    data = _broken(lambda d: d["benchmarks"].update(kl={
+        "score": 240.5, "scoring": "KL", "n_items": 2, "aggregation": "mean",
+        "tasks": {"lawbench": {"score": 240.5, "n": 2, "weight": 1.0}}}))
+    path = tmp_path / "F-P.json"
+    path.write_text(json.dumps(data))
+    assert results.read_result(path).benchmarks["kl"].score == 240.5

@@ -50,7 +50,7 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow", **_STRICT)
 
 
-_SCORE = "a score in percent (at most 100; a divergence's in its own unit)"
+_SCORE = "a score in percent (at most 100)"
 
 
 class TaskResult(_Open):
@@ -183,20 +183,6 @@ class ResultFile(BaseModel):
         parse_ordering(text)
         return text
 
-    @field_validator("benchmarks")
-    @classmethod
-    def _percent(cls, value):
-        # A proportion's score is at most 100 percent; a divergence (a benchmark not bounded) is any size.
-        from .benchmark import _REGISTRY
-
-        for name, entry in (value or {}).items():
-            spec = _REGISTRY.get(name)
-            if spec is not None and not spec.bounded:
-                continue
-            for key, score in [(name, entry.score), *((f"{name}.tasks.{t}", r.score) for t, r in entry.tasks.items())]:
-                if score > 100:
-                    raise ValueError(f"{key}: a score in percent is at most 100, got {score}")
-        return value
 
     def document(self) -> dict:
         """Return the file's content: every key it was given, nothing added."""
@@ -231,7 +217,23 @@ def parse(data: Any, path: Path | str) -> ResultFile:
     except ValidationError as exc:
         raise _explain(exc, data, path) from None
     check_status(result, path)
+    check_percentages(result, path)
     return result
+
+
+def check_percentages(result: ResultFile, path: Path | str) -> None:
+    """Raise ``ResultFileError`` for a score above 100 percent, except a divergence's (a benchmark not bounded)."""
+    from .benchmark import _REGISTRY
+
+    for name, entry in (result.benchmarks or {}).items():
+        spec = _REGISTRY.get(name)
+        if spec is not None and not spec.bounded:
+            continue
+        scores = [(f"benchmarks.{name}.score", entry.score),
+                  *((f"benchmarks.{name}.tasks.{t}.score", r.score) for t, r in entry.tasks.items())]
+        for key, score in scores:
+            if score > 100:
+                raise problem(path, key, _SCORE, score)
 
 
 def read_json_file(path: Path) -> Any:
