@@ -31,6 +31,7 @@ from ..core import paths
 from ..core.plan import BASE, format_ordering, parse_ordering
 from . import labels
 from .estimates import Comparison, Estimates
+from .load import higher_is_better
 
 SUPPORTED, CONTRADICTED, NOT_RESOLVED, NOT_TESTED, NO_PREDICTION = (
     "supported", "contradicted", "not resolved", "not tested", "no prediction")
@@ -182,13 +183,18 @@ def _directions(est: Estimates, claim: Claim, benchmark: str) -> tuple[list[tupl
         missing = est.why_missing(op, benchmark) or est.why_missing(BASE, benchmark)
         if missing:
             return [], missing
-        drops[op] = est.score(BASE, benchmark) - est.score(op, benchmark)
+        # How much the operation alone harms the score: a drop of an accuracy, a rise of a divergence.
+        drops[op] = (est.score(BASE, benchmark) - est.score(op, benchmark)) * (1 if higher_is_better(benchmark) else -1)
     x, y = claim.operations
     if drops[x] == drops[y]:
-        return [], f"{x} and {y} alone drop the score equally ({drops[x]:+.2f} points)"
+        return [], f"{x} and {y} alone {_harm(benchmark)} equally ({drops[x]:+.2f} points)"
     weaker = x if drops[x] < drops[y] else y
-    why = f"weaker: {weaker} (drop from the base, alone: {x} {drops[x]:+.2f}, {y} {drops[y]:+.2f} points)"
+    why = f"weaker: {weaker} (alone, {_harm(benchmark)} from the base: {x} {drops[x]:+.2f}, {y} {drops[y]:+.2f} points)"
     return [(a, b) if _first(a, claim.operations) == weaker else (b, a) for a, b in claim.pairs], why
+
+
+def _harm(benchmark: str) -> str:
+    return "drop the score" if higher_is_better(benchmark) else "raise the score (lower is better)"
 
 
 def test_claim(est: Estimates, claim: Claim, benchmark: str) -> Finding:
@@ -221,7 +227,8 @@ def test_claim(est: Estimates, claim: Claim, benchmark: str) -> Finding:
     if result.significant is None:
         verdict = NOT_RESOLVED
     elif result.significant:
-        verdict = SUPPORTED if result.diff > 0 else CONTRADICTED
+        # Better is higher for an accuracy, lower for a divergence from the base or a share of answers flipped.
+        verdict = SUPPORTED if (result.diff > 0) == higher_is_better(benchmark) else CONTRADICTED
     else:
         verdict = NOT_RESOLVED
     return Finding(claim, benchmark, verdict, result, better, worse, why)

@@ -32,6 +32,7 @@ from matplotlib.figure import Figure
 from ..core.atomic import write_bytes
 from ..core.plan import BASE
 from . import labels
+from .load import from_base, higher_is_better
 
 DPI = 100
 HEATMAP_SIZE = (7.0, 7.5)  # inches; x DPI = pixels
@@ -110,6 +111,7 @@ def change_heatmap(main: pd.DataFrame, benchmarks, language: str = "en") -> Figu
     language = figure_language(language)
     text = _TEXT[language]
     rows = main[main["ordering"] != BASE]
+    benchmarks = [b for b in benchmarks if not from_base(b)]   # a fidelity score is itself its change from the base
     values = rows[[f"{b}_change_pct" for b in benchmarks]].astype(float).to_numpy()
     annot = np.empty(values.shape, dtype=object)
     for i, (_, row) in enumerate(rows.iterrows()):
@@ -168,7 +170,8 @@ def score_size_figure(main: pd.DataFrame, benchmarks, language: str = "en") -> F
             low = ran[f"{b}_ci_low"].astype(float).to_numpy()
             high = ran[f"{b}_ci_high"].astype(float).to_numpy()
             yerr = np.nan_to_num(np.vstack([scores - low, high - scores]), nan=0.0)
-            front = pareto_front(sizes, scores)
+            # Better is higher for an accuracy, lower for a divergence from the base or a share of flips.
+            front = pareto_front(sizes, scores if higher_is_better(b) else -scores)
             ax.errorbar(sizes, scores, yerr=yerr, fmt="o", color=palette[0], ecolor="#999999", capsize=3, zorder=2)
             if front.any():
                 order = np.argsort(sizes[front])

@@ -188,6 +188,12 @@ def bounded(benchmark: str) -> bool:
     return spec is None or spec.bounded
 
 
+def higher_is_better(benchmark: str) -> bool:
+    """Return whether a higher score is better (an accuracy; not a divergence from the base, nor a share of flips)."""
+    spec = _REGISTRY.get(benchmark)
+    return spec is None or spec.higher_is_better
+
+
 def from_base(benchmark: str) -> bool:
     """Return whether a benchmark's score is itself a distance from the base (fidelity): no change rate against it."""
     spec = _REGISTRY.get(benchmark)
