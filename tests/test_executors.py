@@ -59,6 +59,17 @@ def test_nothing_built_gives_one_build_per_state_after_its_parent_and_one_evalua
     assert {t.name for t in builds if t.depends_on == ("build base",)} == {"F", "P", "Q"}
 
 
+def test_a_study_that_counts_flips_evaluates_the_base_before_any_other_state(tmp_path, tiny_model_dir, outputs_dir,
+                                                                               mmlu_dir, lawbench_dir):
+    path = _params(tmp_path, tiny_model_dir, "executor: ray\n", name="flips.yaml")
+    path.write_text(path.read_text().replace("benchmarks: [mmlu_law]", "benchmarks: [mmlu_law, flip]"))
+    tasks = plan_tasks(Study(path), ["F", "base", "P>Q"])
+    evaluations = [t for t in tasks if t.kind == "evaluate"]
+    assert [t.name for t in evaluations] == ["base", "F", "P>Q"]
+    assert evaluations[0].depends_on == ("build base",)
+    assert [t.depends_on for t in evaluations[1:]] == [("build F", "evaluate base"), ("build P>Q", "evaluate base")]
+
+
 def test_stored_states_evaluations_and_results_are_not_tasks(study):
     for name in ("F>P", "Q"):
         study.store.get(name, _fake_build)  # builds base and F too

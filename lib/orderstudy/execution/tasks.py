@@ -17,10 +17,10 @@ from __future__ import annotations
 import os
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Literal
 
-from ..core.plan import make_plan, parent, prefixes
+from ..core.plan import BASE, make_plan, parent, prefixes
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,22 @@ def plan_tasks(studies, orderings: list[str] | tuple[str, ...]) -> list[Task]:
             key = study.store.key(o)
             if key not in evaluations and (o in missing or study.stored_evaluation(study.store.state(o)) is None):
                 evaluations[key] = Task(f"evaluate {study.store.label(o)}", "evaluate", o, key, after(o), study.seed)
+    # A benchmark that compares a state's answers with the base's (flip) needs the base's evaluation first.
+    base_evaluation = next((t.id for t in evaluations.values() if t.name == BASE), None)
+    if base_evaluation and any(_needs_base_answers(study) for study in studies):
+        evaluations = {k: t if t.name == BASE else replace(t, depends_on=t.depends_on + (base_evaluation,))
+                       for k, t in evaluations.items()}
+    base_first = sorted(evaluations.values(), key=lambda t: t.name != BASE)
     # Every build before every evaluation, parents before children: each task after what it waits for.
-    return sorted(builds.values(), key=lambda t: len(prefixes(t.name))) + list(evaluations.values())
+    return sorted(builds.values(), key=lambda t: len(prefixes(t.name))) + base_first
+
+
+def _needs_base_answers(study) -> bool:
+    """Return whether the study's evaluation compares each state's answers with the base's (``flip``)."""
+    from ..core.benchmark import get_benchmark
+
+    ev = study.params.evaluation
+    return any(get_benchmark(b).request_type(ev) == "agreement" for b in ev.benchmarks)
 
 
 def dependents(tasks: list[Task], task_id: str) -> set[str]:
