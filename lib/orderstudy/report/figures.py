@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 from ..core.atomic import write_bytes
 from ..core.plan import BASE
 from . import labels
-from .load import from_base, higher_is_better
+from .load import from_base, higher_is_better, unit
 
 DPI = 100
 HEATMAP_SIZE = (7.0, 7.5)  # inches; x DPI = pixels
@@ -51,6 +51,7 @@ _TEXT = {
         "pareto": "Pareto front (smaller and better)",
         "effect_title": "{operation}",
         "effect_axis": "change (points)",
+        "effect_axis_unit": "change ({unit})",
         "state_axis": "applied to the model in state",
         "missing": "N/A",
     },
@@ -62,6 +63,7 @@ _TEXT = {
         "pareto": "帕累托前沿（更小且更好）",
         "effect_title": "{operation}",
         "effect_axis": "变化（分）",
+        "effect_axis_unit": "变化（{unit}）",
         "state_axis": "作用于状态",
         "missing": "不适用",
     },
@@ -180,7 +182,7 @@ def score_size_figure(main: pd.DataFrame, benchmarks, language: str = "en") -> F
                 ax.scatter(sizes[front], scores[front], s=90, facecolors="none", edgecolors=palette[3], linewidths=1.5, zorder=3)
             ax.set_title(labels.benchmark_name(b))
             ax.set_xlabel(text["size_axis"])
-            ax.set_ylabel(text["score_axis"])
+            ax.set_ylabel(text["score_axis"] if unit(b) == "%" else f"{labels.benchmark_name(b)} ({unit(b)})")
             ax.margins(x=0.15, y=0.12)  # room for the labels inside the panel
         axes[0].legend(loc="best", fontsize=8)
         # Labels last, once the layout has placed the panels: they are placed in display space.
@@ -276,29 +278,39 @@ def operation_effects_figure(transition_tables: dict[str, pd.DataFrame], benchma
     text = _TEXT[language]
     palette = sns.color_palette("deep", len(benchmarks))
     operations = [op for op in labels.operation_letters() if op in transition_tables]
+    # One row per unit: changes in points (accuracy, flips) share an axis; a divergence has its own.
+    units = list(dict.fromkeys(unit(b) for b in benchmarks)) or ["%"]
+    rows = [[b for b in benchmarks if unit(b) == u] for u in units]
+    colour = {b: palette[k] for k, b in enumerate(benchmarks)}
     with _style(language):
-        fig = Figure(figsize=OPERATION_EFFECTS_SIZE, dpi=DPI, layout="constrained")
-        axes = fig.subplots(1, max(len(operations), 1), squeeze=False, sharey=True)[0]
-        for ax, op in zip(axes, operations):
+        width_in, height_in = OPERATION_EFFECTS_SIZE
+        fig = Figure(figsize=(width_in, height_in * (1 + 0.6 * (len(rows) - 1))), dpi=DPI, layout="constrained")
+        grid = fig.subplots(len(rows), max(len(operations), 1), squeeze=False, sharey="row")
+        cells = [(r, ax, op) for r in range(len(rows)) for ax, op in zip(grid[r], operations)]
+        for r, ax, op in cells:
+            row_benchmarks = rows[r]
             table = transition_tables[op]
             x = np.arange(len(table))
-            width = 0.8 / max(len(benchmarks), 1)
-            for k, b in enumerate(benchmarks):
+            width = 0.8 / max(len(row_benchmarks), 1)
+            for k, b in enumerate(row_benchmarks):
                 diff = table[f"{b}_diff"].astype(float).to_numpy()
                 low = table[f"{b}_diff_ci_low"].astype(float).to_numpy()
                 high = table[f"{b}_diff_ci_high"].astype(float).to_numpy()
                 yerr = np.nan_to_num(np.vstack([diff - low, high - diff]), nan=0.0)
-                offset = (k - (len(benchmarks) - 1) / 2) * width
-                ax.bar(x + offset, np.nan_to_num(diff), width, yerr=yerr, capsize=2, color=palette[k],
+                offset = (k - (len(row_benchmarks) - 1) / 2) * width
+                ax.bar(x + offset, np.nan_to_num(diff), width, yerr=yerr, capsize=2, color=colour[b],
                        label=labels.benchmark_name(b), error_kw={"elinewidth": 0.8, "ecolor": "#444444"})
                 for xi in x[np.isnan(diff)]:
                     ax.text(xi + offset, 0, text["missing"], rotation=90, ha="center", va="bottom", fontsize=7, color="#777777")
             ax.axhline(0, color="black", linewidth=0.8)
             ax.set_xticks(x, [_code(before) for before in table["before"]])
-            ax.set_title(text["effect_title"].format(operation=labels.operation_title(op, language)), fontsize=10)
-            ax.set_xlabel(text["state_axis"])
-        axes[0].set_ylabel(text["effect_axis"])
-        axes[-1].legend(fontsize=8)
+            if r == 0:
+                ax.set_title(text["effect_title"].format(operation=labels.operation_title(op, language)), fontsize=10)
+            if r == len(rows) - 1:
+                ax.set_xlabel(text["state_axis"])
+        for r, u in enumerate(units):
+            grid[r][0].set_ylabel(text["effect_axis"] if u == "%" else text["effect_axis_unit"].format(unit=u))
+            grid[r][-1].legend(fontsize=8)
     return fig
 
 
@@ -318,13 +330,16 @@ _CAPTIONS = {
             "MMLU groups: weighted by subject size); the size is the model's checkpoint on disk. The bars are "
             "{confidence} intervals over the items (Wilson; and the seeds, where a study has several). Circled points, joined by the red step line, are the Pareto front: no other "
             "ordering is both smaller and better. Orderings that land on the same point share one label; a label "
-            "set away from its point has a line to it."),
+            "set away from its point has a line to it. Fidelity panels (KL to base, answers flipped) measure the "
+            "distance from the base model: there lower is better, and the front is taken that way."),
         "operation_effects": (
             "**What each operation does, depending on what it is applied to.** One panel per operation (fine-tune, "
             "prune, quantize). Each group of bars is one state the operation was applied to (base: the base model; "
             "P: the pruned model, and so on), each bar one benchmark: the change in points, score after − score "
             "before, with {confidence} paired intervals (MOVER, over the items and seeds). Above zero the operation helped there; an "
-            "operation whose bars change sign from one state to another is one whose effect depends on the order."),
+            "operation whose bars change sign from one state to another is one whose effect depends on the order. "
+            "Fidelity to the base (KL to base, in its own unit on its own row; answers flipped) rises as a state "
+            "drifts: above zero the operation moved the model further from the base."),
     },
     "zh": {
         "change_heatmap": (
@@ -333,10 +348,12 @@ _CAPTIONS = {
             "不适用：该顺序失败，或原始模型得分为 0。"),
         "score_vs_size": (
             "**得分与磁盘大小。** 每个基准一幅，每个顺序一点；误差线为对题目（及种子）的 {confidence} Wilson 区间。圈出并以红色阶梯线相连的点"
-            "构成帕累托前沿：没有其他顺序既更小又更好。落在同一点的顺序共用一个标签；离点较远的标签以细线连到其点。"),
+            "构成帕累托前沿：没有其他顺序既更小又更好。落在同一点的顺序共用一个标签；离点较远的标签以细线连到其点。"
+            "保真度（KL to base、Answers flipped）衡量与原始模型的距离：越低越好，前沿亦按此取。"),
         "operation_effects": (
             "**各操作的效果随其作用的状态而变。** 每个操作一幅；每组柱为该操作作用的一个状态，每根柱为一个基准："
-            "得分变化（分，之后 − 之前）及 {confidence} 配对区间（MOVER，对题目及种子）。"),
+            "得分变化（分，之后 − 之前）及 {confidence} 配对区间（MOVER，对题目及种子）。"
+            "保真度（KL 单独一行，单位为其自身）上升表示模型离原始模型更远。"),
     },
 }
 

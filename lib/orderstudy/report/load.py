@@ -194,6 +194,12 @@ def higher_is_better(benchmark: str) -> bool:
     return spec is None or spec.higher_is_better
 
 
+def unit(benchmark: str) -> str:
+    """Return what a benchmark's score is counted in (``%`` for every proportion; a divergence's own unit)."""
+    spec = _REGISTRY.get(benchmark)
+    return spec.unit if spec is not None else "%"
+
+
 def from_base(benchmark: str) -> bool:
     """Return whether a benchmark's score is itself a distance from the base (fidelity): no change rate against it."""
     spec = _REGISTRY.get(benchmark)
