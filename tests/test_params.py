@@ -38,6 +38,7 @@ def test_defaults_run_all_sixteen_orderings(tmp_path):
     (MINIMAL + "evaluation: {lawbench_tasks: ['9-9']}\n", "evaluation.lawbench_tasks", "unknown LawBench task '9-9'"),
     ("model: {source: x}\n", "study", "required but missing"),
     (MINIMAL + "device: tpu\n", "device", "'cpu', 'cuda' or 'auto'"),
+    (MINIMAL + "report: {multiplicity: bonferroni}\n", "report.multiplicity", "'holm', 'bh' or 'none'"),
     (MINIMAL + "executor: dask\n", "executor", "'local' or 'ray'"),
     (MINIMAL + "ray: {gpus: 1}\n", "ray.gpus", "unknown key"),
     (MINIMAL + "ray: {gpus_per_task: 0}\n", "ray.gpus_per_task", "greater than 0"),

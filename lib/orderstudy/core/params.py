@@ -123,6 +123,10 @@ class ReportParams(_Section):
     target_change_points: Annotated[float, Field(gt=0.0, le=100.0)] = 5.0
     # A YAML file of claims of your own, added to the packaged ones (report/claims.yaml's format).
     claims_file: str | None = None
+    # How marks are adjusted for the many tests in each family (report/multiplicity.py): holm
+    # (family-wise error, any dependence: the default), bh (Benjamini-Hochberg, false discovery
+    # rate), none (raw marks only). Every table prints the raw mark and, unless none, the adjusted one.
+    multiplicity: Literal["holm", "bh", "none"] = "holm"
 
     @model_validator(mode="before")
     @classmethod

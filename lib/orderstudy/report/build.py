@@ -112,7 +112,8 @@ def make_report(source: StudySource, language: str | None = None) -> Report:
     texts = {name: text + markdown.capped_note(capped, language) for name, text in texts.items()}
     main["capped_tasks"] = "; ".join(f"{b}:{t}" for b, tasks in capped.items() for t in tasks)
     texts["power"] = power_markdown(power, language, source.params.confidence, source.params.power)
-    texts["claims"] = claims_markdown(claims, study.benchmarks, language, source.params.confidence)
+    texts["claims"] = claims_markdown(claims, study.benchmarks, language, source.params.confidence,
+                                      source.params.multiplicity)
     return Report(study, est, language, main, transitions, order_effects, power, claims, texts)
 
 

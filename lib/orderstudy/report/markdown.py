@@ -56,11 +56,15 @@ def format_score(score, low=math.nan, high=math.nan, seed_sd=math.nan) -> str:
     return f"{score:.2f}{spread}{_interval(low, high, signed=False)}"
 
 
-def format_change(value, low=math.nan, high=math.nan, significant=None, *, percent: bool, seed_sd=math.nan) -> str:
-    """Return a signed change with its interval: ``+97.83% [+50.12, +140.20]*``, or ``-2.08 [-3.10, -1.05] sd 0.40``."""
+def format_change(value, low=math.nan, high=math.nan, significant=None, *, percent: bool, seed_sd=math.nan,
+                  adjusted=None) -> str:
+    """Return a signed change with its interval: ``+97.83% [+50.12, +140.20]*``, or ``-2.08 [-3.10, -1.05] sd 0.40``.
+
+    ``adjusted``: the mark after the multiplicity adjustment; ``*†`` when it holds too.
+    """
     if is_missing(value):
         return ""
-    mark = "*" if significant is True else ""
+    mark = ("*" if significant is True else "") + ("†" if adjusted is True else "")
     spread = "" if is_missing(seed_sd) else f" sd {seed_sd:.2f}"
     return f"{value:+.2f}{'%' if percent else ''}{_interval(low, high, signed=True)}{mark}{spread}"
 
@@ -96,13 +100,24 @@ class _Footnotes:
         return "".join(f"{str(i).translate(_SUPERSCRIPTS)} {text}\n" for i, text in enumerate(self.texts, 1))
 
 
-def _legend(language: str, params: ReportParams) -> str:
+def _legend(language: str, params: ReportParams, family: str = "") -> str:
+    """Return the legend under a table; ``family`` (``base``, ``operation``, ``order``, ...) names the marks' family."""
+    adjusted = ""
+    if family and params.multiplicity != "none":
+        adjusted = " " + adjusted_legend(language, params.multiplicity, family)
     return (
         labels.word("interval_note", language).format(confidence=params.confidence)
         + " "
         + labels.word("significant", language).format(confidence=params.confidence)
+        + adjusted
         + "\n"
     )
+
+
+def adjusted_legend(language: str, method: str, family: str) -> str:
+    """Return the legend's sentence on ``†``: which adjustment, within which family (``multiplicity.py``)."""
+    return labels.word("adjusted_mark", language).format(method=labels.word(f"method_{method}", language),
+                                                         family=labels.word(f"family_{family}", language))
 
 
 def _benchmark_notes(notes: _Footnotes, interval_notes: dict[str, str] | None, language: str) -> None:
@@ -165,7 +180,8 @@ def main_markdown(main: pd.DataFrame, benchmarks, language: str = "en", params: 
         else:
             changes = [
                 format_change(row[f"{b}_change_pct"], row[f"{b}_change_ci_low"], row[f"{b}_change_ci_high"],
-                              row[f"{b}_change_significant"], percent=True) or na
+                              row[f"{b}_change_significant"], percent=True,
+                              adjusted=row.get(f"{b}_change_significant_{params.multiplicity}")) or na
                 for b in benchmarks
             ]
         if row.get("note"):
@@ -179,11 +195,12 @@ def main_markdown(main: pd.DataFrame, benchmarks, language: str = "en", params: 
     parts = "; ".join(f"{labels.benchmark_name(b)} {labels.aggregation(how, language)}"
                       for b, how in (aggregations or {}).items() if how)
     aggregated = labels.word("aggregation_note", language).format(parts=parts) + "\n" if parts else ""
-    return (pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params) + aggregated
+    return (pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params, "base") + aggregated
             + labels.word("size_note", language) + "\n")
 
 
-def _pair_rows(frame: pd.DataFrame, benchmarks, language: str, columns, notes: _Footnotes, name_of) -> list[list[str]]:
+def _pair_rows(frame: pd.DataFrame, benchmarks, language: str, columns, notes: _Footnotes, name_of,
+               method: str = "none") -> list[list[str]]:
     na = labels.word("not_applicable", language)
     rows = []
     for _, row in frame.iterrows():
@@ -197,10 +214,12 @@ def _pair_rows(frame: pd.DataFrame, benchmarks, language: str, columns, notes: _
                 if kind == "diff":
                     text = format_change(row[f"{b}_diff"], row[f"{b}_diff_ci_low"], row[f"{b}_diff_ci_high"],
                                          row.get(f"{b}_diff_significant"), percent=False,
-                                         seed_sd=row.get(f"{b}_seed_sd", math.nan))
+                                         seed_sd=row.get(f"{b}_seed_sd", math.nan),
+                                         adjusted=row.get(f"{b}_diff_significant_{method}"))
                 else:
                     text = format_change(row[f"{b}_change_pct"], row[f"{b}_change_ci_low"], row[f"{b}_change_ci_high"],
-                                         row[f"{b}_change_significant"], percent=True)
+                                         row[f"{b}_change_significant"], percent=True,
+                                         adjusted=row.get(f"{b}_change_significant_{method}"))
                 cells.append(text or filler)
         rows.append([label] + name_of(row) + cells)
     return rows
@@ -215,9 +234,9 @@ def transition_markdown(frame: pd.DataFrame, operation: str, benchmarks, languag
     for b in benchmarks:
         name = labels.benchmark_name(b)
         header += [f"{name} {labels.word('change', language)}", f"{name} {labels.word('change_pct', language)}"]
-    rows = _pair_rows(frame, benchmarks, language, ("diff", "change_pct"), notes, lambda row: [])
+    rows = _pair_rows(frame, benchmarks, language, ("diff", "change_pct"), notes, lambda row: [], params.multiplicity)
     caption = labels.operation_title(operation, language)
-    return f"{caption}\n\n" + pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params)
+    return f"{caption}\n\n" + pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params, "operation")
 
 
 def order_effect_markdown(frame: pd.DataFrame, benchmarks, language: str = "en", params: ReportParams | None = None,
@@ -231,7 +250,8 @@ def order_effect_markdown(frame: pd.DataFrame, benchmarks, language: str = "en",
     _benchmark_notes(notes, interval_notes, language)
     header = [labels.word("pair", language), labels.word("differs_by", language)]
     header += [f"{labels.benchmark_name(b)} {labels.word('diff', language)}" for b in benchmarks]
-    rows = _pair_rows(frame, benchmarks, language, ("diff",), notes, lambda row: [row["differs_by"]])
+    rows = _pair_rows(frame, benchmarks, language, ("diff",), notes, lambda row: [row["differs_by"]], params.multiplicity)
     caption = labels.word("order_effects", language)
     model = labels.word("seed_model" if seeds > 1 else "one_seed", language).format(seeds=seeds)
-    return f"{caption}\n\n" + pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params) + model + "\n"
+    return (f"{caption}\n\n" + pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params, "order")
+            + model + "\n")
