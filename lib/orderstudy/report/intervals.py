@@ -75,7 +75,7 @@ a task: up to 100%, its score is professional_law's 3 items), differences and ch
 least 93% and at 10 or more items of stem and LawBench at most 98.5%; at 3 items a task, and
 on mmlu_law, the paired intervals err wide (up to 100%: with one or two discordant items
 expected, no valid interval is tighter). Without a difference the marks fire on 0-6.5% of
-studies (nominally 5%). At the reported minimum detectable change they fire 75-85% of the time
+studies at one simulation seed, at most 5.8% over the three together (nominally 5%). At the reported minimum detectable change they fire 75-85% of the time
 (for 80% power); the former ``(t + t) · se`` at the observed se was reached 55-70% of the time.
 
 **No interval** from a benchmark with a task of fewer than 2 items: one item says nothing about
