@@ -105,7 +105,7 @@ def interaction_markdown(frame: pd.DataFrame, benchmarks, language: str = "en", 
                          interval_notes: dict[str, str] | None = None) -> str:
     """Return the interactions table as Markdown: a row per X → Y, the interaction per benchmark."""
     from ..core.params import ReportParams
-    from .markdown import _Footnotes, _benchmark_notes, _legend, format_change, pipe_table
+    from .markdown import _Footnotes, _benchmark_notes, adjusted_legend, format_change, pipe_table
 
     params, notes = params or ReportParams(), _Footnotes()
     _benchmark_notes(notes, interval_notes, language)
@@ -124,5 +124,6 @@ def interaction_markdown(frame: pd.DataFrame, benchmarks, language: str = "en", 
         rows.append([label] + cells)
     caption = labels.word("interactions", language)
     legend = labels.word("interaction_legend", language).format(confidence=params.confidence)
-    return (f"{caption}\n\n" + pipe_table(header, rows) + "\n" + notes.render() + legend + " "
-            + _legend(language, params, "interaction"))
+    if method != "none":
+        legend += " " + adjusted_legend(language, method, "interaction")
+    return f"{caption}\n\n" + pipe_table(header, rows) + "\n" + notes.render() + legend + "\n"

@@ -97,7 +97,7 @@ _WORDS = {
             "{target:g} points: the same number in every task, from the observed variance (a projection)."
         ),
         "adjusted_mark": (
-            "† the mark still holds after {method}'s adjustment for the many tests of its family, {family} "
+            "† the mark still holds after the {method} adjustment for the many tests of its family, {family} "
             "(report.multiplicity; a * without † is unadjusted, and chance alone gives some)."
         ),
         "method_holm": "Holm (family-wise error)",
@@ -109,7 +109,7 @@ _WORDS = {
         "family_claims": "every claim on every benchmark (the study's primary family)",
         "verdict_exploratory": "exploratory",
         "claims_adjusted": (
-            "Verdicts after {method}'s adjustment within {family}; where it changes a verdict the unadjusted one "
+            "Verdicts after the {method} adjustment within {family}; where it changes a verdict the unadjusted one "
             "follows in brackets. Exploratory: the claim's direction was taken from the same items it is tested "
             "on (too few items a task to split them), so it is not counted in the family."
         ),
@@ -120,7 +120,8 @@ _WORDS = {
         "interaction_legend": (
             "Interaction: s(X → Y) − s(X) − s(Y) + s(base), in points: what applying X then Y does beyond the sum "
             "of what X and Y do alone (negative: the damage compounds). Its {confidence:.0%} interval is a paired t "
-            "interval on the per-item values of that contrast (the four states share items and seeds)."
+            "interval on the per-item values of that contrast (the four states share items and seeds); * the "
+            "interval excludes zero."
         ),
         "claims_title": "What the literature says, and what this study shows",
         "power_title": "What this study can detect",
@@ -215,7 +216,7 @@ _WORDS = {
         "interaction_col": "交互作用",
         "interaction_legend": (
             "交互作用：s(X → Y) − s(X) − s(Y) + s(原始模型)（点）：先 X 后 Y 超出 X 与 Y 单独效应之和的部分（负值：损失叠加）。"
-            "其 {confidence:.0%} 区间为该对比逐题值上的配对 t 区间（四个状态共享题目与种子）。"
+            "其 {confidence:.0%} 区间为该对比逐题值上的配对 t 区间（四个状态共享题目与种子）；* 区间不含零。"
         ),
         "claims_title": "文献怎么说，本研究显示什么",
         "power_title": "本研究能检测到多大的变化",
