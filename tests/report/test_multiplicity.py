@@ -225,3 +225,15 @@ def test_a_direction_taken_from_the_data_is_tested_on_the_other_half_or_called_e
     assert row["stem_verdict_holm"] in ("exploratory", "no prediction", "not tested")
     assert math.isnan(row["stem_p_holm"])
     assert not report.claims.set_index("id").loc["prune_before_quantize", "stem_exploratory"]
+
+
+def test_the_power_of_a_continuous_metric_is_in_its_own_unit_and_does_not_grow_like_a_proportion():
+    from orderstudy.report.intervals import pair_noise
+
+    rng = np.random.default_rng(8)
+    design = _design([10, 10], continuous=True)
+    a, b = rng.gamma(2.0, 0.5, 20), rng.gamma(2.0, 0.5, 20)
+    noise = pair_noise(design, _arm(a, design), _arm(b, design))
+    found = difference(design, _arm(a, design), _arm(b, design), 0.95)
+    assert noise.growth == 0.0
+    assert math.sqrt(noise.item) == pytest.approx(found.se)  # nats, not 100 x nats

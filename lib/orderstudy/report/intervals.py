@@ -606,25 +606,28 @@ class PairNoise:
 
 
 def _growth(design: Design, a: Arm, b: Arm) -> float:
+    if design.continuous:
+        return 0.0  # a continuous metric's spread is not a proportion's, which grows with the change
     binary = all(np.isin(x.values, (0.0, 1.0)).all() for x in (a, b))
     return (GROWTH_BINARY if binary else GROWTH_PARTIAL) * design.variance_factor
 
 
 def pair_noise(design: Design, a: Arm, b: Arm) -> PairNoise:
-    """Return the variance of ``B - A`` split into its items' and seeds' parts, in points².
+    """Return the variance of ``B - A`` split into its items' and seeds' parts, in points² (a continuous metric: its unit²).
 
     Works with one item a task too (for planning only): the spread of all items around their
     benchmark's mean then stands in for the within-task spread, which overstates it.
     """
     contrast = np.array([-1.0, 1.0])
+    unit2 = design.unit**2  # points² for proportions, the metric's own unit² for a continuous one
     if design.too_few_items():
         diffs = b.values.mean(axis=0) - a.values.mean(axis=0)
         item = float(np.var(diffs, ddof=1)) * design.variance_factor if diffs.size > 1 else math.nan
         seeds = a.reported.size
         seed = float(np.var(b.reported - a.reported, ddof=1)) / seeds if seeds > 1 else 0.0
-        return PairNoise(1e4 * item, 1e4 * seed, float(diffs.size - 1), _growth(design, a, b))
+        return PairNoise(unit2 * item, unit2 * seed, float(diffs.size - 1), _growth(design, a, b))
     var = _variance(design, a, b)
-    return PairNoise(1e4 * float(contrast @ var.item @ contrast), 1e4 * float(contrast @ var.seed @ contrast),
+    return PairNoise(unit2 * float(contrast @ var.item @ contrast), unit2 * float(contrast @ var.seed @ contrast),
                      var.df(contrast), _growth(design, a, b))
 
 
