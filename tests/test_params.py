@@ -75,6 +75,9 @@ def test_hash_changes_with_a_parameter_and_not_with_key_order(tmp_path):
     b, _ = _load(tmp_path, "seed: 1\nprune: {sparsity: 0.3}\n" + MINIMAL)
     c, _ = _load(tmp_path, MINIMAL + "prune: {sparsity: 0.4}\nseed: 1\n")
     assert a.hash() == b.hash() != c.hash()
+    # The report's multiplicity adjustment decides no result: results computed before stay current.
+    d, _ = _load(tmp_path, MINIMAL + "prune: {sparsity: 0.3}\nseed: 1\nreport: {multiplicity: bh}\n")
+    assert d.hash() == a.hash() and d.report.multiplicity == "bh"
 
 
 def test_executor_defaults_to_in_process_and_ray_keys_are_read(tmp_path):

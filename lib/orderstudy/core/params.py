@@ -268,6 +268,9 @@ class StudyParams(_Section):
         """
         data = self.model_dump(mode="json", exclude=set(EXECUTION_KEYS) | {"seeds"})
         data["evaluation"]["sample_seed"] = self.sample_seed
+        # How the report adjusts its marks decides no result (and leaves the hash of studies run
+        # before the key existed as it was).
+        data["report"].pop("multiplicity", None)
         return stable_hash(data)
 
     def operation_params(self, op: str) -> BaseModel:
