@@ -55,6 +55,16 @@ size for the MMLU groups; ``evaluation/scores.py``), so it is a stratified mean,
   that interval; it can disagree with the difference's mark in a few cells, since the two are
   different intervals). When A's own interval reaches zero the ratio has no bounded interval:
   none is given, and **no mark**.
+- A continuous metric (``Design.continuous``: a per-document KL divergence, ≥ 0 and unbounded)
+  and any linear contrast of arms on the same items (an interaction, ``s(X>Y) - s(X) - s(Y) +
+  s(base)``): ``contrast_interval``, the paired t interval of the per-item contrast values (the
+  variance above, of those values), in the values' own unit. Values outside [0, 1] on a design of
+  proportions are an error, not a clipped Wilson interval. ``paired_difference`` takes any two
+  models' per-item values.
+- **p-values** (``Estimate.p``, for the multiplicity adjustment, ``multiplicity.py``) invert the
+  interval that gives the mark: one less the largest confidence at which it still excludes zero
+  (MOVER: by bisection on its quantile; Fieller: where it stops being bounded or stops excluding
+  a ratio of 1; t: the t test's), so a mark is exactly ``p < 1 - confidence``.
 - Power: ``detectable_difference``, the smallest true difference at which the mark fires with
   probability ``1 - β``: ``δ = (t_{1-α/2, df} + t_{1-β, df}) · se(δ)``, where ``se(δ)`` grows
   with δ (a paired difference of 0/1 items has more discordant items the larger the true
