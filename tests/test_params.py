@@ -38,6 +38,7 @@ def test_defaults_run_all_sixteen_orderings(tmp_path):
     (MINIMAL + "evaluation: {lawbench_tasks: ['9-9']}\n", "evaluation.lawbench_tasks", "unknown LawBench task '9-9'"),
     ("model: {source: x}\n", "study", "required but missing"),
     (MINIMAL + "device: tpu\n", "device", "'cpu', 'cuda' or 'auto'"),
+    (MINIMAL + "report: {multiplicity: bonferroni}\n", "report.multiplicity", "'holm', 'bh' or 'none'"),
     (MINIMAL + "executor: dask\n", "executor", "'local' or 'ray'"),
     (MINIMAL + "ray: {gpus: 1}\n", "ray.gpus", "unknown key"),
     (MINIMAL + "ray: {gpus_per_task: 0}\n", "ray.gpus_per_task", "greater than 0"),
@@ -74,6 +75,9 @@ def test_hash_changes_with_a_parameter_and_not_with_key_order(tmp_path):
     b, _ = _load(tmp_path, "seed: 1\nprune: {sparsity: 0.3}\n" + MINIMAL)
     c, _ = _load(tmp_path, MINIMAL + "prune: {sparsity: 0.4}\nseed: 1\n")
     assert a.hash() == b.hash() != c.hash()
+    # The report's multiplicity adjustment decides no result: results computed before stay current.
+    d, _ = _load(tmp_path, MINIMAL + "prune: {sparsity: 0.3}\nseed: 1\nreport: {multiplicity: bh}\n")
+    assert d.hash() == a.hash() and d.report.multiplicity == "bh"
 
 
 def test_executor_defaults_to_in_process_and_ray_keys_are_read(tmp_path):

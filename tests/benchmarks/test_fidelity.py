@@ -87,7 +87,7 @@ def test_the_base_against_itself_is_zero_and_a_perturbed_state_is_its_direct_div
     got = [items[source][row["id"]] for source, rows in suite.compared["kl"].items() for row in rows]
     assert got == pytest.approx(direct, rel=1e-4) and min(direct) > 1e-3
     entry = scores["benchmarks"]["kl"]
-    assert entry["score"] == pytest.approx(100 * np.mean(got), abs=1e-5)
+    assert entry["score"] == pytest.approx(np.mean(got), abs=1e-6)   # in nats per token (6 decimals), not percent
     # The reference is kept: computed once per base and suite.
     assert [p.name for p in (suite.tasks_dir / "kl").iterdir()] == ["reference-base-key-top49152.npz"]
 
@@ -127,14 +127,14 @@ def test_a_divergence_gets_a_t_interval_and_its_difference_the_paired_t_interval
     rng = np.random.default_rng(0)
     a = rng.gamma(2.0, 0.05, size=12)
     b = a + rng.normal(0.03, 0.02, size=12).clip(-a)
-    design = intervals.Design(("texts",), np.zeros(12, dtype=int), np.array([1.0]), bounded=False)
+    design = intervals.Design(("texts",), np.zeros(12, dtype=int), np.array([1.0]), continuous=True)
     arm_a, arm_b = (intervals.Arm(x[None, :], np.array([x.mean()])) for x in (a, b))
     score = intervals.score_interval(design, arm_b, 0.95)
     # One task of 12 texts: shrinkage toward the pooled variance changes nothing, the t interval of a mean.
     want = stats.t.interval(0.95, 11, loc=b.mean(), scale=b.std(ddof=1) / np.sqrt(12))
-    assert (score.low, score.high) == pytest.approx((100 * max(want[0], 0), 100 * want[1]), rel=1e-9)
+    assert (score.low, score.high) == pytest.approx(want, rel=1e-9)   # in nats, not percent
     diff = intervals.difference(design, arm_a, arm_b, 0.95)
     d = b - a
     want = stats.t.interval(0.95, 11, loc=d.mean(), scale=d.std(ddof=1) / np.sqrt(12))
-    assert (diff.low, diff.high) == pytest.approx((100 * want[0], 100 * want[1]), rel=1e-9)
+    assert (diff.low, diff.high) == pytest.approx(want, rel=1e-9)
     assert diff.significant == bool(want[0] > 0 or want[1] < 0)

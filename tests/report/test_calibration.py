@@ -9,7 +9,9 @@ and with 3 seeds whose noise differs between orderings. Each check counts, over 
 (one binomial standard error of a 95% coverage is about one point), how often the report's 95%
 intervals of a score, a difference and a change rate hold the truth (an unbounded change-rate
 interval holds it), and how often the mark fires when A and B do not differ; at three
-simulation seeds (800 studies where the checks are tight). With the old pooled item variance (``SHRINKAGE_DF`` infinite) mmlu_law's
+simulation seeds (800 studies where the checks are tight). False marks are held to 7% at each
+seed (one seed's 400 studies put a correct 5% mark above 6% about one run in five) and to 6% over
+the three seeds together. With the old pooled item variance (``SHRINKAGE_DF`` infinite) mmlu_law's
 scores covered 79-81% and stem's concentrated differences drew 11-14% false marks: these fail.
 
 Where a benchmark has few discordant items (mmlu_law: professional_law's few items carry 87% of
@@ -18,6 +20,7 @@ of differences there reaches 99-100% and no interval can be both valid and tight
 of 0/1 scores; those checks bound coverage below and false marks above, not coverage above.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -147,17 +150,33 @@ SCENARIOS = {
 }
 
 
-@pytest.mark.parametrize("simulation_seed", [0, 1, 2])
+SIMULATION_SEEDS = (0, 1, 2)
+# Each scenario's simulations at each seed, run once for the two tests that read them.
+_simulated = functools.lru_cache(maxsize=None)(simulate)
+
+
+@pytest.mark.parametrize("simulation_seed", SIMULATION_SEEDS)
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_intervals_hold_the_truth_and_marks_are_rare_without_a_difference(name, simulation_seed):
     settings, score_bounds, diff_bounds = SCENARIOS[name]
-    found = simulate(**settings, seed=simulation_seed)
+    found = _simulated(**settings, seed=simulation_seed)
     assert score_bounds[0] <= found["score"] <= score_bounds[1], (name, found)
     assert diff_bounds[0] <= found["diff"] <= diff_bounds[1], (name, found)
     assert diff_bounds[0] <= found["rate"] <= diff_bounds[1], (name, found)
     # No true difference: the mark fires on at most 7% of studies, on the difference or on the change
     # rate (nominally 5%; 400 studies put one standard error at 1.1 points: the worst seeds reach 6.5%).
     assert found["mark"] <= 0.07 and found["rate_mark"] <= 0.07, (name, found)
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_over_the_simulation_seeds_together_false_marks_stay_at_most_six_percent(name):
+    # One seed's 400 studies cannot hold a correct 5% mark to 6% (it exceeds 6% about one run in
+    # five: the worst seeds reach 6.5%); the three seeds together (1,200-2,400 studies, one standard
+    # error 0.45-0.63 points) can, and there the mark fires at most 6% of the time.
+    settings = SCENARIOS[name][0]
+    runs = [_simulated(**settings, seed=s) for s in SIMULATION_SEEDS]
+    for key in ("mark", "rate_mark"):
+        assert np.mean([r[key] for r in runs]) <= 0.06, (name, key, [r[key] for r in runs])
 
 
 @pytest.mark.parametrize("kind,items", [("stem", 3), ("lawbench", 3), ("stem", 10)])

@@ -69,7 +69,10 @@ def test_the_heatmap_shows_every_change_rate_of_the_main_table(drawn, finished_s
     cells = [t.get_text() for t in ax.texts]
     failed_row = list(rows["ordering"]).index(finished_study.failed)
     assert cells.count("N/A") == 3 and cells.count("not run") == 3
-    assert f"{expected[0, 0]:+.1f}" in [c.rstrip("*") for c in cells]
+    assert f"{expected[0, 0]:+.1f}" in [c.rstrip("*†") for c in cells]
+    # A cell is marked * where main.csv's change is, and † only where its Holm-adjusted mark holds too.
+    marks = rows[[f"{b}_change_significant_holm" for b in report.study.benchmarks]].fillna(False).to_numpy().ravel()
+    assert [c.endswith("†") for c in cells] == list(marks)
     assert np.isnan(expected[failed_row]).all()
 
 

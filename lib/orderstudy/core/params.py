@@ -129,6 +129,10 @@ class ReportParams(_Section):
     target_change_points: Annotated[float, Field(gt=0.0, le=100.0)] = 5.0
     # A YAML file of claims of your own, added to the packaged ones (report/claims.yaml's format).
     claims_file: str | None = None
+    # How marks are adjusted for the many tests in each family (report/multiplicity.py): holm
+    # (family-wise error, any dependence: the default), bh (Benjamini-Hochberg, false discovery
+    # rate), none (raw marks only). Every table prints the raw mark and, unless none, the adjusted one.
+    multiplicity: Literal["holm", "bh", "none"] = "holm"
 
     @model_validator(mode="before")
     @classmethod
@@ -270,6 +274,9 @@ class StudyParams(_Section):
         """
         data = self.model_dump(mode="json", exclude=set(EXECUTION_KEYS) | {"seeds"})
         data["evaluation"]["sample_seed"] = self.sample_seed
+        # How the report adjusts its marks decides no result (and leaves the hash of studies run
+        # before the key existed as it was).
+        data["report"].pop("multiplicity", None)
         return stable_hash(data)
 
     def operation_params(self, op: str) -> BaseModel:

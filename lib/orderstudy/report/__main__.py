@@ -48,6 +48,19 @@ def _check_reference(args) -> int:
     return 0
 
 
+def _calibrate(args) -> int:
+    from .build import resolve_source
+    from .calibrate import calibration_table, calibration_text
+    from .estimates import estimate
+    from .load import load_study
+
+    source = resolve_source(args.source, outputs_dir=args.outputs_dir)
+    study = load_study(source.paths, source.orderings, source.benchmarks, source.seeds)
+    frame = calibration_table(estimate(study, source.params), studies=args.studies, seed=args.seed)
+    print(calibration_text(frame, source.params.confidence), end="")
+    return 0
+
+
 def _write_notebook(args) -> int:
     from .notebook import write_summary_notebook
 
@@ -84,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
 
     p = commands.add_parser("check-reference", help="print the reference study's changes that its own scores cannot give")
     p.set_defaults(run=_check_reference)
+
+    p = commands.add_parser("calibrate", help="simulate studies shaped like a finished one: do its intervals hold?")
+    p.add_argument("source", help="a params file or an outputs/<study> directory")
+    p.add_argument("--studies", type=int, default=400, help="simulated studies per benchmark (default 400)")
+    p.add_argument("--seed", type=int, default=0, help="the simulation's random seed (default 0)")
+    p.add_argument("--outputs-dir", help="where study outputs live (default: outputs/)")
+    p.set_defaults(run=_calibrate)
 
     p = commands.add_parser("write-notebook", help="regenerate notebooks/summary.ipynb from orderstudy.report.notebook")
     p.set_defaults(run=_write_notebook)

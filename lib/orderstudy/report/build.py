@@ -7,6 +7,7 @@ make. ``source`` is a params file (``params/demo.yaml``) or a study's output dir
     tables/main.csv, main.md                 one row per ordering (main.csv's columns are a contract)
     tables/finetune|prune|quantize.csv, .md  the effect of each operation on each state
     tables/order_effects.csv, .md            the same operations in another order
+    tables/interactions.csv, .md             X then Y beyond X and Y alone: s(X>Y) - s(X) - s(Y) + s(base)
     tables/power.csv, .md                    per benchmark, the smallest change the study can detect
     tables/claims.csv, .md                   the literature's claims about order, tested (claims.yaml)
     figures/change_heatmap.png, .svg
@@ -30,6 +31,7 @@ from . import figures as figs
 from . import labels, markdown
 from .claims import claims_markdown, claims_table, load_claims
 from .estimates import Estimates, estimate
+from .interactions import interaction_markdown, interaction_table
 from .load import Study, load_study
 from .power import power_markdown, power_table
 from .tables import main_table, order_effect_table, transition_tables
@@ -63,6 +65,7 @@ class Report:
     claims: pd.DataFrame = field(repr=False)
     markdown: dict[str, str] = field(repr=False)  # keyed main, F, P, Q, order_effects, power, claims
     files: dict[str, Path] = field(default_factory=dict)  # file name -> path, e.g. "main.csv"
+    interactions: pd.DataFrame | None = field(default=None, repr=False)  # one row per X>Y (interactions.py)
 
     @property
     def figures(self) -> dict[str, Path]:
@@ -112,8 +115,12 @@ def make_report(source: StudySource, language: str | None = None) -> Report:
     texts = {name: text + markdown.capped_note(capped, language) for name, text in texts.items()}
     main["capped_tasks"] = "; ".join(f"{b}:{t}" for b, tasks in capped.items() for t in tasks)
     texts["power"] = power_markdown(power, language, source.params.confidence, source.params.power)
-    texts["claims"] = claims_markdown(claims, study.benchmarks, language, source.params.confidence)
-    return Report(study, est, language, main, transitions, order_effects, power, claims, texts)
+    interactions = interaction_table(est, language)
+    texts["interactions"] = interaction_markdown(interactions, study.benchmarks, language, source.params, notes)
+    texts["claims"] = claims_markdown(claims, study.benchmarks, language, source.params.confidence,
+                                      source.params.multiplicity)
+    return Report(study, est, language, main, transitions, order_effects, power, claims, texts,
+                  interactions=interactions)
 
 
 def csv_text(frame: pd.DataFrame) -> str:
@@ -124,10 +131,11 @@ def csv_text(frame: pd.DataFrame) -> str:
 def write_tables(report: Report, tables_dir: Path) -> dict[str, Path]:
     """Write every table as CSV and Markdown under ``tables_dir``; return the paths by file name."""
     frames = {"main": report.main, **{labels.operation_section(op): t for op, t in report.transitions.items()},
-              "order_effects": report.order_effects, "power": report.power, "claims": report.claims}
+              "order_effects": report.order_effects, "power": report.power, "claims": report.claims,
+              "interactions": report.interactions}
     texts = {"main": report.markdown["main"], **{labels.operation_section(op): report.markdown[op] for op in report.transitions},
              "order_effects": report.markdown["order_effects"], "power": report.markdown["power"],
-             "claims": report.markdown["claims"]}
+             "claims": report.markdown["claims"], "interactions": report.markdown["interactions"]}
     written = {}
     for name, frame in frames.items():
         written[f"{name}.csv"] = write_text(tables_dir / f"{name}.csv", csv_text(frame))

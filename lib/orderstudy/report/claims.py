@@ -12,8 +12,19 @@ ones, paired over items and seeds (``Estimates.contrast``), and judged per bench
 
 ``rule: weaker_first`` (progressive intensity) decides each pair's direction from the study's own
 data, per benchmark: the operation whose drop from the base, applied alone, is smaller is the
-weaker, and the ordering applying it first is expected better. That choice uses the point
-estimates of the two drops; when they tie, the claim makes no prediction there.
+weaker, and the ordering applying it first is expected better; when the drops tie, the claim
+makes no prediction there. A direction taken from the data and then tested on the same data
+favours the claim, so **the items are split** (``Estimates.split_items``: each task's items
+alternate between two halves): the drops are measured on the first half, the claim is tested on
+the second. When a task has too few items for that (fewer than 4), the direction and the test
+use every item and the verdict is **exploratory**: printed as such, and not counted in the
+primary family.
+
+**Multiplicity**: the claims are the study's primary family, every claim on every benchmark
+together (exploratory ones left out); ``<b>_verdict_<method>`` is the verdict after
+``report.multiplicity``'s adjustment (``multiplicity.py``), on the p-value of the same interval
+(``<b>_p``, adjusted ``<b>_p_<method>``): a supported or contradicted claim whose adjusted
+p-value is not below ``1 - confidence`` is not resolved after the adjustment.
 """
 
 from __future__ import annotations
@@ -24,17 +35,18 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from ..core import paths
 from ..core.plan import BASE, format_ordering, parse_ordering
-from . import labels
+from . import labels, multiplicity
 from .estimates import Comparison, Estimates
 from .load import higher_is_better
 
-SUPPORTED, CONTRADICTED, NOT_RESOLVED, NOT_TESTED, NO_PREDICTION = (
-    "supported", "contradicted", "not resolved", "not tested", "no prediction")
+SUPPORTED, CONTRADICTED, NOT_RESOLVED, NOT_TESTED, NO_PREDICTION, EXPLORATORY = (
+    "supported", "contradicted", "not resolved", "not tested", "no prediction", "exploratory")
 
 
 class ClaimsError(ValueError):
@@ -174,22 +186,33 @@ class Finding:
     better: tuple[str, ...]
     worse: tuple[str, ...]
     why: str = ""  # what decided the direction (weaker_first), or why it is not tested
+    exploratory: bool = False  # the direction came from the data the verdict is on (no split possible)
 
 
-def _directions(est: Estimates, claim: Claim, benchmark: str) -> tuple[list[tuple[str, str]], str]:
-    """Return ``[(better, worse)]`` for a weaker_first claim on a benchmark, and how the weaker was chosen."""
+def _directions(est: Estimates, claim: Claim, benchmark: str,
+                items: np.ndarray | None) -> tuple[list[tuple[str, str]], str]:
+    """Return ``[(better, worse)]`` for a weaker_first claim on a benchmark, and how the weaker was chosen.
+
+    ``items``: the half of the items the drops are measured on (item means there); None: every
+    item, the reported scores.
+    """
     drops = {}
     for op in claim.operations:
         missing = est.why_missing(op, benchmark) or est.why_missing(BASE, benchmark)
         if missing:
             return [], missing
         # How much the operation alone harms the score: a drop of an accuracy, a rise of a divergence.
-        drops[op] = (est.score(BASE, benchmark) - est.score(op, benchmark)) * (1 if higher_is_better(benchmark) else -1)
+        sign = 1 if higher_is_better(benchmark) else -1
+        if items is None:
+            drops[op] = sign * (est.score(BASE, benchmark) - est.score(op, benchmark))
+        else:
+            drops[op] = sign * (est.item_mean(BASE, benchmark, items) - est.item_mean(op, benchmark, items))
     x, y = claim.operations
     if drops[x] == drops[y]:
         return [], f"{x} and {y} alone {_harm(benchmark)} equally ({drops[x]:+.2f} points)"
     weaker = x if drops[x] < drops[y] else y
-    why = f"weaker: {weaker} (alone, {_harm(benchmark)} from the base: {x} {drops[x]:+.2f}, {y} {drops[y]:+.2f} points)"
+    on = "on one half of the items, tested on the other" if items is not None else "on every item: exploratory"
+    why = f"weaker: {weaker} (alone, {_harm(benchmark)} from the base: {x} {drops[x]:+.2f}, {y} {drops[y]:+.2f} points, {on})"
     return [(a, b) if _first(a, claim.operations) == weaker else (b, a) for a, b in claim.pairs], why
 
 
@@ -199,11 +222,15 @@ def _harm(benchmark: str) -> str:
 
 def test_claim(est: Estimates, claim: Claim, benchmark: str) -> Finding:
     """Return the verdict of one claim on one benchmark."""
-    why = ""
+    why, tested_on, exploratory = "", None, False
     if claim.rule == "weaker_first":
-        directed, why = _directions(est, claim, benchmark)
+        halves = est.split_items(benchmark)
+        chosen_on, tested_on = halves if halves is not None else (None, None)
+        exploratory = halves is None
+        directed, why = _directions(est, claim, benchmark, chosen_on)
         if not directed:
-            return Finding(claim, benchmark, NO_PREDICTION if "equally" in why else NOT_TESTED, None, (), (), why)
+            return Finding(claim, benchmark, NO_PREDICTION if "equally" in why else NOT_TESTED, None, (), (), why,
+                           exploratory)
         comparisons = [((b,), (w,)) for b, w in directed]
     else:
         comparisons = list(claim.comparisons)
@@ -214,16 +241,16 @@ def test_claim(est: Estimates, claim: Claim, benchmark: str) -> Finding:
     left_out = f"left out: {'; '.join(dict.fromkeys(absent.values()))}" if absent else ""
     why = "; ".join(x for x in (why, left_out) if x)
     if not comparisons:
-        return Finding(claim, benchmark, NOT_TESTED, None, (), (), why)
+        return Finding(claim, benchmark, NOT_TESTED, None, (), (), why, exploratory)
     # The claim's comparisons pooled: the mean of every expected-better side against the mean of every expected-worse one.
     # Each comparison weighs the same in the pool whatever the size of its sides: every side is
     # repeated up to the least common multiple of the sides' sizes.
     size = math.lcm(*(len(side) for pair in comparisons for side in pair))
     better = tuple(o for b, _ in comparisons for o in b * (size // len(b)))
     worse = tuple(o for _, w in comparisons for o in w * (size // len(w)))
-    result = est.contrast(worse, better, benchmark)
+    result = est.contrast(worse, better, benchmark, tested_on)
     if math.isnan(result.diff):
-        return Finding(claim, benchmark, NOT_TESTED, result, better, worse, result.note)
+        return Finding(claim, benchmark, NOT_TESTED, result, better, worse, result.note, exploratory)
     if result.significant is None:
         verdict = NOT_RESOLVED
     elif result.significant:
@@ -231,11 +258,16 @@ def test_claim(est: Estimates, claim: Claim, benchmark: str) -> Finding:
         verdict = SUPPORTED if (result.diff > 0) == higher_is_better(benchmark) else CONTRADICTED
     else:
         verdict = NOT_RESOLVED
-    return Finding(claim, benchmark, verdict, result, better, worse, why)
+    return Finding(claim, benchmark, verdict, result, better, worse, why, exploratory)
 
 
 def claims_table(est: Estimates, claims: list[Claim], language: str = "en") -> pd.DataFrame:
-    """Return one row per claim: its words, source, and per benchmark the difference, interval and verdict."""
+    """Return one row per claim: its words, source, and per benchmark the difference, interval and verdict.
+
+    Per benchmark also the p-value of the verdict's interval (``<b>_p``), whether the verdict is
+    exploratory, and unless ``report.multiplicity`` is ``none`` the adjusted p-value and verdict
+    (``<b>_p_holm``, ``<b>_verdict_holm``): the claims are one family, every benchmark together.
+    """
     rows = []
     for claim in claims:
         row = {"id": claim.id, "claim": claim.words(language), "source": claim.source}
@@ -244,15 +276,44 @@ def claims_table(est: Estimates, claims: list[Claim], language: str = "en") -> p
             c = f.comparison
             row |= {f"{b}_tested": _describe_sides(f, language), f"{b}_diff": c.diff if c else math.nan,
                     f"{b}_diff_ci_low": c.diff_ci[0] if c else math.nan, f"{b}_diff_ci_high": c.diff_ci[1] if c else math.nan,
-                    f"{b}_seeds": c.seeds if c else 0, f"{b}_verdict": f.verdict,
+                    f"{b}_seeds": c.seeds if c else 0, f"{b}_verdict": f.verdict, f"{b}_p": c.p if c else math.nan,
+                    f"{b}_exploratory": f.exploratory,
                     f"{b}_note": "; ".join(x for x in (f.why, *_notes_on_differences(c)) if x)}
         rows.append(row)
-    return pd.DataFrame(rows)
+    return _adjusted_verdicts(pd.DataFrame(rows), est.study.benchmarks, est.params.multiplicity, 1 - est.confidence)
+
+
+def _adjusted_verdicts(frame: pd.DataFrame, benchmarks, method: str, alpha: float) -> pd.DataFrame:
+    """Add ``<b>_p_<method>`` and ``<b>_verdict_<method>``: the claims' one family, exploratory verdicts left out."""
+    if method == "none" or frame.empty:
+        return frame
+    cells = [(i, b) for i in frame.index for b in benchmarks if not frame.at[i, f"{b}_exploratory"]]
+    adjusted = multiplicity.adjust([frame.at[i, f"{b}_p"] for i, b in cells], method)
+    for b in benchmarks:
+        frame[f"{b}_p_{method}"] = math.nan
+    for (i, b), p in zip(cells, adjusted):
+        frame.at[i, f"{b}_p_{method}"] = p
+    for b in benchmarks:
+        verdicts = []
+        for i in frame.index:
+            raw, p = frame.at[i, f"{b}_verdict"], frame.at[i, f"{b}_p_{method}"]
+            if frame.at[i, f"{b}_exploratory"] and raw in (SUPPORTED, CONTRADICTED, NOT_RESOLVED):
+                verdicts.append(EXPLORATORY)
+            elif raw in (SUPPORTED, CONTRADICTED) and not p < alpha:
+                verdicts.append(NOT_RESOLVED)
+            else:
+                verdicts.append(raw)
+        frame[f"{b}_verdict_{method}"] = verdicts
+    return frame
 
 
 def _notes_on_differences(c: Comparison | None) -> list[str]:
     """Return a comparison's notes that concern its difference (a claim shows no change rate)."""
     return [n for n in (c.note.split("; ") if c and c.note else []) if "change rate" not in n and "change-rate" not in n]
+
+
+def _verdict_words(verdict: str, language: str) -> str:
+    return labels.word("verdict_" + verdict.replace(" ", "_"), language)
 
 
 def _describe_sides(f: Finding, language: str) -> str:
@@ -263,9 +324,14 @@ def _describe_sides(f: Finding, language: str) -> str:
     return f"{', '.join(better)} vs {', '.join(worse)}"
 
 
-def claims_markdown(frame: pd.DataFrame, benchmarks, language: str = "en", confidence: float = 0.95) -> str:
-    """Return the claims section's table as Markdown: a row per claim, a verdict with its interval per benchmark."""
-    from .markdown import format_change, pipe_table, _Footnotes
+def claims_markdown(frame: pd.DataFrame, benchmarks, language: str = "en", confidence: float = 0.95,
+                    method: str = "none") -> str:
+    """Return the claims section's table as Markdown: a row per claim, a verdict with its interval per benchmark.
+
+    With an adjustment (``method``) the verdict shown is the adjusted one, followed by the raw one
+    where they differ; an exploratory verdict says so.
+    """
+    from .markdown import _Footnotes, digits, format_change, pipe_table
 
     notes = _Footnotes()
     header = [labels.word("claim", language), labels.word("tested_by", language)]
@@ -275,8 +341,15 @@ def claims_markdown(frame: pd.DataFrame, benchmarks, language: str = "en", confi
         tested = sorted({row[f"{b}_tested"] for b in benchmarks if row[f"{b}_tested"]})
         cells = []
         for b in benchmarks:
-            verdict = labels.word(f"verdict_{row[f'{b}_verdict'].replace(' ', '_')}", language)
-            diff = format_change(row[f"{b}_diff"], row[f"{b}_diff_ci_low"], row[f"{b}_diff_ci_high"], percent=False)
+            raw = row[f"{b}_verdict"]
+            shown = row.get(f"{b}_verdict_{method}", raw) if method != "none" else raw
+            verdict, raw_words = _verdict_words(shown, language), _verdict_words(raw, language)
+            if shown == EXPLORATORY:
+                verdict += f": {raw_words}"
+            elif shown != raw:
+                verdict += f" ({labels.word('unadjusted', language)}: {raw_words})"
+            diff = format_change(row[f"{b}_diff"], row[f"{b}_diff_ci_low"], row[f"{b}_diff_ci_high"], percent=False,
+                                 places=digits(b))
             cell = f"{verdict} {diff}".strip()
             if row[f"{b}_note"]:
                 cell += notes.mark(f"{row['id']}, {labels.benchmark_name(b)}: {row[f'{b}_note']}")
@@ -284,4 +357,7 @@ def claims_markdown(frame: pd.DataFrame, benchmarks, language: str = "en", confi
         claim = f"{row['claim']} ({row['source']})"
         rows.append([claim, "; ".join(tested) or labels.word("not_applicable", language)] + cells)
     legend = labels.word("claims_legend", language).format(confidence=confidence)
+    if method != "none":
+        legend += " " + labels.word("claims_adjusted", language).format(
+            method=labels.word(f"method_{method}", language), family=labels.word("family_claims", language))
     return pipe_table(header, rows) + "\n" + notes.render() + legend + "\n"

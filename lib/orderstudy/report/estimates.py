@@ -55,6 +55,9 @@ class Comparison:
     # The change rate's own (Fieller) interval excludes zero: the mark printed beside that interval.
     # None when it has none (unbounded: the before score is not distinguishable from 0).
     change_significant: bool | None = None
+    # The p-values of those two intervals (intervals.Estimate.p), NaN without one: what multiplicity adjusts.
+    p: float = math.nan
+    change_p: float = math.nan
 
 
 @dataclass
@@ -89,7 +92,7 @@ class Estimates:
         data = self.items.get(benchmark)
         if data is None or ordering not in data.values or any(s not in data.values[ordering] for s in seeds):
             return None
-        by_seed = {s: r.score(benchmark) / 100 for s, r in self.study.runs[ordering].items()}
+        by_seed = {s: r.score(benchmark) / data.design.unit for s, r in self.study.runs[ordering].items()}
         reported = np.array([by_seed[s] for s in seeds])
         # A seeded ordering's own seed-to-seed variance, over the seeds compared (intervals.own_seed_variance).
         seed_variance, seed_df = intervals.own_seed_variance(reported) if data.seeded[ordering] else (0.0, 0.0)
@@ -146,11 +149,14 @@ class Estimates:
         """Return the change of a benchmark's score from ``before`` to ``after``, with paired intervals."""
         return self.contrast((before,), (after,), benchmark)
 
-    def contrast(self, before: tuple[str, ...], after: tuple[str, ...], benchmark: str) -> Comparison:
+    def contrast(self, before: tuple[str, ...], after: tuple[str, ...], benchmark: str,
+                 items: np.ndarray | None = None) -> Comparison:
         """Return the mean score of the orderings ``after`` minus that of ``before``, with paired intervals.
 
         One ordering a side is a plain comparison; several (a claim: quantize-last triples against
-        the others) compare the two groups' means, item by item.
+        the others) compare the two groups' means, item by item. ``items`` (a boolean mask over the
+        benchmark's aligned items, ``split_items``): the comparison on those items alone, its
+        scores their weighted item means (not the reported scores, which are on every item).
         """
         before_name, after_name = " + ".join(before), " + ".join(after)
         nan2 = (math.nan, math.nan)
@@ -161,7 +167,7 @@ class Estimates:
             return Comparison(before_name, after_name, benchmark, b, a, math.nan, nan2, math.nan, nan2, None, "; ".join(missing))
         if set(before) == set(after):
             return Comparison(before_name, after_name, benchmark, b, a, 0.0, (0.0, 0.0), 0.0, (0.0, 0.0), False,
-                              change_significant=False)
+                              change_significant=False, p=1.0, change_p=1.0)
         seeds = tuple(sorted(set.intersection(*(set(self.study.ok_seeds(o)) for o in (*before, *after)))))
         notes = []
         if not seeds:
@@ -171,22 +177,29 @@ class Estimates:
         a = float(np.mean([self._mean_over(o, benchmark, seeds) for o in after])) if seeds else a
         arms_b = [self.arm(o, benchmark, seeds) for o in before] if seeds else [None]
         arms_a = [self.arm(o, benchmark, seeds) for o in after] if seeds else [None]
+        design = self.items[benchmark].design if benchmark in self.items else None
+        if items is not None and design is not None and not any(x is None for x in (*arms_a, *arms_b)):
+            design = Design(design.tasks, design.task_of[items], design.weights, design.continuous)
+            arms_b, arms_a = ([_restricted(x, design, items) for x in arms] for arms in (arms_b, arms_a))
+            b = design.unit * float(np.mean([x.estimate for x in arms_b]))
+            a = design.unit * float(np.mean([x.estimate for x in arms_a]))
         diff, change = a - b, change_rate(a, b)
         diff_ci = change_ci = nan2
         significant, change_significant, se, seed_sd = None, None, math.nan, math.nan
+        p = change_p = math.nan
         if any(x is None for x in (*arms_a, *arms_b)):
             if seeds:
                 notes.append("no interval: per-item scores missing")
-        elif not self.no_interval_reason(benchmark):
-            design = self.items[benchmark].design
+        elif not self.no_interval_reason(benchmark) and not design.too_few_items():
             # Centred on the reported scores (not the item means: LawBench 2-1 is corpus-level).
             arm_b, arm_a = intervals.average(arms_b), intervals.average(arms_a)
             found = intervals.difference(design, arm_b, arm_a, self.confidence)
-            diff_ci, significant, se = (found.low, found.high), found.significant, found.se
+            diff_ci, significant, se, p = (found.low, found.high), found.significant, found.se, found.p
             rate = intervals.change_rate(design, arm_b, arm_a, self.confidence)
             change_ci, change_significant = (rate.low, rate.high), rate.significant
+            change_p = rate.p  # an unbounded interval's too (above 1 - confidence): the family counts it
             if len(seeds) > 1:
-                seed_sd = 100 * float(np.std(arm_a.reported - arm_b.reported, ddof=1))
+                seed_sd = design.unit * float(np.std(arm_a.reported - arm_b.reported, ddof=1))
             if b > 0 and not rate.has_interval:
                 notes.append(f"change-rate interval unbounded: the {before_name} score is not distinguishable from 0")
         if b == 0 and not (from_base(benchmark) and before == (BASE,)):  # a fidelity score is 0 at the base
@@ -195,10 +208,56 @@ class Estimates:
         if partial:
             notes.append("over seeds " + ", ".join(map(str, seeds)) + " only (" + "; ".join(partial) + ")")
         return Comparison(before_name, after_name, benchmark, b, a, diff, diff_ci, change, change_ci, significant,
-                          "; ".join(notes), len(seeds), seed_sd, se, change_significant)
+                          "; ".join(notes), len(seeds), seed_sd, se, change_significant, p, change_p)
+
+    def split_items(self, benchmark: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Return two disjoint halves of a benchmark's items (boolean masks), each task's items alternating between them.
+
+        For a claim whose direction comes from the data: chosen on the first half, tested on the
+        second. None when a task has too few items for the second half to give an interval
+        (``2 · MIN_ITEMS_PER_TASK``), or without per-item scores.
+        """
+        data = self.items.get(benchmark)
+        if data is None or data.design.items_per_task.min() < 2 * intervals.MIN_ITEMS_PER_TASK:
+            return None
+        task_of = data.design.task_of
+        rank = np.array([int(np.sum(task_of[:i] == t)) for i, t in enumerate(task_of)])
+        return rank % 2 == 0, rank % 2 == 1
+
+    def item_mean(self, ordering: str, benchmark: str, items: np.ndarray) -> float:
+        """Return an ordering's weighted item mean on ``items`` (a mask), over its finished seeds; NaN without items."""
+        seeds = self.study.ok_seeds(ordering)
+        arm = self.arm(ordering, benchmark, seeds) if seeds else None
+        if arm is None:
+            return math.nan
+        design = self.items[benchmark].design
+        restricted = Design(design.tasks, design.task_of[items], design.weights, design.continuous)
+        return design.unit * _restricted(arm, restricted, items).estimate
 
     def _mean_over(self, ordering: str, benchmark: str, seeds: tuple[int, ...]) -> float:
         return float(np.mean([self.study.runs[ordering][s].score(benchmark) for s in seeds]))
+
+
+def _restricted(arm: Arm, design: Design, items: np.ndarray) -> Arm:
+    """Return ``arm`` on the masked ``items`` (``design`` already restricted): its scores the weighted item means there."""
+    values = arm.values[:, items]
+    n = np.bincount(design.task_of, minlength=len(design.tasks)).astype(float)
+    means = np.stack([np.bincount(design.task_of, row, minlength=len(design.tasks)) for row in values])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        reported = np.nansum(means / n * design.weights, axis=1) / design.weights[n > 0].sum()
+    seeded = arm.seed_variance > 0
+    return Arm(values, reported, *(intervals.own_seed_variance(reported) if seeded else (0.0, 0.0)))
+
+
+def _continuous(benchmark: str, values: dict[str, dict[int, np.ndarray]]) -> bool:
+    """Return whether a benchmark's item values are a continuous metric, not proportions.
+
+    The registry says so (a benchmark not ``bounded``: a fidelity
+    metric such as a per-document KL divergence, whose score is in its own unit, not percent),
+    or its values do (any outside [0, 1]). Its intervals are then t-type on the per-item values
+    (``intervals.contrast_interval``) instead of Wilson's and MOVER's, which assume proportions.
+    """
+    return not bounded(benchmark) or any(((v < 0) | (v > 1)).any() for by_seed in values.values() for v in by_seed.values())
 
 
 def _align(study: Study, benchmark: str) -> BenchmarkItems | None:
@@ -230,19 +289,19 @@ def _align(study: Study, benchmark: str) -> BenchmarkItems | None:
     # The tasks' weights as the result files give them (equal when they do not), the first run's.
     first = study.runs[next(iter(runs))[0]][next(iter(runs))[1]].benchmarks[benchmark]
     weights = first.weights()
-    design = Design(tuple(tasks), np.array(task_of, dtype=int), np.array([weights.get(t, 0.0) for t in tasks]),
-                    bounded(benchmark))
-    if design.weights.sum() > 0:
-        design = Design(design.tasks, design.task_of, design.weights / design.weights.sum(), design.bounded)
     values: dict[str, dict[int, np.ndarray]] = {}
     for (o, s), items in runs.items():
         values.setdefault(o, {})[s] = np.array([items[t][i] for t, i in order], dtype=float)
+    continuous = _continuous(benchmark, values)
+    design = Design(tuple(tasks), np.array(task_of, dtype=int), np.array([weights.get(t, 0.0) for t in tasks]), continuous)
+    if design.weights.sum() > 0:
+        design = Design(design.tasks, design.task_of, design.weights / design.weights.sum(), continuous)
     seeded = {}
     for o, by_seed in values.items():
         said = study.results[o].seeded
         varies = len(by_seed) > 1 and len({study.runs[o][s].score(benchmark) for s in by_seed}) > 1
         seeded[o] = said if said is not None else varies
-    per_seed = [np.array([study.runs[o][s].score(benchmark) / 100 for s in sorted(by_seed)])
+    per_seed = [np.array([study.runs[o][s].score(benchmark) / design.unit for s in sorted(by_seed)])
                 for o, by_seed in values.items() if seeded[o] and len(by_seed) > 1]
     seed_variance, seed_df = intervals.pooled_seed_variance(per_seed)
     return BenchmarkItems(design, values, seeded, seed_variance, seed_df)

@@ -123,7 +123,10 @@ def change_heatmap(main: pd.DataFrame, benchmarks, language: str = "en") -> Figu
             elif math.isnan(values[i, j]):
                 annot[i, j] = text["missing"]
             else:
-                annot[i, j] = f"{values[i, j]:+.1f}" + ("*" if row[f"{b}_change_significant"] is True else "")
+                # † where the mark holds after the multiplicity adjustment (main.csv's column named for it).
+                adjusted = any(row.get(f"{b}_change_significant_{m}") is True for m in ("holm", "bh"))
+                annot[i, j] = (f"{values[i, j]:+.1f}" + ("*" if row[f"{b}_change_significant"] is True else "")
+                               + ("†" if adjusted else ""))
     finite = np.abs(values[np.isfinite(values)])
     limit = min(max(float(finite.max()) if finite.size else 1.0, 1.0), HEATMAP_LIMIT_PCT)
     frame = pd.DataFrame(values, index=[labels.ordering_label(o, language) for o in rows["ordering"]],
@@ -322,8 +325,9 @@ _CAPTIONS = {
             "score) / base score × 100, in percent: blue cells scored better than the base model, red worse; the "
             "colours saturate at ±100%. A * marks a change whose {confidence} paired interval (over the items, and the "
             "seeds where a study has several) excludes zero, i.e. a change that the choice of sampled items and the "
-            "seed are unlikely to explain; no * where a benchmark has too few items for an interval. N/A: the ordering failed, "
-            "or the base model scored 0."),
+            "seed are unlikely to explain; no * where a benchmark has too few items for an interval; *† where the mark "
+            "still holds after the adjustment for the many changes against the base on that benchmark "
+            "(report.multiplicity). N/A: the ordering failed, or the base model scored 0."),
         "score_vs_size": (
             "**Score against size on disk.** One panel per benchmark; one point per ordering. A score is the percent "
             "of the benchmark's sampled items answered right (LawBench: its own per-task metric, averaged over its tasks; "
@@ -344,8 +348,8 @@ _CAPTIONS = {
     "zh": {
         "change_heatmap": (
             "**各顺序相对原始模型的变化率。** 每行一个顺序（A → B：先 A 后 B），每列一个基准。格中数值为变化率 (得分 − 原始得分) / "
-            "原始得分 × 100（%）：蓝色优于原始模型，红色较差，颜色在 ±100% 处饱和。* 表示其 {confidence} 配对区间（对题目及种子）不含零；题目太少、无法给出区间的基准不标 *。"
-            "不适用：该顺序失败，或原始模型得分为 0。"),
+            "原始得分 × 100（%）：蓝色优于原始模型，红色较差，颜色在 ±100% 处饱和。* 表示其 {confidence} 配对区间（对题目及种子）不含零；题目太少、无法给出区间的基准不标 *；*† 表示"
+            "经同一基准上相对原始模型全部变化的多重比较校正（report.multiplicity）后仍成立。不适用：该顺序失败，或原始模型得分为 0。"),
         "score_vs_size": (
             "**得分与磁盘大小。** 每个基准一幅，每个顺序一点；误差线为对题目（及种子）的 {confidence} Wilson 区间。圈出并以红色阶梯线相连的点"
             "构成帕累托前沿：没有其他顺序既更小又更好。落在同一点的顺序共用一个标签；离点较远的标签以细线连到其点。"

@@ -55,6 +55,16 @@ size for the MMLU groups; ``evaluation/scores.py``), so it is a stratified mean,
   that interval; it can disagree with the difference's mark in a few cells, since the two are
   different intervals). When A's own interval reaches zero the ratio has no bounded interval:
   none is given, and **no mark**.
+- A continuous metric (``Design.continuous``: a per-document KL divergence, ≥ 0 and unbounded)
+  and any linear contrast of arms on the same items (an interaction, ``s(X>Y) - s(X) - s(Y) +
+  s(base)``): ``contrast_interval``, the paired t interval of the per-item contrast values (the
+  variance above, of those values), in the values' own unit. Values outside [0, 1] on a design of
+  proportions are an error, not a clipped Wilson interval. ``paired_difference`` takes any two
+  models' per-item values.
+- **p-values** (``Estimate.p``, for the multiplicity adjustment, ``multiplicity.py``) invert the
+  interval that gives the mark: one less the largest confidence at which it still excludes zero
+  (MOVER: by bisection on its quantile; Fieller: where it stops being bounded or stops excluding
+  a ratio of 1; t: the t test's), so a mark is exactly ``p < 1 - confidence``.
 - Power: ``detectable_difference``, the smallest true difference at which the mark fires with
   probability ``1 - β``: ``δ = (t_{1-α/2, df} + t_{1-β, df}) · se(δ)``, where ``se(δ)`` grows
   with δ (a paired difference of 0/1 items has more discordant items the larger the true
@@ -75,7 +85,7 @@ a task: up to 100%, its score is professional_law's 3 items), differences and ch
 least 93% and at 10 or more items of stem and LawBench at most 98.5%; at 3 items a task, and
 on mmlu_law, the paired intervals err wide (up to 100%: with one or two discordant items
 expected, no valid interval is tighter). Without a difference the marks fire on 0-6.5% of
-studies (nominally 5%). At the reported minimum detectable change they fire 75-85% of the time
+studies at one simulation seed, at most 5.8% over the three together (nominally 5%). At the reported minimum detectable change they fire 75-85% of the time
 (for 80% power); the former ``(t + t) · se`` at the observed se was reached 55-70% of the time.
 
 **No interval** from a benchmark with a task of fewer than 2 items: one item says nothing about
@@ -101,9 +111,15 @@ class Design:
     tasks: tuple[str, ...]
     task_of: np.ndarray  # (items,) index into tasks
     weights: np.ndarray  # (tasks,) summing to 1
-    # Item scores in [0, 1] (Wilson and MOVER intervals); False: any value >= 0, a divergence,
-    # whose score and difference get the t interval ``estimate ± t·se`` on the same variance.
-    bounded: bool = True
+    # Item values that are not proportions (a fidelity metric: KL divergence in nats, >= 0 and
+    # unbounded): their intervals are t-type on the per-item values (``contrast_interval``), in the
+    # values' own unit; proportions (0/1 or partial credit in [0, 1]) get Wilson and MOVER, in percent.
+    continuous: bool = False
+
+    @property
+    def unit(self) -> float:
+        """Return what an item value is multiplied by to be in the reported unit: 100 (percent) or 1."""
+        return 1.0 if self.continuous else 100.0
 
     @property
     def items_per_task(self) -> np.ndarray:
@@ -212,6 +228,9 @@ class Estimate:
     se: float = math.nan
     df: float = math.nan
     significant: bool | None = None  # the interval excludes zero (differences and change rates); None: no interval
+    # The p-value of the same interval: 1 - the largest confidence at which it still excludes zero
+    # (``significant`` is ``p < 1 - confidence``); what the multiplicity adjustment works on.
+    p: float = math.nan
 
     @property
     def has_interval(self) -> bool:
@@ -269,7 +288,7 @@ def _as_matrices(triples: np.ndarray) -> np.ndarray:
     return np.stack([np.stack([aa, ab], axis=-1), np.stack([ab, bb], axis=-1)], axis=-2)
 
 
-def _variance(design: Design, a: Arm, b: Arm) -> _Variance:
+def _variance(design: Design, a: Arm, b: Arm, correct: bool = True) -> _Variance:
     """Return the (co)variance of the two arms' estimates (means over items and seeds), by part.
 
     Items (the stratified estimator): each task's within-task (co)variance ``S_t`` of the
@@ -301,7 +320,7 @@ def _variance(design: Design, a: Arm, b: Arm) -> _Variance:
     shrunk = share * own + (1.0 - share) * pooled[:, None]
     coefficients = w2n * share + nu / nu.sum() * float(np.sum(w2n * (1.0 - share)))
     item = _as_matrices((shrunk * w2n).sum(axis=1)[:, None])[0]
-    binary = all(np.isin(x.values, (0.0, 1.0)).all() for x in (a, b))
+    binary = correct and all(np.isin(x.values, (0.0, 1.0)).all() for x in (a, b))
     correction = design.variance_factor / (2.0 * max(design.effective_items - 1.0, 1.0)) if binary else 0.0
     if item[0, 1] > 0:
         item[0, 1] = item[1, 0] = max(item[0, 1] - correction, 0.0)
@@ -348,12 +367,11 @@ def score_interval(design: Design, arm: Arm, confidence: float) -> Estimate:
     """Return an arm's score (percent) with its Wilson interval; no interval when a task has fewer than 2 items."""
     p = arm.estimate
     if design.too_few_items():
-        return Estimate(100 * p)
+        return Estimate(design.unit * p)
+    if _continuous(design, arm):
+        return contrast_interval(design, [arm], [1.0], confidence)
     var = _variance(design, arm, arm)
     df = var.df(np.array([1.0, 0.0]))
-    if not design.bounded:
-        half = _quantile(confidence, df) * math.sqrt(max(float(var.total[0, 0]), 0.0))
-        return Estimate(100 * p, 100 * max(p - half, 0.0), 100 * (p + half), 100 * math.sqrt(var.total[0, 0]), df)
     low, high = wilson(min(max(p, 0.0), 1.0), float(var.total[0, 0]), _quantile(confidence, df), design.effective_items)
     # The Wilson interval holds p; min/max keep rounding from putting p a hair outside it.
     return Estimate(100 * p, min(100 * low, 100 * p), max(100 * high, 100 * p), 100 * math.sqrt(var.total[0, 0]), df)
@@ -381,30 +399,137 @@ def mover(pa: float, a_interval: tuple[float, float], pb: float, b_interval: tup
     return low, high
 
 
+def _continuous(design: Design, *arms: Arm) -> bool:
+    """Return whether the arms' item values are a continuous metric; values outside [0, 1] on a proportion design are an error."""
+    if design.continuous:
+        return True
+    outside = [x for x in arms if ((x.values < 0) | (x.values > 1)).any()]
+    if outside:
+        raise ValueError(f"item values outside [0, 1] (from {float(outside[0].values.min()):g} to "
+                         f"{float(outside[0].values.max()):g}) on a design of proportions: a metric such as a KL "
+                         "divergence needs Design(..., continuous=True), whose intervals do not assume proportions")
+    return False
+
+
+def _p_from_t(value: float, se: float, df: float) -> float:
+    if se > 0:
+        return float(2 * stats.t.sf(abs(value) / se, df))
+    return 1.0 if value == 0 else 0.0
+
+
+def contrast_interval(design: Design, arms: list[Arm], coefficients, confidence: float) -> Estimate:
+    """Return ``sum_k c_k · arm_k`` (in the design's unit) with a paired t interval on the per-item contrast values.
+
+    The arms are on the same items (and seeds): each item's contrast ``sum_k c_k x_k,i`` is one
+    value, so the interval clusters by item, and its variance is the stratified one of those
+    values (``_variance``: each task its own, shrunk; with several seeds the contrast's own
+    per-seed spread); ``estimate ± t_df · se`` with Satterthwaite's degrees of freedom. This is
+    the interval of a continuous metric's difference (``difference`` with ``Design.continuous``)
+    and of an interaction, ``s(X>Y) - s(X) - s(Y) + s(base)``, for any item values; with 0/1
+    items and few items a task it is approximate (the calibration covers proportions' own paths).
+    """
+    coefficients = np.asarray(coefficients, dtype=float)
+    values = np.tensordot(coefficients, np.stack([x.values for x in arms]), axes=1)
+    reported = np.tensordot(coefficients, np.stack([x.reported for x in arms]), axes=1)
+    value = design.unit * float(reported.mean())
+    if design.too_few_items():
+        return Estimate(value)
+    seeded = any(x.seed_variance > 0 for x in arms) and reported.size > 1
+    arm = Arm(values, reported, *(own_seed_variance(reported) if seeded else (0.0, 0.0)))
+    var = _variance(design, arm, arm, correct=False)
+    df = var.df(np.array([1.0, 0.0]))
+    se = design.unit * math.sqrt(max(float(var.total[0, 0]), 0.0))
+    half = _quantile(confidence, df) * se
+    p = _p_from_t(value, se, df)
+    return Estimate(value, value - half, value + half, se, df, bool(p < 1 - confidence), p)
+
+
+def paired_difference(values_a, values_b, confidence: float = 0.95, task_of=None, weights=None,
+                      continuous: bool = True) -> Estimate:
+    """Return ``B - A`` with its paired interval from any per-item values (items,) or (seeds, items) of two models.
+
+    ``task_of`` (items,) and ``weights`` (tasks,) group the items into weighted tasks (default:
+    one task). ``continuous`` (default): a t interval on the per-item differences in the values'
+    own unit (a per-document KL divergence, a flip indicator read as a mean); ``False``: the
+    values are proportions in [0, 1] and the difference is in points with the paired MOVER interval.
+
+    One task of items is the textbook paired t interval: mean 0.55, sd 0.129, ``t_{0.975, 3} = 3.182``.
+
+    >>> d = paired_difference([0.0, 0.0, 0.0, 0.0], [0.5, 0.7, 0.4, 0.6])
+    >>> round(d.value, 3), round(d.low, 3), round(d.high, 3), d.significant
+    (0.55, 0.345, 0.755, True)
+    """
+    a, b = (np.atleast_2d(np.asarray(v, dtype=float)) for v in (values_a, values_b))
+    if a.shape != b.shape:
+        raise ValueError(f"paired_difference: the two models' values must be on the same items and seeds, "
+                         f"got shapes {a.shape} and {b.shape}")
+    items = a.shape[1]
+    task_of = np.zeros(items, dtype=int) if task_of is None else np.asarray(task_of, dtype=int)
+    tasks = int(task_of.max()) + 1
+    weights = np.full(tasks, 1.0 / tasks) if weights is None else np.asarray(weights, dtype=float) / np.sum(weights)
+    design = Design(tuple(f"t{i}" for i in range(tasks)), task_of, weights, continuous)
+    n = design.items_per_task
+
+    def arm(values):
+        reported = np.array([weights @ (np.bincount(task_of, row, minlength=tasks) / n) for row in values])
+        return Arm(values, reported, *own_seed_variance(reported))
+
+    return difference(design, arm(a), arm(b), confidence)
+
+
+def _mover_interval(design: Design, var: _Variance, pa: float, pb: float, q: float) -> tuple[float, float]:
+    v = var.total
+    wa = wilson(pa, float(v[0, 0]), q, design.effective_items)
+    wb = wilson(pb, float(v[1, 1]), q, design.effective_items)
+    r = float(v[0, 1] / math.sqrt(v[0, 0] * v[1, 1])) if v[0, 0] > 0 and v[1, 1] > 0 else 0.0
+    return mover(pa, wa, pb, wb, r)
+
+
+def _mover_p(design: Design, var: _Variance, pa: float, pb: float, shift: float, df: float) -> float:
+    """Return the p-value of the MOVER interval: ``2 t_df(-q*)`` for the quantile ``q*`` at which it just touches zero."""
+    d = pb - pa + shift
+
+    def excludes(q):
+        low, high = _mover_interval(design, var, pa, pb, q)
+        return low + shift > 0 or high + shift < 0
+
+    if d == 0 or not excludes(1e-9):
+        return 1.0
+    low, high = 0.0, 1.0
+    while excludes(high):
+        low, high = high, 2 * high
+        if high > 1e4:
+            return float(2 * stats.t.sf(high, df))
+    for _ in range(60):  # the interval widens with q: bisect where it reaches zero
+        middle = (low + high) / 2
+        low, high = (middle, high) if excludes(middle) else (low, middle)
+    return float(2 * stats.t.sf((low + high) / 2, df))
+
+
 def difference(design: Design, a: Arm, b: Arm, confidence: float) -> Estimate:
-    """Return ``B - A`` in points with its paired MOVER interval; significant when the interval excludes zero."""
+    """Return ``B - A`` in points with its paired MOVER interval; significant when the interval excludes zero.
+
+    Continuous item values (``Design.continuous``) take ``contrast_interval``, in their own unit.
+    """
     pa, pb = a.estimate, b.estimate
     d = pb - pa
     if design.too_few_items():
-        return Estimate(100 * d)
+        return Estimate(design.unit * d)
+    if _continuous(design, a, b):
+        return contrast_interval(design, [a, b], [-1.0, 1.0], confidence)
     var = _variance(design, a, b)
     contrast = np.array([-1.0, 1.0])
     df = var.df(contrast)
     q = _quantile(confidence, df)
     v = var.total
-    if not design.bounded:
-        se = math.sqrt(max(float(contrast @ v @ contrast), 0.0))
-        low, high = d - q * se, d + q * se
-        return Estimate(100 * d, 100 * low, 100 * high, 100 * se, df, bool(low > 0 or high < 0))
     pa, pb = min(max(pa, 0.0), 1.0), min(max(pb, 0.0), 1.0)
-    wa = wilson(pa, float(v[0, 0]), q, design.effective_items)
-    wb = wilson(pb, float(v[1, 1]), q, design.effective_items)
-    r = float(v[0, 1] / math.sqrt(v[0, 0] * v[1, 1])) if v[0, 0] > 0 and v[1, 1] > 0 else 0.0
-    low, high = mover(pa, wa, pb, wb, r)
+    low, high = _mover_interval(design, var, pa, pb, q)
     # Clipping a score into [0, 1] must not move the interval off the estimate.
-    low, high = low + (d - (pb - pa)), high + (d - (pb - pa))
+    shift = d - (pb - pa)
+    low, high = low + shift, high + shift
     se = math.sqrt(max(float(contrast @ v @ contrast), 0.0))
-    return Estimate(100 * d, 100 * low, 100 * high, 100 * se, df, bool(low > 0 or high < 0))
+    p = _mover_p(design, var, pa, pb, shift, df)
+    return Estimate(100 * d, 100 * low, 100 * high, 100 * se, df, bool(low > 0 or high < 0), p)
 
 
 def change_rate(design: Design, a: Arm, b: Arm, confidence: float) -> Estimate:
@@ -415,6 +540,7 @@ def change_rate(design: Design, a: Arm, b: Arm, confidence: float) -> Estimate:
     value = 100 * (pb / pa - 1)
     if design.too_few_items():
         return Estimate(value)
+    _continuous(design, a, b)  # a continuous metric's rate is Fieller's too; values outside [0, 1] need it declared
     var = _variance(design, a, b)
     v = var.total
     ratio = pb / pa
@@ -432,7 +558,12 @@ def change_rate(design: Design, a: Arm, b: Arm, confidence: float) -> Estimate:
     low, high = min(100 * (roots[0] - 1), value), max(100 * (roots[1] - 1), value)  # Fieller's holds B/A
     se = 100 / pa * math.sqrt(max(float(np.array([-ratio, 1.0]) @ v @ np.array([-ratio, 1.0])), 0.0))
     # The mark is this interval's own (it is what the table prints beside the rate), not the difference's.
-    return Estimate(value, low, high, se, df, bool(low > 0 or high < 0))
+    # Its p-value inverts the same interval: it is bounded while q < A / sd(A), and excludes a ratio
+    # of 1 while q < |B - A| / sd(B - A); the larger confidence at which both hold is where it stops.
+    sd_a, sd_d = math.sqrt(max(float(v[0, 0]), 0.0)), math.sqrt(max(float(v[0, 0] - 2 * v[0, 1] + v[1, 1]), 0.0))
+    q_star = min(pa / sd_a if sd_a > 0 else math.inf, abs(pb - pa) / sd_d if sd_d > 0 else (math.inf if pb != pa else 0.0))
+    p = float(2 * stats.t.sf(q_star, df)) if pb != pa else 1.0
+    return Estimate(value, low, high, se, df, bool(low > 0 or high < 0), p)
 
 
 def detectable_difference(se_points: float, df: float, confidence: float, power: float, growth: float = 0.0) -> float:
@@ -485,25 +616,28 @@ class PairNoise:
 
 
 def _growth(design: Design, a: Arm, b: Arm) -> float:
+    if design.continuous:
+        return 0.0  # a continuous metric's spread is not a proportion's, which grows with the change
     binary = all(np.isin(x.values, (0.0, 1.0)).all() for x in (a, b))
     return (GROWTH_BINARY if binary else GROWTH_PARTIAL) * design.variance_factor
 
 
 def pair_noise(design: Design, a: Arm, b: Arm) -> PairNoise:
-    """Return the variance of ``B - A`` split into its items' and seeds' parts, in points².
+    """Return the variance of ``B - A`` split into its items' and seeds' parts, in points² (a continuous metric: its unit²).
 
     Works with one item a task too (for planning only): the spread of all items around their
     benchmark's mean then stands in for the within-task spread, which overstates it.
     """
     contrast = np.array([-1.0, 1.0])
+    unit2 = design.unit**2  # points² for proportions, the metric's own unit² for a continuous one
     if design.too_few_items():
         diffs = b.values.mean(axis=0) - a.values.mean(axis=0)
         item = float(np.var(diffs, ddof=1)) * design.variance_factor if diffs.size > 1 else math.nan
         seeds = a.reported.size
         seed = float(np.var(b.reported - a.reported, ddof=1)) / seeds if seeds > 1 else 0.0
-        return PairNoise(1e4 * item, 1e4 * seed, float(diffs.size - 1), _growth(design, a, b))
+        return PairNoise(unit2 * item, unit2 * seed, float(diffs.size - 1), _growth(design, a, b))
     var = _variance(design, a, b)
-    return PairNoise(1e4 * float(contrast @ var.item @ contrast), 1e4 * float(contrast @ var.seed @ contrast),
+    return PairNoise(unit2 * float(contrast @ var.item @ contrast), unit2 * float(contrast @ var.seed @ contrast),
                      var.df(contrast), _growth(design, a, b))
 
 

@@ -96,6 +96,33 @@ _WORDS = {
             "(both 0 everywhere, say): their SE is 0 and says nothing of how items vary. Items per task for "
             "{target:g} points: the same number in every task, from the observed variance (a projection)."
         ),
+        "adjusted_mark": (
+            "† the mark still holds after the {method} adjustment for the many tests of its family, {family} "
+            "(report.multiplicity; a * without † is unadjusted, and chance alone gives some)."
+        ),
+        "method_holm": "Holm (family-wise error)",
+        "method_bh": "Benjamini-Hochberg (false discovery rate)",
+        "family_base": "the changes against the base on the same benchmark",
+        "family_operation": "this operation's effects on the same benchmark (differences and change rates each a family)",
+        "family_order": "the order effects on the same benchmark",
+        "family_interaction": "the interactions on the same benchmark",
+        "family_claims": "every claim on every benchmark (the study's primary family)",
+        "verdict_exploratory": "exploratory",
+        "claims_adjusted": (
+            "Verdicts after the {method} adjustment within {family}; where it changes a verdict the unadjusted one "
+            "follows in brackets. Exploratory: the claim's direction was taken from the same items it is tested "
+            "on (too few items a task to split them), so it is not counted in the family."
+        ),
+        "unadjusted": "unadjusted",
+        "interactions": "Interactions: the effect of X then Y beyond the two effects alone",
+        "interaction_pair": "X → Y",
+        "interaction_col": "interaction",
+        "interaction_legend": (
+            "Interaction: s(X → Y) − s(X) − s(Y) + s(base), in points: what applying X then Y does beyond the sum "
+            "of what X and Y do alone (negative: the damage compounds). Its {confidence:.0%} interval is a paired t "
+            "interval on the per-item values of that contrast (the four states share items and seeds); * the "
+            "interval excludes zero."
+        ),
         "claims_title": "What the literature says, and what this study shows",
         "power_title": "What this study can detect",
         "claim": "Claim (source)",
@@ -172,6 +199,24 @@ _WORDS = {
             "低于该值的顺序效应本研究无法分辨，无论其方向。标准误：在本研究的顺序效应配对（或与原始模型的比较）上的均方根，"
             "含题目与种子；两个顺序在每道题上得分都相同的配对（例如都为 0）标准误为 0，不反映题目的变异，不计入。"
             "检测 {target:g} 点所需题目数：每个任务相同数量，由观测方差推算（仅为估计）。"
+        ),
+        "adjusted_mark": "† 经 {method} 多重比较校正（所在检验族：{family}）后标记仍成立（report.multiplicity；仅 * 无 † 为未校正，偶然也会出现）。",
+        "method_holm": "Holm（族错误率）",
+        "method_bh": "Benjamini-Hochberg（错误发现率）",
+        "family_base": "同一基准上相对原始模型的全部变化",
+        "family_operation": "同一基准上该操作的全部效应（差值与变化率各为一族）",
+        "family_order": "同一基准上的全部顺序效应",
+        "family_interaction": "同一基准上的全部交互作用",
+        "family_claims": "全部论断在全部基准上的检验（本研究的主要检验族）",
+        "verdict_exploratory": "探索性",
+        "claims_adjusted": "结论为经 {method} 校正后的结论（检验族：{family}）；校正改变结论时括号内给出未校正结论。探索性：论断的方向取自其检验所用的同一批题目（每任务题目太少，无法拆分），不计入检验族。",
+        "unadjusted": "未校正",
+        "interactions": "交互作用：先 X 后 Y 超出两者单独效应之和的部分",
+        "interaction_pair": "X → Y",
+        "interaction_col": "交互作用",
+        "interaction_legend": (
+            "交互作用：s(X → Y) − s(X) − s(Y) + s(原始模型)（点）：先 X 后 Y 超出 X 与 Y 单独效应之和的部分（负值：损失叠加）。"
+            "其 {confidence:.0%} 区间为该对比逐题值上的配对 t 区间（四个状态共享题目与种子）；* 区间不含零。"
         ),
         "claims_title": "文献怎么说，本研究显示什么",
         "power_title": "本研究能检测到多大的变化",

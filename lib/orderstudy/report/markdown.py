@@ -19,7 +19,7 @@ import pandas as pd
 from ..core.params import ReportParams
 from ..core.plan import BASE
 from . import labels
-from .load import NOT_RUN, from_base
+from .load import NOT_RUN, from_base, unit
 
 _SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
@@ -41,28 +41,38 @@ def format_size(size_bytes) -> str:
     raise AssertionError("unreachable")
 
 
-def _interval(low, high, signed: bool) -> str:
+def digits(benchmark: str) -> int:
+    """Return the decimals a benchmark's numbers are printed with: 2 for percent and points, 3 for a divergence in nats."""
+    return 2 if unit(benchmark) == "%" else 3
+
+
+def _interval(low, high, signed: bool, places: int = 2) -> str:
     if is_missing(low) or is_missing(high):
         return ""
-    spec = "+.2f" if signed else ".2f"
+    spec = f"+.{places}f" if signed else f".{places}f"
     return f" [{low:{spec}}, {high:{spec}}]"
 
 
-def format_score(score, low=math.nan, high=math.nan, seed_sd=math.nan) -> str:
+def format_score(score, low=math.nan, high=math.nan, seed_sd=math.nan, places: int = 2) -> str:
     """Return ``15.53 [12.10, 18.95]``, or ``15.53 ±0.40 [12.10, 18.95]`` with a spread over seeds (parts left out when missing)."""
     if is_missing(score):
         return ""
-    spread = "" if is_missing(seed_sd) else f" ±{seed_sd:.2f}"
-    return f"{score:.2f}{spread}{_interval(low, high, signed=False)}"
+    spread = "" if is_missing(seed_sd) else f" ±{seed_sd:.{places}f}"
+    return f"{score:.{places}f}{spread}{_interval(low, high, signed=False, places=places)}"
 
 
-def format_change(value, low=math.nan, high=math.nan, significant=None, *, percent: bool, seed_sd=math.nan) -> str:
-    """Return a signed change with its interval: ``+97.83% [+50.12, +140.20]*``, or ``-2.08 [-3.10, -1.05] sd 0.40``."""
+def format_change(value, low=math.nan, high=math.nan, significant=None, *, percent: bool, seed_sd=math.nan,
+                  adjusted=None, places: int = 2) -> str:
+    """Return a signed change with its interval: ``+97.83% [+50.12, +140.20]*``, or ``-2.08 [-3.10, -1.05] sd 0.40``.
+
+    ``adjusted``: the mark after the multiplicity adjustment; ``*†`` when it holds too.
+    """
     if is_missing(value):
         return ""
-    mark = "*" if significant is True else ""
-    spread = "" if is_missing(seed_sd) else f" sd {seed_sd:.2f}"
-    return f"{value:+.2f}{'%' if percent else ''}{_interval(low, high, signed=True)}{mark}{spread}"
+    mark = ("*" if significant is True else "") + ("†" if adjusted is True else "")
+    places = 2 if percent else places   # a change rate is always in percent
+    spread = "" if is_missing(seed_sd) else f" sd {seed_sd:.{places}f}"
+    return f"{value:+.{places}f}{'%' if percent else ''}{_interval(low, high, signed=True, places=places)}{mark}{spread}"
 
 
 def pipe_table(header: list[str], rows: list[list[str]]) -> str:
@@ -96,13 +106,24 @@ class _Footnotes:
         return "".join(f"{str(i).translate(_SUPERSCRIPTS)} {text}\n" for i, text in enumerate(self.texts, 1))
 
 
-def _legend(language: str, params: ReportParams) -> str:
+def _legend(language: str, params: ReportParams, family: str = "") -> str:
+    """Return the legend under a table; ``family`` (``base``, ``operation``, ``order``, ...) names the marks' family."""
+    adjusted = ""
+    if family and params.multiplicity != "none":
+        adjusted = " " + adjusted_legend(language, params.multiplicity, family)
     return (
         labels.word("interval_note", language).format(confidence=params.confidence)
         + " "
         + labels.word("significant", language).format(confidence=params.confidence)
+        + adjusted
         + "\n"
     )
+
+
+def adjusted_legend(language: str, method: str, family: str) -> str:
+    """Return the legend's sentence on ``†``: which adjustment, within which family (``multiplicity.py``)."""
+    return labels.word("adjusted_mark", language).format(method=labels.word(f"method_{method}", language),
+                                                         family=labels.word(f"family_{family}", language))
 
 
 def _benchmark_notes(notes: _Footnotes, interval_notes: dict[str, str] | None, language: str) -> None:
@@ -159,14 +180,15 @@ def main_markdown(main: pd.DataFrame, benchmarks, language: str = "en", params: 
                 label += notes.mark(_failure_text(row, language))
             rows.append([label] + [filler] * (len(header) - 1))
             continue
-        scores = [format_score(row[b], row[f"{b}_ci_low"], row[f"{b}_ci_high"], row.get(f"{b}_seed_sd", math.nan))
+        scores = [format_score(row[b], row[f"{b}_ci_low"], row[f"{b}_ci_high"], row.get(f"{b}_seed_sd", math.nan), digits(b))
                   for b in benchmarks]
         if row["ordering"] == BASE:
             changes = ["0.00%"] * len(rated)  # as the reference prints it
         else:
             changes = [
                 format_change(row[f"{b}_change_pct"], row[f"{b}_change_ci_low"], row[f"{b}_change_ci_high"],
-                              row[f"{b}_change_significant"], percent=True) or na
+                              row[f"{b}_change_significant"], percent=True,
+                              adjusted=row.get(f"{b}_change_significant_{params.multiplicity}")) or na
                 for b in rated
             ]
         if row.get("note"):
@@ -180,11 +202,12 @@ def main_markdown(main: pd.DataFrame, benchmarks, language: str = "en", params: 
     parts = "; ".join(f"{labels.benchmark_name(b)} {labels.aggregation(how, language)}"
                       for b, how in (aggregations or {}).items() if how)
     aggregated = labels.word("aggregation_note", language).format(parts=parts) + "\n" if parts else ""
-    return (pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params) + aggregated
+    return (pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params, "base") + aggregated
             + labels.word("size_note", language) + "\n")
 
 
-def _pair_rows(frame: pd.DataFrame, benchmarks, language: str, columns, notes: _Footnotes, name_of) -> list[list[str]]:
+def _pair_rows(frame: pd.DataFrame, benchmarks, language: str, columns, notes: _Footnotes, name_of,
+               method: str = "none") -> list[list[str]]:
     na = labels.word("not_applicable", language)
     rows = []
     for _, row in frame.iterrows():
@@ -198,10 +221,12 @@ def _pair_rows(frame: pd.DataFrame, benchmarks, language: str, columns, notes: _
                 if kind == "diff":
                     text = format_change(row[f"{b}_diff"], row[f"{b}_diff_ci_low"], row[f"{b}_diff_ci_high"],
                                          row.get(f"{b}_diff_significant"), percent=False,
-                                         seed_sd=row.get(f"{b}_seed_sd", math.nan))
+                                         seed_sd=row.get(f"{b}_seed_sd", math.nan),
+                                         adjusted=row.get(f"{b}_diff_significant_{method}"), places=digits(b))
                 else:
                     text = format_change(row[f"{b}_change_pct"], row[f"{b}_change_ci_low"], row[f"{b}_change_ci_high"],
-                                         row[f"{b}_change_significant"], percent=True)
+                                         row[f"{b}_change_significant"], percent=True,
+                                         adjusted=row.get(f"{b}_change_significant_{method}"))
                 cells.append(text or filler)
         rows.append([label] + name_of(row) + cells)
     return rows
@@ -216,9 +241,9 @@ def transition_markdown(frame: pd.DataFrame, operation: str, benchmarks, languag
     for b in benchmarks:
         name = labels.benchmark_name(b)
         header += [f"{name} {labels.word('change', language)}", f"{name} {labels.word('change_pct', language)}"]
-    rows = _pair_rows(frame, benchmarks, language, ("diff", "change_pct"), notes, lambda row: [])
+    rows = _pair_rows(frame, benchmarks, language, ("diff", "change_pct"), notes, lambda row: [], params.multiplicity)
     caption = labels.operation_title(operation, language)
-    return f"{caption}\n\n" + pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params)
+    return f"{caption}\n\n" + pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params, "operation")
 
 
 def order_effect_markdown(frame: pd.DataFrame, benchmarks, language: str = "en", params: ReportParams | None = None,
@@ -232,7 +257,8 @@ def order_effect_markdown(frame: pd.DataFrame, benchmarks, language: str = "en",
     _benchmark_notes(notes, interval_notes, language)
     header = [labels.word("pair", language), labels.word("differs_by", language)]
     header += [f"{labels.benchmark_name(b)} {labels.word('diff', language)}" for b in benchmarks]
-    rows = _pair_rows(frame, benchmarks, language, ("diff",), notes, lambda row: [row["differs_by"]])
+    rows = _pair_rows(frame, benchmarks, language, ("diff",), notes, lambda row: [row["differs_by"]], params.multiplicity)
     caption = labels.word("order_effects", language)
     model = labels.word("seed_model" if seeds > 1 else "one_seed", language).format(seeds=seeds)
-    return f"{caption}\n\n" + pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params) + model + "\n"
+    return (f"{caption}\n\n" + pipe_table(header, rows) + "\n" + notes.render() + _legend(language, params, "order")
+            + model + "\n")

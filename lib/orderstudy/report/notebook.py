@@ -61,7 +61,9 @@ _MAIN_HELP = """\
 - **Seeds**: with several seeds (`seeds: [0, 1, 2]`) a score is the mean over seeds, `±` its
   standard deviation over them, and the intervals include the seed-to-seed variance.
 - **\\*** marks a change whose interval excludes zero: the change is larger than the noise of which
-  items were sampled (and of the seeds). A benchmark with a task of fewer than 2 items has no
+  items were sampled (and of the seeds). **†** beside it: the mark still holds after the adjustment
+  for the many tests of its family (`report.multiplicity`: Holm by default; the family here is the
+  changes against the base on that benchmark); a \\* alone may be chance. A benchmark with a task of fewer than 2 items has no
   interval and no mark at all: the footnote (and the line below the table) says which, and what it
   would take.
 - A failed ordering shows **N/A** in every cell and a footnote with its error; an ordering with no
@@ -79,11 +81,23 @@ _ORDER_HELP = """\
 ## Order effects: the same operations in another order
 
 Each row sets two orderings with the same operations side by side (e.g. F → Q against Q → F) and
-gives the score difference B − A with a paired interval. A **\\*** here is direct evidence that
-the order matters for that benchmark. Fine-tuning is stochastic: with several seeds each
+gives the score difference B − A with a paired interval. A **\\*†** here (marked, and still marked
+after the adjustment within that benchmark's order effects) is direct evidence that the order
+matters for that benchmark; a **\\*** alone is one of many tests, and chance marks some. Fine-tuning is stochastic: with several seeds each
 difference is paired within each seed and averaged over them, `sd` is its spread from seed to
 seed, and the interval includes that seed noise, so a **\\*** is an order effect beyond it; with
 one seed, the line under the table says that seed noise is not measured."""
+
+_INTERACTIONS_HELP = """\
+## Interactions: does one operation make the next one worse?
+
+For two operations X and Y, the interaction is s(X → Y) − s(X) − s(Y) + s(base): how far the
+ordering X → Y is from the sum of what X and Y do alone. Zero means the two effects add up;
+negative, that the damage compounds (the second operation hurts more on a model the first has
+changed); positive, that it overlaps. The four states share their items, so the interval is paired
+item by item; the interactions of a benchmark are one family for the **†** mark."""
+
+_SHOW_INTERACTIONS = 'display(Markdown(report.markdown["interactions"]))'
 
 _SHOW_POWER = """\
 from orderstudy.report import labels
@@ -138,6 +152,7 @@ def summary_notebook() -> nbformat.NotebookNode:
         md(_MAIN_HELP), code(_SHOW_MAIN),
         md(_OPERATIONS_HELP), code(_SHOW_OPERATIONS),
         md(_ORDER_HELP), code(_SHOW_ORDER),
+        md(_INTERACTIONS_HELP), code(_SHOW_INTERACTIONS),
         code(_SHOW_POWER),
         code(_SHOW_CLAIMS),
         md(_FIGURES_HELP), code(_SHOW_FIGURES),

@@ -14,6 +14,11 @@
 - ``order_effect_table``: the same operations in two orders, ``<b>_diff`` = B - A, paired over
   items and seeds; ``<b>_seed_sd``: how much that difference moves from seed to seed.
 
+Every mark has its p-value beside it (``<b>_diff_p``, ``<b>_change_p``: from the same interval)
+and, unless ``report.multiplicity`` is ``none``, the p-value and mark adjusted within its family
+(``multiplicity.py``), named for the method: ``<b>_diff_p_holm``, ``<b>_diff_significant_holm``
+(``_bh`` for Benjamini-Hochberg).
+
 Scores and changes are in percent points and percent; printing them is ``markdown``'s job.
 """
 
@@ -24,7 +29,7 @@ import math
 import pandas as pd
 
 from ..core.plan import BASE
-from . import labels
+from . import labels, multiplicity
 from .changes import how_orders_differ, order_pairs, transitions
 from .estimates import Comparison, Estimates
 from .load import NOT_RUN
@@ -34,13 +39,14 @@ def _comparison_columns(benchmark: str, c: Comparison, *, diff: bool) -> dict:
     columns = {}
     if diff:
         columns |= {f"{benchmark}_diff": c.diff, f"{benchmark}_diff_ci_low": c.diff_ci[0], f"{benchmark}_diff_ci_high": c.diff_ci[1],
-                    f"{benchmark}_diff_significant": c.significant}
+                    f"{benchmark}_diff_significant": c.significant, f"{benchmark}_diff_p": c.p}
     # Each mark is its own interval's: the rate's from Fieller's interval printed beside it, none when unbounded.
     return columns | {
         f"{benchmark}_change_pct": c.change_pct,
         f"{benchmark}_change_ci_low": c.change_ci[0],
         f"{benchmark}_change_ci_high": c.change_ci[1],
         f"{benchmark}_change_significant": c.change_significant,
+        f"{benchmark}_change_p": c.change_p,
     }
 
 
@@ -55,9 +61,33 @@ def _notes(comparisons: list[Comparison]) -> str:
 def _with_boolean(frame: pd.DataFrame) -> pd.DataFrame:
     """Return ``frame`` with its ``*_significant`` columns as nullable booleans (empty = no interval)."""
     for column in frame.columns:
-        if column.endswith("_significant"):
+        if column.endswith("_significant") or "_significant_" in column:
             frame[column] = frame[column].astype("boolean")
     return frame
+
+
+def _adjusted(est: Estimates, frame: pd.DataFrame, quantity: str, rows=None) -> pd.DataFrame:
+    """Add the adjusted p-value and mark of ``<b>_<quantity>`` for every benchmark: one family per benchmark.
+
+    ``quantity``: ``diff`` or ``change``; ``rows``: the family's rows (default: all). The method
+    is ``report.multiplicity`` (``multiplicity.py`` declares the families).
+    """
+    method, alpha = est.params.multiplicity, 1 - est.confidence
+    for b in est.study.benchmarks:
+        frame = multiplicity.add_adjusted(frame, f"{b}_{quantity}_p", f"{b}_{quantity}_significant", method, alpha, rows)
+    return frame
+
+
+def adjusted_columns(columns: list[str], method: str) -> list[str]:
+    """Return ``columns`` with each ``*_p`` and ``*_significant`` column followed by its adjusted one (none for ``none``)."""
+    if method == "none":
+        return list(columns)
+    out = []
+    for name in columns:
+        out.append(name)
+        if name.endswith("_p") or name.endswith("_significant"):
+            out.append(multiplicity.column(name, method))
+    return out
 
 
 def compression(study, ordering: str) -> tuple[float, str]:
@@ -111,6 +141,8 @@ def main_table(est: Estimates, language: str = "en") -> pd.DataFrame:
             row["note"] = _notes(comparisons)
         rows.append(row)
     frame = pd.DataFrame(rows)
+    # The changes against the base, one family per benchmark (the base's own row is no test).
+    frame = _adjusted(est, frame, "change", rows=frame.index[frame["ordering"] != BASE])
     frame["size_bytes"] = frame["size_bytes"].astype("Int64")
     frame["weights_bytes"] = frame["weights_bytes"].astype("Int64")
     frame["n_params"] = frame["n_params"].astype("Int64")
@@ -140,16 +172,19 @@ def transition_table(est: Estimates, operation: str, language: str = "en") -> pd
             row |= _comparison_columns(b, c, diff=True)
         row["note"] = _notes(comparisons)
         rows.append(row)
-    return _with_boolean(pd.DataFrame(rows, columns=_transition_columns(est)))
+    frame = pd.DataFrame(rows, columns=_transition_columns(est, "none"))
+    # The effect of one operation, per benchmark: its differences a family, its change rates another.
+    frame = _adjusted(est, _adjusted(est, frame, "diff"), "change")
+    return _with_boolean(frame[_transition_columns(est, est.params.multiplicity)])
 
 
-def _transition_columns(est: Estimates) -> list[str]:
+def _transition_columns(est: Estimates, method: str) -> list[str]:
     columns = ["operation", "before", "after", "label", "status"]
     for b in est.study.benchmarks:
         columns += [f"{b}_before", f"{b}_after", f"{b}_diff", f"{b}_diff_ci_low", f"{b}_diff_ci_high",
-                    f"{b}_diff_significant", f"{b}_change_pct", f"{b}_change_ci_low", f"{b}_change_ci_high",
-                    f"{b}_change_significant"]
-    return columns + ["note"]
+                    f"{b}_diff_significant", f"{b}_diff_p", f"{b}_change_pct", f"{b}_change_ci_low",
+                    f"{b}_change_ci_high", f"{b}_change_significant", f"{b}_change_p"]
+    return adjusted_columns(columns, method) + ["note"]
 
 
 def transition_tables(est: Estimates, language: str = "en") -> dict[str, pd.DataFrame]:
@@ -177,11 +212,14 @@ def order_effect_table(est: Estimates, language: str = "en") -> pd.DataFrame:
         for bench, c in zip(est.study.benchmarks, comparisons):
             row |= {f"{bench}_a": c.before_score, f"{bench}_b": c.after_score, f"{bench}_diff": c.diff,
                     f"{bench}_diff_ci_low": c.diff_ci[0], f"{bench}_diff_ci_high": c.diff_ci[1],
-                    f"{bench}_diff_significant": c.significant, f"{bench}_seeds": c.seeds, f"{bench}_seed_sd": c.seed_sd}
+                    f"{bench}_diff_significant": c.significant, f"{bench}_diff_p": c.p, f"{bench}_seeds": c.seeds,
+                    f"{bench}_seed_sd": c.seed_sd}
         row["note"] = _notes(comparisons)
         rows.append(row)
     columns = ["a", "b", "label", "differs_by", "status"]
     for bench in est.study.benchmarks:
         columns += [f"{bench}_a", f"{bench}_b", f"{bench}_diff", f"{bench}_diff_ci_low", f"{bench}_diff_ci_high",
-                    f"{bench}_diff_significant", f"{bench}_seeds", f"{bench}_seed_sd"]
-    return _with_boolean(pd.DataFrame(rows, columns=columns + ["note"]))
+                    f"{bench}_diff_significant", f"{bench}_diff_p", f"{bench}_seeds", f"{bench}_seed_sd"]
+    # The order effects, one family per benchmark.
+    frame = _adjusted(est, pd.DataFrame(rows, columns=columns + ["note"]), "diff")
+    return _with_boolean(frame[adjusted_columns(columns, est.params.multiplicity) + ["note"]])

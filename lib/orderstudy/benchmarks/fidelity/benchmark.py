@@ -9,8 +9,8 @@ so lower is better, and neither has a change rate against the base (the base's v
   a lower bound of the full divergence). The texts are LawBench and MMLU items that the study
   never evaluates (they sit after the evaluation sample in each task's seeded order) and never
   trains or calibrates on (they join the evaluated items that no training or calibration pair may
-  share). The unit of a score is 10⁻² nats per token (a score of 5 is 0.05 nats); its interval
-  clusters by text (each text one item).
+  share). A score is in nats per token (not percent); its interval clusters by text (each text one
+  item).
 - ``flip``: the share of the study's MMLU items whose chosen answer differs from the base's
   (arXiv 2407.09141: "flips"), whether the answer was right or wrong; one 0/1 item per question,
   each subject a task, subjects weighed equally (the same number of questions each).
@@ -77,7 +77,7 @@ class KlDivergence(Benchmark):
     higher_is_better = False
     from_base = True
     bounded = False
-    unit = "10⁻² nats/token"
+    unit = "nats/token"
 
     def tasks(self, params) -> tuple[str, ...]:
         return SOURCES
@@ -160,7 +160,7 @@ class KlDivergence(Benchmark):
             start += len(rows)
             items = {row["id"]: float(v) for row, v in zip(rows, chunk)}
             tokens = sum(len(s) - 1 for s in sequences[source])
-            out[source] = TaskScore(entry={"score": round(100.0 * sum(chunk) / len(chunk), 6), "n": len(chunk),
+            out[source] = TaskScore(entry={"score": round(sum(chunk) / len(chunk), 9), "n": len(chunk),
                                            "tokens": tokens, "reference_tail_mass": round(tail, 6)}, items=items)
         return out
 
@@ -201,7 +201,7 @@ class KlDivergence(Benchmark):
         return {t: counts[t] / total for t in tasks}
 
     def scoring(self, params) -> str:
-        return (f"KL(base || state) of the next-token distributions, nats per token x 100, over the first "
+        return (f"KL(base || state) of the next-token distributions, nats per token, over the first "
                 f"{params.kl_tokens} tokens of each of {params.kl_texts} held-out texts, against the base's "
                 f"top {params.kl_top_k} tokens and the rest's mass (a lower bound of the full divergence)")
 
