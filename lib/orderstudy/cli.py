@@ -1,4 +1,8 @@
-"""The command line: ``orderstudy run|summary|plan|check|estimate|backends PARAMS`` (or ``python -m orderstudy``)."""
+"""The command line: ``orderstudy run|summary|plan|check|estimate|backends PARAMS`` (or ``python -m orderstudy``).
+
+``orderstudy report|lawbench|prepare ...`` hand their arguments to the report's, the LawBench
+scorer's and the preparation's own command lines, so each keeps one parser and one ``--help``.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,25 @@ from .execution.runner import StudyLocked, print_plan, run_study
 from .execution.threads import quiet_threads
 
 
+# command -> (help line, the module whose ``main(argv, prog=...)`` takes the rest of the line).
+FORWARDED = {
+    "report": ("the report: build tables and figures, html, compare two studies, check-reference, write-notebook",
+               "orderstudy.report.__main__"),
+    "lawbench": ("LawBench's scorer: `lawbench score PREDICTIONS_DIR --out results.csv`",
+                 "orderstudy.benchmarks.lawbench.cli"),
+    "prepare": ("prepare inputs: model, tiny, data, all, or `prepare convert-finetune IN.jsonl OUT.jsonl`",
+                "orderstudy.prepare"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
+    import importlib
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] and argv[0] in FORWARDED:
+        module = importlib.import_module(FORWARDED[argv[0]][1])
+        return module.main(argv[1:], prog=f"orderstudy {argv[0]}")
     quiet_threads()
     parser = argparse.ArgumentParser(prog="orderstudy", description="Run an ordering study.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -40,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     p_cmp = sub.add_parser("backends", help="check that the evaluation backends give the same greedy answers")
     p_cmp.add_argument("params")
     p_cmp.add_argument("--items", type=int, default=16, help="prompts in the sample (default 16)")
+    for name, (help_line, _) in FORWARDED.items():
+        sub.add_parser(name, help=help_line, add_help=False)  # listed here; parsed by its own module
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
