@@ -48,7 +48,9 @@ def header(study, ordering: str) -> str:
     steps = " → ".join(get_operation(o).name for o in ops) or "no operation (the base model)"
     return (f"**Study** `{study.params.study}` · **ordering** `{ordering}`: {steps}  \n"
             f"**model** `{study.params.model.source}` · **device** {study.device} · **dtype** {study.dtype} · "
-            f"**params** `{study.params_file.name}` (hash {study.params.hash()})")
+            f"**params** `{study.params_file.name}` (hash {study.params.hash()})"
+            + (f"  \n**changed in this notebook**, so the result goes beside the study's, to "
+               f"`{study.result_path(ordering).relative_to(study.paths.dir.parent)}`" if study.changed else ""))
 
 
 # -- a step -----------------------------------------------------------------------------------

@@ -89,10 +89,14 @@ def resolve_source(source: str | os.PathLike, *, outputs_dir: str | os.PathLike 
     )
 
 
-def make_report(source: StudySource, language: str | None = None) -> Report:
-    """Return the report of a study, computed in memory (nothing written)."""
+def make_report(source: StudySource, language: str | None = None, current_keys: dict[str, str] | None = None) -> Report:
+    """Return the report of a study, computed in memory (nothing written).
+
+    ``current_keys``: the current params' result keys (``Study.current_result_keys``); results
+    made by other params are then left out of every table, and the main table says which.
+    """
     language = labels.check_language(language or source.params.language)
-    study = load_study(source.paths, source.orderings, source.benchmarks, source.seeds)
+    study = load_study(source.paths, source.orderings, source.benchmarks, source.seeds, current_keys)
     est = estimate(study, source.params)
     main = main_table(est, language)
     transitions = transition_tables(est, language)
@@ -110,6 +114,8 @@ def make_report(source: StudySource, language: str | None = None) -> Report:
     # Scores of capped tasks are bounded by their ceiling: every table says so, and main.csv lists them.
     capped = study.capped_tasks()
     texts = {name: text + markdown.capped_note(capped, language) for name, text in texts.items()}
+    if study.left_out:
+        texts["main"] = markdown.left_out_note(study.left_out, language) + texts["main"]
     main["capped_tasks"] = "; ".join(f"{b}:{t}" for b, tasks in capped.items() for t in tasks)
     texts["power"] = power_markdown(power, language, source.params.confidence, source.params.power)
     texts["claims"] = claims_markdown(claims, study.benchmarks, language, source.params.confidence)
@@ -156,15 +162,16 @@ def build_report(
     language: str | None = None,
     outputs_dir: str | os.PathLike | None = None,
     figures: bool = True,
+    current_keys: dict[str, str] | None = None,
 ) -> Report:
     """Return a study's report after writing its tables (and figures) under ``outputs/<study>/``.
 
     ``source``: a params file or a study output directory. ``language``: ``en`` or ``zh``
     (default: the params file's ``report.language``). ``outputs_dir``: where studies' outputs
-    live (default: ``outputs/``, or ``$ORDERSTUDY_OUTPUTS``).
+    live (default: ``outputs/``, or ``$ORDERSTUDY_OUTPUTS``). ``current_keys``: see ``make_report``.
     """
     where = resolve_source(source, outputs_dir=outputs_dir)
-    report = make_report(where, language)
+    report = make_report(where, language, current_keys)
     report.files.update(write_tables(report, where.paths.tables))
     if figures:
         report.files.update(write_figures(report, where.paths.figures))

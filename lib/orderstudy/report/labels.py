@@ -119,6 +119,7 @@ _WORDS = {
             "These tasks' scores, and so their benchmark's, are bounded by that ceiling."
         ),
         "capped_task": "{benchmark} {task} at {tokens} new tokens (ceiling {ceiling})",
+        "left_out_note": "**Warning: {n} result file(s) left out of every table, made by other params than the current ones:**",
     },
     "zh": {
         "ordering": "操作顺序描述",
@@ -191,6 +192,7 @@ _WORDS = {
         "undefined_note": "{benchmark}：变化率无定义：{reason}",
         "capped_note": "生成长度受限（evaluation.max_new_tokens 短于答案长度）：{tasks}。这些任务及其基准的得分以此上限为界。",
         "capped_task": "{benchmark} {task} 最多生成 {tokens} 个词元（上限 {ceiling}）",
+        "left_out_note": "**警告：{n} 个结果文件由与当前参数不同的参数生成，未计入任何表格：**",
     },
 }
 

@@ -123,6 +123,15 @@ def capped_note(capped: dict, language: str = "en") -> str:
     return "\n" + labels.word("capped_note", language).format(tasks=tasks) + "\n"
 
 
+def left_out_note(left_out: dict, language: str = "en") -> str:
+    """Return the warning the main table opens with when result files were left out (``Study.left_out``), else ""."""
+    if not left_out:
+        return ""
+    lines = [labels.word("left_out_note", language).format(n=len(left_out))]
+    lines += [f"- `{path.name}`: {reason}" for path, reason in sorted(left_out.items())]
+    return "\n".join(lines) + "\n\n"
+
+
 def _failure_text(row, language: str) -> str:
     """Return the footnote of a failed ordering: which ordering, at which step, why."""
     name = f"{row['label']} ({row['ordering']})"
