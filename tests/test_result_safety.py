@@ -49,6 +49,10 @@ def test_results_of_the_current_params_are_all_reported(ran):
     found = load_study(ran.paths, ran.plan.orderings, ("lawbench",), (0,), ran.current_result_keys())
     assert found.left_out == {}
     assert set(found.runs) == {"base", "P"}
+    # LawBench's own task 2-4 only: nothing to mark, no warning.
+    report = make_report(resolve_source(ran.params_file), "en", ran.current_result_keys())
+    assert "†" not in report.markdown["main"] and "Warning" not in report.markdown["main"]
+    assert set(report.main["lawbench_project_written_tasks"]) == {""}
 
 
 def test_a_result_of_other_params_is_left_out_and_named(ran, tiny_model_dir):

@@ -97,6 +97,9 @@ def make_report(source: StudySource, language: str | None = None, current_keys: 
     """
     language = labels.check_language(language or source.params.language)
     study = load_study(source.paths, source.orderings, source.benchmarks, source.seeds, current_keys)
+    # LawBench's name carries † in every table and figure when some of its tasks are not LawBench's.
+    written = study.project_written_tasks() if "lawbench" in study.benchmarks else {}
+    labels.mark_benchmarks({"lawbench": "†"} if written else {})
     est = estimate(study, source.params)
     main = main_table(est, language)
     transitions = transition_tables(est, language)
@@ -117,9 +120,30 @@ def make_report(source: StudySource, language: str | None = None, current_keys: 
     if study.left_out:
         texts["main"] = markdown.left_out_note(study.left_out, language) + texts["main"]
     main["capped_tasks"] = "; ".join(f"{b}:{t}" for b, tasks in capped.items() for t in tasks)
+    texts = with_project_written_tasks(study, main, texts, written, language)
     texts["power"] = power_markdown(power, language, source.params.confidence, source.params.power)
     texts["claims"] = claims_markdown(claims, study.benchmarks, language, source.params.confidence)
     return Report(study, est, language, main, transitions, order_effects, power, claims, texts)
+
+
+def with_project_written_tasks(study: Study, main: pd.DataFrame, texts: dict[str, str], written: dict[str, str],
+                               language: str) -> dict[str, str]:
+    """Return the tables' texts with LawBench's project-written tasks marked wherever LawBench's score shows.
+
+    Every table with a LawBench column says which tasks are not LawBench's; the main table also
+    gives LawBench's score both ways (all tasks, LawBench's own only), and main.csv names them.
+    """
+    main["lawbench_project_written_tasks"] = "; ".join(written)
+    if not written:
+        return texts
+    total = max((len(r.benchmarks["lawbench"].tasks) for r in study.results.values() if r.ok and "lawbench" in r.benchmarks),
+                default=0)
+    note = markdown.project_written_note(written, total, language)
+    texts = {name: text + note for name, text in texts.items()}
+    rows = [(row["label"], study.score(row["ordering"], "lawbench"), study.lawbench_own_score(row["ordering"], set(written)))
+            for _, row in main.iterrows() if study.status(row["ordering"]) == "ok"]
+    texts["main"] += markdown.lawbench_both_ways(rows, total, total - len(written), language)
+    return texts
 
 
 def csv_text(frame: pd.DataFrame) -> str:

@@ -133,6 +133,35 @@ class Study:
         values = [r.score(benchmark) for s, r in sorted(self.runs.get(ordering, {}).items()) if r.ok]
         return np.array([v for v in values if not math.isnan(v)])
 
+    @property
+    def base_provenance(self) -> dict | None:
+        """Return where the base model comes from, as the first result that records it says (None when none does)."""
+        return next((r.raw["provenance"] for r in self.results.values() if r.raw.get("provenance")), None)
+
+    def project_written_tasks(self) -> dict[str, str]:
+        """Return the LawBench tasks scored here whose items are not LawBench's, each with its source.
+
+        Every result records where each task's items come from (``lawbench_sources``: the
+        packaged data lacks 1-2, 2-8 and 3-6, and items written for this project stand in).
+        """
+        scored = {t for r in self.results.values() if r.ok and "lawbench" in r.benchmarks for t in r.benchmarks["lawbench"].tasks}
+        out = {}
+        for result in self.results.values():
+            for task, source in (result.raw.get("lawbench_sources") or {}).items():
+                if task in scored and isinstance(source, dict) and source.get("lawbench") is False:
+                    out.setdefault(task, str(source.get("source", "")))
+        return dict(sorted(out.items(), key=lambda kv: [int(p) for p in kv[0].split("-")]))
+
+    def lawbench_own_score(self, ordering: str, written: set[str]) -> float:
+        """Return LawBench's score over LawBench's own tasks only (the unweighted mean of the others), mean over seeds; NaN when none."""
+        values = []
+        for _, result in sorted(self.runs.get(ordering, {}).items()):
+            entry = result.benchmarks.get("lawbench") if result.ok else None
+            own = [t.score for name, t in (entry.tasks.items() if entry else ()) if name not in written]
+            if own:
+                values.append(sum(own) / len(own))
+        return float(np.mean(values)) if values else math.nan
+
     def capped_tasks(self) -> dict[str, dict[str, TaskScore]]:
         """Return, per benchmark, the tasks whose generation budget was capped below their answers' length.
 
