@@ -70,7 +70,7 @@ data: env ## fetch and convert the real benchmark data (LawBench, MMLU, 2-1's th
 study: model tiny data ## run the study in PARAMS (only what is not up to date), then its summary
 	$(PY) -m orderstudy run $(PARAMS)
 
-estimate: model tiny data ## print the study's size (steps, items, tokens) and its time estimated from a short measurement
+estimate: model tiny data ## print the study's size, time and GPU memory: measured here, else from documented rates
 	$(PY) -m orderstudy estimate $(PARAMS)
 
 summary: env ## rebuild the summary notebook, tables and figures from finished runs

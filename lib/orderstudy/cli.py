@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from .core import atomic
-from .core.params import ParamsError
+from .core.params import ParamsError, load_params
 from .core.plan import ordering_argument
 from .evaluation.backends import BackendError
 from .execution.notebooks import run_summary
@@ -53,10 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     p_plan.add_argument("params")
     p_check = sub.add_parser("check", help="validate a params file and its inputs, doing no work")
     p_check.add_argument("params")
-    p_est = sub.add_parser("estimate", help="print the study's size and its time estimated from a short measurement")
+    p_est = sub.add_parser("estimate", help="print the study's size and its time estimated from a short measurement "
+                                            "(or, where its device, model or data are missing, from documented rates)")
     p_est.add_argument("params")
     p_est.add_argument("--items", type=int, default=16, help="prompts in the measured sample (default 16)")
     p_est.add_argument("--json", help="also write the figures to this JSON file")
+    p_est.add_argument("--gpu", default=None, help="the GPU the documented-rates estimate prices the study on "
+                                                   "(A100-80GB, H100-SXM-80GB, L4-24GB; default A100-80GB)")
     p_cmp = sub.add_parser("backends", help="check that the evaluation backends give the same greedy answers")
     p_cmp.add_argument("params")
     p_cmp.add_argument("--items", type=int, default=16, help="prompts in the sample (default 16)")
@@ -73,13 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "check":
             return check(args.params)
         elif args.command == "estimate":
-            from .evaluation import throughput
-            from .study.study import Study
-
-            study = Study(args.params)
-            preflight(study)
-            result = throughput.estimate(study, args.items)
-            print(throughput.format_estimate(study, result))
+            result = estimate(args.params, args.items, args.gpu)
             if args.json:
                 atomic.write_json(Path(args.json), result)
         elif args.command == "backends":
@@ -104,6 +101,30 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         raise
     return 0
+
+
+def estimate(params_file: str, items: int, gpu: str | None) -> dict:
+    """``orderstudy estimate``: measured on the study's device when every input is here, else from documented rates."""
+    from .evaluation import planning, throughput
+    from .study.study import Study
+
+    with offline_hub():
+        try:
+            params = check_inputs(params_file, offline=True)
+            missing = []
+        except InputProblems as exc:
+            params, missing = load_params(params_file), [p.line(exc.params_file) for p in exc.problems]
+    if missing or gpu:
+        import orderstudy.benchmarks  # noqa: F401  (registers the benchmarks whose items are counted)
+
+        result = planning.plan_estimate(params, gpu or planning.DEFAULT_GPU, planning.local_tokenizer(params))
+        print(planning.format_plan_estimate(params_file, result, missing or [f"--gpu {gpu} asked for"]))
+        return result
+    study = Study(params_file)
+    preflight(study)
+    result = throughput.estimate(study, items)
+    print(throughput.format_estimate(study, result))
+    return result
 
 
 def check(params_file: str) -> int:
