@@ -2,13 +2,16 @@
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 
 from orderstudy.core import paths
 from orderstudy.core.results import describe_provenance
 from orderstudy.report import labels
-from orderstudy.report.build import make_report, resolve_source
+from orderstudy.report.build import build_report, make_report, resolve_source
 from orderstudy.report.notebook import build_html
 from orderstudy.study.study import Study
 
@@ -76,3 +79,22 @@ def test_report_html_names_the_base_provenance_and_the_marks(marked, monkeypatch
     assert describe_provenance(provenance) in html
     assert "<strong>LawBench†</strong>: tasks 1-2 are items written for this project" in html
     assert "LawBench† — 1 of its 2 tasks here (1-2)" in html
+
+
+def test_make_docs_figure_copies_the_demo_heatmap_for_the_readme(marked, tmp_path):
+    heatmap = build_report(marked.params_file).figures["change_heatmap"]   # drawn from the study's results
+    demo = tmp_path / "outputs" / "demo" / "figures"
+    demo.mkdir(parents=True)
+    shutil.copy(heatmap, demo / "change_heatmap.png")
+    target = tmp_path / "docs-figure.png"
+
+    def make(outputs):
+        return subprocess.run(["make", "-s", "docs-figure", f"PY={sys.executable}", f"DOCS_FIGURE={target}"], cwd=paths.ROOT,
+                              capture_output=True, text=True, env={**os.environ, "ORDERSTUDY_OUTPUTS": str(outputs)})
+
+    done = make(tmp_path / "outputs")
+    assert done.returncode == 0, done.stderr
+    assert target.read_bytes() == heatmap.read_bytes() and target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"wrote {target} from {demo / 'change_heatmap.png'}" in done.stdout
+    missing = make(tmp_path / "none")
+    assert missing.returncode != 0 and "change_heatmap.png: missing; run the demo first (make study)" in missing.stderr
