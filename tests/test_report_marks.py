@@ -46,7 +46,6 @@ evaluation:
         os.environ.pop("ORDERSTUDY_OUTPUTS", None)
     else:
         os.environ["ORDERSTUDY_OUTPUTS"] = saved[1]
-    labels.mark_benchmarks({})
 
 
 def test_the_result_files_say_which_tasks_are_not_lawbench(marked):
@@ -69,6 +68,10 @@ def test_every_table_with_lawbench_marks_the_project_written_tasks(marked):
     row = next(line for line in report.markdown["main"].splitlines() if line.startswith("| prune |"))
     assert row == f"| prune | {result['benchmarks']['lawbench']['score']:.2f} | {tasks['2-4']['score']:.2f} |"
     assert "LawBench both ways: over all 2 tasks, and over LawBench's own 1 tasks only" in report.markdown["main"]
+    # The mark is this report's: names outside it (another study's report, the reference's columns) carry none.
+    assert report.marks == {"lawbench": "†"} and labels.benchmark_name("lawbench") == "LawBench"
+    with labels.marked_benchmarks(report.marks):
+        assert labels.benchmark_name("lawbench") == "LawBench†"
 
 
 def test_report_html_names_the_base_provenance_and_the_marks(marked, monkeypatch):

@@ -63,6 +63,7 @@ class Report:
     claims: pd.DataFrame = field(repr=False)
     markdown: dict[str, str] = field(repr=False)  # keyed main, F, P, Q, order_effects, power, claims
     files: dict[str, Path] = field(default_factory=dict)  # file name -> path, e.g. "main.csv"
+    marks: dict[str, str] = field(default_factory=dict)  # benchmark -> the mark its name carries ("lawbench": "†")
 
     @property
     def figures(self) -> dict[str, Path]:
@@ -99,7 +100,15 @@ def make_report(source: StudySource, language: str | None = None, current_keys: 
     study = load_study(source.paths, source.orderings, source.benchmarks, source.seeds, current_keys)
     # LawBench's name carries † in every table and figure when some of its tasks are not LawBench's.
     written = study.project_written_tasks() if "lawbench" in study.benchmarks else {}
-    labels.mark_benchmarks({"lawbench": "†"} if written else {})
+    marks = {"lawbench": "†"} if written else {}
+    with labels.marked_benchmarks(marks):
+        report = _tables(source, study, language, written)
+    report.marks = marks
+    return report
+
+
+def _tables(source: StudySource, study: Study, language: str, written: dict[str, str]) -> Report:
+    """Return the report's tables and their texts (``make_report``), benchmark names marked as the caller set them."""
     est = estimate(study, source.params)
     main = main_table(est, language)
     transitions = transition_tables(est, language)
@@ -120,9 +129,9 @@ def make_report(source: StudySource, language: str | None = None, current_keys: 
     if study.left_out:
         texts["main"] = markdown.left_out_note(study.left_out, language) + texts["main"]
     main["capped_tasks"] = "; ".join(f"{b}:{t}" for b, tasks in capped.items() for t in tasks)
-    texts = with_project_written_tasks(study, main, texts, written, language)
     texts["power"] = power_markdown(power, language, source.params.confidence, source.params.power)
     texts["claims"] = claims_markdown(claims, study.benchmarks, language, source.params.confidence)
+    texts = with_project_written_tasks(study, main, texts, written, language)
     return Report(study, est, language, main, transitions, order_effects, power, claims, texts)
 
 
@@ -168,11 +177,12 @@ def write_tables(report: Report, tables_dir: Path) -> dict[str, Path]:
 def write_figures(report: Report, figures_dir: Path) -> dict[str, Path]:
     """Draw and save the three figures as PNG and SVG under ``figures_dir``; return the paths by file name."""
     benchmarks = report.study.benchmarks
-    drawn = {
-        "change_heatmap": figs.change_heatmap(report.main, benchmarks, report.language),
-        "score_vs_size": figs.score_size_figure(report.main, benchmarks, report.language),
-        "operation_effects": figs.operation_effects_figure(report.transitions, benchmarks, report.language),
-    }
+    with labels.marked_benchmarks(report.marks):
+        drawn = {
+            "change_heatmap": figs.change_heatmap(report.main, benchmarks, report.language),
+            "score_vs_size": figs.score_size_figure(report.main, benchmarks, report.language),
+            "operation_effects": figs.operation_effects_figure(report.transitions, benchmarks, report.language),
+        }
     written = {}
     for name, fig in drawn.items():
         for fmt, path in figs.save_figure(fig, figures_dir, name).items():

@@ -7,6 +7,8 @@ line: 原始模型, 微调 → 剪枝 → 量化, 剪枝 → 剪枝微调, LawBe
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from ..core.benchmark import display_name
 from ..core.operation import get_operation, letters as registered_letters
 from ..core.plan import BASE, parse_ordering
@@ -282,10 +284,17 @@ def operation_section(op: str) -> str:
 _MARKS: dict[str, str] = {}
 
 
-def mark_benchmarks(marks: dict[str, str]) -> None:
-    """Set the marks benchmark names carry from now on (``{"lawbench": "†"}``; empty: none)."""
+@contextmanager
+def marked_benchmarks(marks: dict[str, str]):
+    """Within the block, benchmark names carry ``marks`` (``{"lawbench": "†"}``); after it, what they carried before."""
+    saved = dict(_MARKS)
     _MARKS.clear()
     _MARKS.update(marks)
+    try:
+        yield
+    finally:
+        _MARKS.clear()
+        _MARKS.update(saved)
 
 
 def benchmark_name(benchmark: str) -> str:
