@@ -72,3 +72,15 @@ def test_estimate_on_the_qwen_params_offline_without_cuda_the_model_or_the_data(
     assert result["memory_bytes"]["weights_bf16"] == 2 * n
     assert 20 * 2**30 < result["memory_bytes"]["finetune_peak"] < 40 * 2**30
     assert "estimated GPU memory" in text and "fine-tuning, peak" in text
+
+
+def test_a_model_with_no_config_here_and_no_documented_shape_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    from orderstudy.cli import main
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    params_file = tmp_path / "unknown.yaml"
+    params_file.write_text("study: unknown\ndevice: cuda\nmodel: {source: someone/unknown-model}\n"
+                           "evaluation: {benchmarks: [mmlu_law], mmlu_items_per_subject: 1}\n", encoding="utf-8")
+    assert main(["estimate", str(params_file)]) == 2
+    err = capsys.readouterr().err
+    assert "model.source 'someone/unknown-model': no config.json here and not one of the documented models" in err

@@ -13,6 +13,7 @@ from .core import atomic
 from .core.params import ParamsError, load_params
 from .core.plan import ordering_argument
 from .evaluation.backends import BackendError
+from .evaluation.planning import GPUS, PlanningError
 from .execution.notebooks import run_summary
 from .execution.preflight import InputProblems, check_inputs, offline_hub, preflight
 from .execution.runner import StudyLocked, print_plan, run_study
@@ -58,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     p_est.add_argument("params")
     p_est.add_argument("--items", type=int, default=16, help="prompts in the measured sample (default 16)")
     p_est.add_argument("--json", help="also write the figures to this JSON file")
-    p_est.add_argument("--gpu", default=None, help="the GPU the documented-rates estimate prices the study on "
-                                                   "(A100-80GB, H100-SXM-80GB, L4-24GB; default A100-80GB)")
+    p_est.add_argument("--gpu", choices=sorted(GPUS), help="price the study from documented rates on this GPU "
+                                                        "(default: measure here if every input is, else A100-80GB)")
     p_cmp = sub.add_parser("backends", help="check that the evaluation backends give the same greedy answers")
     p_cmp.add_argument("params")
     p_cmp.add_argument("--items", type=int, default=16, help="prompts in the sample (default 16)")
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputProblems as exc:
         report_problems(exc)
         return 2
-    except (ParamsError, StudyLocked, BackendError) as exc:
+    except (ParamsError, StudyLocked, BackendError, PlanningError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:

@@ -74,6 +74,10 @@ LAWBENCH_PROMPT_CHARS = 391
 MMLU_CHOICES = 4
 
 
+class PlanningError(ValueError):
+    """The study cannot be priced here: its model's shape is unknown; the message says what to do."""
+
+
 def model_shape(params: StudyParams) -> tuple[dict, str]:
     """Return the base model's shape (config.json's keys above) and where it was read from."""
     source = params.model.source
@@ -95,13 +99,13 @@ def model_shape(params: StudyParams) -> tuple[dict, str]:
             missing = [k for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
                        if k not in shape]
             if missing:
-                raise ValueError(f"{path}: keys {missing} missing; expected a decoder's config.json")
+                raise PlanningError(f"{path}: keys {missing} missing; expected a decoder's config.json")
             shape.setdefault("num_key_value_heads", shape["num_attention_heads"])
             shape.setdefault("tie_word_embeddings", True)   # transformers' default
             return shape, str(path)
     if source in KNOWN_MODELS:
         return dict(KNOWN_MODELS[source]), f"the published config.json of {source} (table in orderstudy.evaluation.planning)"
-    raise ValueError(f"model.source {source!r}: no config.json here and not one of the documented models "
+    raise PlanningError(f"model.source {source!r}: no config.json here and not one of the documented models "
                      f"({', '.join(KNOWN_MODELS)}); download the model once or estimate on the machine that has it")
 
 
@@ -177,7 +181,7 @@ def benchmark_items(params: StudyParams, tokenizer=None) -> dict[str, dict]:
 def plan_estimate(params: StudyParams, gpu: str = DEFAULT_GPU, tokenizer=None) -> dict:
     """Return the study's size and its time and GPU memory from documented rates (see the module's docstring)."""
     if gpu not in GPUS:
-        raise ValueError(f"GPU {gpu!r}: expected one of {', '.join(GPUS)}")
+        raise PlanningError(f"GPU {gpu!r}: expected one of {', '.join(GPUS)}")
     rates = GPUS[gpu]
     shape, shape_source = model_shape(params)
     n = parameter_count(shape)
