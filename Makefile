@@ -31,7 +31,7 @@ endif
 STAMP := $(VENV)/.pins-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help env env-vllm model tiny data study estimate summary report lab lab-check test test-fast bench bench-ops bench-gen bench-quant device-kit device-check clean clean-all clean-cache
+.PHONY: help env env-vllm model tiny data study estimate summary report docs-figure lab lab-check test test-fast bench bench-ops bench-gen bench-quant device-kit device-check clean clean-all clean-cache
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -70,7 +70,7 @@ data: env ## fetch and convert the real benchmark data (LawBench, MMLU, 2-1's th
 study: model tiny data ## run the study in PARAMS (only what is not up to date), then its summary
 	$(PY) -m orderstudy run $(PARAMS)
 
-estimate: model tiny data ## print the study's size (steps, items, tokens) and its time estimated from a short measurement
+estimate: model tiny data ## print the study's size, time and GPU memory: measured here, else from documented rates
 	$(PY) -m orderstudy estimate $(PARAMS)
 
 summary: env ## rebuild the summary notebook, tables and figures from finished runs
@@ -78,6 +78,14 @@ summary: env ## rebuild the summary notebook, tables and figures from finished r
 
 report: env ## export the executed summary notebook to outputs/<study>/report.html (code hidden)
 	$(PY) -m orderstudy.report html $(PARAMS)
+
+# The README shows the demo's change-rate heatmap from docs/: copied from a finished demo's outputs.
+DEMO_FIGURE := $(OUTPUTS)/demo/figures/change_heatmap.png
+DOCS_FIGURE ?= docs/demo-change-heatmap.png
+docs-figure: ## copy the demo's change-rate heatmap (outputs/demo/figures/) to docs/ for the README; after make study
+	@test -s "$(DEMO_FIGURE)" || { echo "$(DEMO_FIGURE): missing; run the demo first (make study)" >&2; exit 1; }
+	cp "$(DEMO_FIGURE)" "$(DOCS_FIGURE).tmp" && mv "$(DOCS_FIGURE).tmp" "$(DOCS_FIGURE)"
+	@echo "wrote $(DOCS_FIGURE) from $(DEMO_FIGURE)"
 
 lab: env ## JupyterLab with the project's kernel (LAB_ARGS="--no-browser --port 8888" on a remote machine: see docs/notebooks.md)
 	GOMP_SPINCOUNT=$${GOMP_SPINCOUNT:-10000} KMP_BLOCKTIME=$${KMP_BLOCKTIME:-1} $(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/

@@ -72,7 +72,7 @@ def test_run_cell_by_cell_with_steps_executed_twice_it_writes_the_result_papermi
     monkeypatch.delenv("ORDERSTUDY_PROGRESS", raising=False)  # as in JupyterLab: bars, not lines
     notebook = nbformat.read(paths.ORDERING_NOTEBOOK, as_version=4)
     parameters = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
-    parameters.source = 'params_file = "params/smoke.yaml"\nordering = "F>P>Q"\nseed = 0'  # what a reader edits
+    parameters.source = 'params_file = "params/smoke.yaml"\nordering = "F>P>Q"\nseed = 0\nchanges = {}'  # what a reader edits
     client = NotebookClient(notebook, kernel_name="python3", resources={"metadata": {"path": str(paths.ROOT)}})
     with client.setup_kernel():
         for index, cell in enumerate(notebook.cells):

@@ -429,8 +429,8 @@ def convert_finetune(src: Path, out: Path, fmt: str = "disc-law-sft") -> tuple[i
     return len(lines), skipped
 
 
-def convert_finetune_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orderstudy.prepare convert-finetune",
+def convert_finetune_main(argv: list[str], prog: str = "python -m orderstudy.prepare convert-finetune") -> int:
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="Convert a public instruction set's JSONL into the fine-tuning "
                                                  "JSONL finetune.data reads ({instruction, question?, answer}).")
     parser.add_argument("src", type=Path, metavar="IN.jsonl")
@@ -448,11 +448,11 @@ def convert_finetune_main(argv: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m orderstudy.prepare") -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["convert-finetune"]:
-        return convert_finetune_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m orderstudy.prepare", description=__doc__.split("\n")[0])
+        return convert_finetune_main(argv[1:], prog=f"{prog} convert-finetune")
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("what", choices=["model", "tiny", "tiny-qwen2", "data", "all"],
                         help="what to prepare (`convert-finetune -h`: fine-tuning data from a public instruction set)")
     parser.add_argument("--tokenizer", type=Path, metavar="DIR",

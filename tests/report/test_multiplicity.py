@@ -175,7 +175,7 @@ def test_the_method_is_a_parameter_and_names_the_columns(tmp_path, study_writer)
     study = study_writer(tmp_path / "none", report="  multiplicity: none\n")
     report = _load(study)
     assert not [c for c in report.order_effects if c.endswith(("_holm", "_bh"))]
-    assert "†" not in report.markdown["order_effects"]
+    assert "‡" not in report.markdown["order_effects"]
 
 
 def test_marks_that_hold_after_holm_carry_a_dagger(finished_study):

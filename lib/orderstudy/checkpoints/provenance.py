@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from ..core import paths
+from ..core.results import describe_provenance as describe  # noqa: F401  (the report reads it from core)
 
 # Written by ``prepare`` beside a checkpoint it made from another format (the default model).
 PROVENANCE_FILE = "orderstudy_provenance.json"
@@ -121,29 +122,3 @@ def base_provenance(source: str, gguf_file: str | None, revision: str | None, sa
     if out["weight_grid"]["on_4bit_grid"]:
         out["note"] = MUTED_Q_NOTE
     return out
-
-
-def describe(provenance: dict | None) -> str:
-    """Return one line saying where the base model comes from, for a report's header.
-
-    >>> describe({"source": "m.gguf", "format": "gguf", "file": "m.gguf", "sha256": "ab" * 32,
-    ...           "gguf_file_type": "MOSTLY_Q4_1", "weight_grid": {"on_4bit_grid": True}, "note": "already 4-bit"})
-    'Base model: m.gguf (GGUF MOSTLY_Q4_1, sha256 abababababab…). Note: already 4-bit.'
-    """
-    if not provenance:
-        return "Base model: provenance not recorded."
-    kind = provenance.get("format")
-    made = provenance.get("made_from")
-    if kind == "gguf":
-        origin = f"GGUF {provenance.get('gguf_file_type') or ''}, sha256 {provenance['sha256'][:12]}…".replace("GGUF ,", "GGUF,")
-    elif kind == "hub":
-        origin = f"hub, revision {provenance.get('revision') or 'default'}, commit {provenance.get('commit') or 'unknown'}"
-    else:
-        origin = f"{kind} checkpoint directory"
-        if made:
-            origin += (f", made from {made.get('file')} ({made.get('format', '').upper()} {made.get('gguf_file_type') or ''}"
-                       f", sha256 {str(made.get('sha256', ''))[:12]}…, from {made.get('package', 'a file')})")
-    line = f"Base model: {provenance.get('source', '?')} ({origin})."
-    if provenance.get("note"):
-        line += f" Note: {provenance['note']}."
-    return line

@@ -307,8 +307,23 @@ def stable_hash(data) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def load_params(path: str | Path) -> StudyParams:
-    """Return the validated parameters in ``path``, or raise ``ParamsError`` saying what to fix."""
+def _merged(raw: dict, changes: dict) -> dict:
+    """Return ``raw`` with ``changes`` laid over it, section by section (a section's other keys kept)."""
+    out = dict(raw)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_params(path: str | Path, changes: dict | None = None) -> StudyParams:
+    """Return the validated parameters in ``path``, or raise ``ParamsError`` saying what to fix.
+
+    ``changes``: keys laid over the file's, section by section (``{"finetune": {"lr": 1e-4}}``),
+    as an ordering notebook run by hand may ask; validated as the file's own keys are.
+    """
     path = paths.resolve(path)
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found; pass one of {sorted(p.name for p in paths.PARAMS_DIR.glob('*.yaml'))}")
@@ -318,6 +333,12 @@ def load_params(path: str | Path) -> StudyParams:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of keys to values at the top level, got {type(raw).__name__}")
+    if changes:
+        if not isinstance(changes, dict):
+            raise ParamsError(f"{path}: the changes laid over the file must be a mapping of keys to values "
+                              f"(e.g. {{'finetune': {{'lr': 1e-4}}}}), got {type(changes).__name__}")
+        raw = _merged(raw, changes)
+        path = Path(f"{path} (with the notebook's changes {changes})")
     if "seed" in raw and "seeds" in raw:
         raise ParamsError(f"{path}: keys 'seed' and 'seeds': {SEED_AND_SEEDS}")
     try:

@@ -8,6 +8,7 @@ when its kernel died) and the others go on.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -150,7 +151,22 @@ def record_failure(study, ordering: str, exc: Exception) -> str:
 
 
 def run_summary(params_file: str | Path) -> Path:
-    """Execute the summary notebook for a study (tables, figures); return the executed notebook."""
-    from ..report import execute_summary
+    """Execute the summary notebook for a study (tables, figures); return the executed notebook.
 
+    Result files made by other params than ``params_file``'s are left out of its tables; each is
+    named on stderr with the reason, as the notebook's first lines name them.
+    """
+    from ..report import execute_summary
+    from ..report.load import left_out_lines, load_study
+    from ..study.study import Study, current_result_keys
+
+    keys, unchecked = current_result_keys(params_file)
+    if keys is None:
+        print(f"warning: the results were not checked against {params_file} ({unchecked})", file=sys.stderr)
+    else:
+        study = Study(params_file)
+        found = load_study(study.paths, study.plan.orderings, tuple(study.params.evaluation.benchmarks),
+                           tuple(study.params.seeds), keys)
+        for line in left_out_lines(found):
+            print(line, file=sys.stderr)
     return execute_summary(params_file)

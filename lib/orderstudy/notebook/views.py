@@ -48,7 +48,9 @@ def header(study, ordering: str) -> str:
     steps = " → ".join(get_operation(o).name for o in ops) or "no operation (the base model)"
     return (f"**Study** `{study.params.study}` · **ordering** `{ordering}`: {steps}  \n"
             f"**model** `{study.params.model.source}` · **device** {study.device} · **dtype** {study.dtype} · "
-            f"**params** `{study.params_file.name}` (hash {study.params.hash()})")
+            f"**params** `{study.params_file.name}` (hash {study.params.hash()})"
+            + (f"  \n**changed in this notebook**, so the result goes beside the study's, to "
+               f"`{study.result_path(ordering).relative_to(study.paths.dir.parent)}`" if study.changed else ""))
 
 
 # -- a step -----------------------------------------------------------------------------------
@@ -276,7 +278,7 @@ def evaluation_section(study, scores: dict) -> list:
     confidence = study.params.report.confidence
     # Aggregated once, when the evaluation was summarized: the stored scores are the result file's.
     benchmarks = scores.get("benchmarks", {})
-    tasks = task_scores(benchmarks, scores["items"], confidence)
+    tasks = task_scores(benchmarks, scores["items"], confidence, study.suite.lawbench_sources)
     runtime = scores.get("runtime") or {}
     where = (f"read from the store (this state was evaluated before, in {scores['seconds']:.1f} s)" if scores["reused"]
              else f"evaluated now in {scores['seconds']:.1f} s")
@@ -289,7 +291,8 @@ def evaluation_section(study, scores: dict) -> list:
                  "and with a few the interval is wide: read differences between tasks with care."),
              "Every task: score, interval, items scored, the share of answers LawBench could not use "
              "(`abstention_pct`), how many tokens it could generate (`max_new_tokens`) and whether its gold answers "
-             "need more (`capped`: its score can only understate the model).",
+             "need more (`capped`: its score can only understate the model); for LawBench, where its items come from "
+             "(`items_from`: LawBench's own, or written for this project where the packaged data lacks the task).",
              tasks.drop(columns=["benchmark_score"]),
              f"**How the evaluation ran**: {evaluated_as(runtime)}; batch sizes and speed by phase:",
              runtime_table(scores)]
@@ -313,8 +316,18 @@ def benchmark_table(benchmarks: dict) -> pd.DataFrame:
                          for b, v in benchmarks.items()])
 
 
-def task_scores(benchmarks: dict, items: dict, confidence: float) -> pd.DataFrame:
-    """Return one row per task of an evaluation's aggregated scores: score (percent), its interval, items, abstention rate."""
+def task_scores(benchmarks: dict, items: dict, confidence: float, lawbench_sources: dict | None = None) -> pd.DataFrame:
+    """Return one row per task of an evaluation's aggregated scores: score (percent), its interval, items, abstention rate.
+
+    ``lawbench_sources`` (the suite's): a LawBench task's ``items_from`` says whether its items are
+    LawBench's or written for this project.
+    """
+    def items_from(bench: str, task: str) -> str:
+        source = (lawbench_sources or {}).get(task) if bench == "lawbench" else None
+        if source is None:
+            return ""
+        return "LawBench" if source.get("lawbench") else "written for this project (not LawBench's) ‡"
+
     rows = []
     for bench, v in benchmarks.items():
         for task, t in v["tasks"].items():
@@ -322,7 +335,7 @@ def task_scores(benchmarks: dict, items: dict, confidence: float) -> pd.DataFram
             rows.append({"benchmark": bench, "task": task, "score_pct": t["score"], "ci_low": low, "ci_high": high,
                          "items": t["n"], "abstention_pct": None if "abstention_rate" not in t else round(100 * t["abstention_rate"], 1),
                          "max_new_tokens": t.get("max_new_tokens"), "capped": t.get("capped"),
-                         "benchmark_score": v["score"]})
+                         "items_from": items_from(bench, task), "benchmark_score": v["score"]})
     return pd.DataFrame(rows)
 
 

@@ -68,8 +68,8 @@ def _write_notebook(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orderstudy.report", description=__doc__)
+def main(argv: list[str] | None = None, prog: str = "python -m orderstudy.report") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     def common(p):

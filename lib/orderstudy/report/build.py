@@ -66,6 +66,7 @@ class Report:
     markdown: dict[str, str] = field(repr=False)  # keyed main, F, P, Q, order_effects, power, claims
     files: dict[str, Path] = field(default_factory=dict)  # file name -> path, e.g. "main.csv"
     interactions: pd.DataFrame | None = field(default=None, repr=False)  # one row per X>Y (interactions.py)
+    marks: dict[str, str] = field(default_factory=dict)  # benchmark -> the mark its name carries ("lawbench": "‡")
 
     @property
     def figures(self) -> dict[str, Path]:
@@ -92,10 +93,25 @@ def resolve_source(source: str | os.PathLike, *, outputs_dir: str | os.PathLike 
     )
 
 
-def make_report(source: StudySource, language: str | None = None) -> Report:
-    """Return the report of a study, computed in memory (nothing written)."""
+def make_report(source: StudySource, language: str | None = None, current_keys: dict[str, str] | None = None) -> Report:
+    """Return the report of a study, computed in memory (nothing written).
+
+    ``current_keys``: the current params' result keys (``Study.current_result_keys``); results
+    made by other params are then left out of every table, and the main table says which.
+    """
     language = labels.check_language(language or source.params.language)
-    study = load_study(source.paths, source.orderings, source.benchmarks, source.seeds)
+    study = load_study(source.paths, source.orderings, source.benchmarks, source.seeds, current_keys)
+    # LawBench's name carries ‡ in every table and figure when some of its tasks are not LawBench's.
+    written = study.project_written_tasks() if "lawbench" in study.benchmarks else {}
+    marks = {"lawbench": "‡"} if written else {}
+    with labels.marked_benchmarks(marks):
+        report = _tables(source, study, language, written)
+    report.marks = marks
+    return report
+
+
+def _tables(source: StudySource, study: Study, language: str, written: dict[str, str]) -> Report:
+    """Return the report's tables and their texts (``make_report``), benchmark names marked as the caller set them."""
     est = estimate(study, source.params)
     main = main_table(est, language)
     transitions = transition_tables(est, language)
@@ -113,14 +129,37 @@ def make_report(source: StudySource, language: str | None = None) -> Report:
     # Scores of capped tasks are bounded by their ceiling: every table says so, and main.csv lists them.
     capped = study.capped_tasks()
     texts = {name: text + markdown.capped_note(capped, language) for name, text in texts.items()}
+    if study.left_out:
+        texts["main"] = markdown.left_out_note(study.left_out, language) + texts["main"]
     main["capped_tasks"] = "; ".join(f"{b}:{t}" for b, tasks in capped.items() for t in tasks)
     texts["power"] = power_markdown(power, language, source.params.confidence, source.params.power)
     interactions = interaction_table(est, language)
     texts["interactions"] = interaction_markdown(interactions, study.benchmarks, language, source.params, notes)
     texts["claims"] = claims_markdown(claims, study.benchmarks, language, source.params.confidence,
                                       source.params.multiplicity)
+    texts = with_project_written_tasks(study, main, texts, written, language)
     return Report(study, est, language, main, transitions, order_effects, power, claims, texts,
                   interactions=interactions)
+
+
+def with_project_written_tasks(study: Study, main: pd.DataFrame, texts: dict[str, str], written: dict[str, str],
+                               language: str) -> dict[str, str]:
+    """Return the tables' texts with LawBench's project-written tasks marked wherever LawBench's score shows.
+
+    Every table with a LawBench column says which tasks are not LawBench's; the main table also
+    gives LawBench's score both ways (all tasks, LawBench's own only), and main.csv names them.
+    """
+    main["lawbench_project_written_tasks"] = "; ".join(written)
+    if not written:
+        return texts
+    total = max((len(r.benchmarks["lawbench"].tasks) for r in study.results.values() if r.ok and "lawbench" in r.benchmarks),
+                default=0)
+    note = markdown.project_written_note(written, total, language)
+    texts = {name: text + note for name, text in texts.items()}
+    rows = [(row["label"], study.score(row["ordering"], "lawbench"), study.lawbench_own_score(row["ordering"], set(written)))
+            for _, row in main.iterrows() if study.status(row["ordering"]) == "ok"]
+    texts["main"] += markdown.lawbench_both_ways(rows, total, total - len(written), language)
+    return texts
 
 
 def csv_text(frame: pd.DataFrame) -> str:
@@ -146,11 +185,12 @@ def write_tables(report: Report, tables_dir: Path) -> dict[str, Path]:
 def write_figures(report: Report, figures_dir: Path) -> dict[str, Path]:
     """Draw and save the three figures as PNG and SVG under ``figures_dir``; return the paths by file name."""
     benchmarks = report.study.benchmarks
-    drawn = {
-        "change_heatmap": figs.change_heatmap(report.main, benchmarks, report.language),
-        "score_vs_size": figs.score_size_figure(report.main, benchmarks, report.language),
-        "operation_effects": figs.operation_effects_figure(report.transitions, benchmarks, report.language),
-    }
+    with labels.marked_benchmarks(report.marks):
+        drawn = {
+            "change_heatmap": figs.change_heatmap(report.main, benchmarks, report.language),
+            "score_vs_size": figs.score_size_figure(report.main, benchmarks, report.language),
+            "operation_effects": figs.operation_effects_figure(report.transitions, benchmarks, report.language),
+        }
     written = {}
     for name, fig in drawn.items():
         for fmt, path in figs.save_figure(fig, figures_dir, name).items():
@@ -164,15 +204,16 @@ def build_report(
     language: str | None = None,
     outputs_dir: str | os.PathLike | None = None,
     figures: bool = True,
+    current_keys: dict[str, str] | None = None,
 ) -> Report:
     """Return a study's report after writing its tables (and figures) under ``outputs/<study>/``.
 
     ``source``: a params file or a study output directory. ``language``: ``en`` or ``zh``
     (default: the params file's ``report.language``). ``outputs_dir``: where studies' outputs
-    live (default: ``outputs/``, or ``$ORDERSTUDY_OUTPUTS``).
+    live (default: ``outputs/``, or ``$ORDERSTUDY_OUTPUTS``). ``current_keys``: see ``make_report``.
     """
     where = resolve_source(source, outputs_dir=outputs_dir)
-    report = make_report(where, language)
+    report = make_report(where, language, current_keys)
     report.files.update(write_tables(report, where.paths.tables))
     if figures:
         report.files.update(write_figures(report, where.paths.figures))

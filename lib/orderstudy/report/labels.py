@@ -7,6 +7,8 @@ line: 原始模型, 微调 → 剪枝 → 量化, 剪枝 → 剪枝微调, LawBe
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from ..core.benchmark import display_name
 from ..core.operation import get_operation, letters as registered_letters
 from ..core.plan import BASE, parse_ordering
@@ -146,6 +148,15 @@ _WORDS = {
             "These tasks' scores, and so their benchmark's, are bounded by that ceiling."
         ),
         "capped_task": "{benchmark} {task} at {tokens} new tokens (ceiling {ceiling})",
+        "left_out_note": "**Warning: {n} result file(s) left out of every table, made by other params than the current ones:**",
+        "project_written_note": (
+            "LawBench‡ — {n} of its {total} tasks here ({tasks}) are items written for this project, not LawBench's "
+            "(the packaged LawBench data lacks them; each result's lawbench_sources says where every task's items come "
+            "from). LawBench's score above is the mean over all {total} tasks, these included."
+        ),
+        "lawbench_both_ways": "LawBench both ways: over all {total} tasks, and over LawBench's own {own} tasks only",
+        "lawbench_all": "LawBench, all {total} tasks",
+        "lawbench_own": "LawBench, its own {own} tasks",
     },
     "zh": {
         "ordering": "操作顺序描述",
@@ -236,6 +247,14 @@ _WORDS = {
         "undefined_note": "{benchmark}：变化率无定义：{reason}",
         "capped_note": "生成长度受限（evaluation.max_new_tokens 短于答案长度）：{tasks}。这些任务及其基准的得分以此上限为界。",
         "capped_task": "{benchmark} {task} 最多生成 {tokens} 个词元（上限 {ceiling}）",
+        "left_out_note": "**警告：{n} 个结果文件由与当前参数不同的参数生成，未计入任何表格：**",
+        "project_written_note": (
+            "LawBench‡ —— 本研究的 {total} 个任务中有 {n} 个（{tasks}）的题目为本项目编写，并非 LawBench 原题"
+            "（所附 LawBench 数据缺少这些任务；每个结果的 lawbench_sources 记录各任务题目的来源）。上表的 LawBench 得分为全部 {total} 个任务的平均，含这些任务。"
+        ),
+        "lawbench_both_ways": "LawBench 两种算法：全部 {total} 个任务，及仅 LawBench 原有的 {own} 个任务",
+        "lawbench_all": "LawBench，全部 {total} 个任务",
+        "lawbench_own": "LawBench，原有 {own} 个任务",
     },
 }
 
@@ -305,9 +324,27 @@ def operation_section(op: str) -> str:
     return _names(op)["section"]
 
 
+# A mark a benchmark's name carries in the tables and figures of the report being made, with its
+# note under each table: "‡" on LawBench when some of its tasks are not LawBench's (build.py).
+_MARKS: dict[str, str] = {}
+
+
+@contextmanager
+def marked_benchmarks(marks: dict[str, str]):
+    """Within the block, benchmark names carry ``marks`` (``{"lawbench": "‡"}``); after it, what they carried before."""
+    saved = dict(_MARKS)
+    _MARKS.clear()
+    _MARKS.update(marks)
+    try:
+        yield
+    finally:
+        _MARKS.clear()
+        _MARKS.update(saved)
+
+
 def benchmark_name(benchmark: str) -> str:
     """Return a benchmark's printed name (``lawbench`` -> ``LawBench``, as the registry names it), unknown ones unchanged."""
-    return display_name(benchmark)
+    return display_name(benchmark) + _MARKS.get(benchmark, "")
 
 
 def ordering_label(ordering: str, language: str) -> str:

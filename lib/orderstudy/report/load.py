@@ -93,6 +93,8 @@ class Study:
     runs: dict[str, dict[int, Result]]  # ordering -> seed -> its result file
     items: dict[str, dict[int, Items]]  # ordering -> seed -> per-item scores
     seeds: tuple[int, ...] = (0,)  # the study's seeds
+    # Result files read but not reported, each with why (made by other params): path -> reason.
+    left_out: dict[Path, str] = field(default_factory=dict)
 
     @property
     def results(self) -> dict[str, Result]:
@@ -130,6 +132,35 @@ class Study:
         """Return the ordering's score on a benchmark for each finished seed, in percent (empty when none)."""
         values = [r.score(benchmark) for s, r in sorted(self.runs.get(ordering, {}).items()) if r.ok]
         return np.array([v for v in values if not math.isnan(v)])
+
+    @property
+    def base_provenance(self) -> dict | None:
+        """Return where the base model comes from, as the first result that records it says (None when none does)."""
+        return next((r.raw["provenance"] for r in self.results.values() if r.raw.get("provenance")), None)
+
+    def project_written_tasks(self) -> dict[str, str]:
+        """Return the LawBench tasks scored here whose items are not LawBench's, each with its source.
+
+        Every result records where each task's items come from (``lawbench_sources``: the
+        packaged data lacks 1-2, 2-8 and 3-6, and items written for this project stand in).
+        """
+        scored = {t for r in self.results.values() if r.ok and "lawbench" in r.benchmarks for t in r.benchmarks["lawbench"].tasks}
+        out = {}
+        for result in self.results.values():
+            for task, source in (result.raw.get("lawbench_sources") or {}).items():
+                if task in scored and isinstance(source, dict) and source.get("lawbench") is False:
+                    out.setdefault(task, str(source.get("source", "")))
+        return dict(sorted(out.items(), key=lambda kv: [int(p) for p in kv[0].split("-")]))
+
+    def lawbench_own_score(self, ordering: str, written: set[str]) -> float:
+        """Return LawBench's score over LawBench's own tasks only (the unweighted mean of the others), mean over seeds; NaN when none."""
+        values = []
+        for _, result in sorted(self.runs.get(ordering, {}).items()):
+            entry = result.benchmarks.get("lawbench") if result.ok else None
+            own = [t.score for name, t in (entry.tasks.items() if entry else ()) if name not in written]
+            if own:
+                values.append(sum(own) / len(own))
+        return float(np.mean(values)) if values else math.nan
 
     def capped_tasks(self) -> dict[str, dict[str, TaskScore]]:
         """Return, per benchmark, the tasks whose generation budget was capped below their answers' length.
@@ -239,11 +270,37 @@ def study_benchmarks(results, planned: tuple[str, ...] | None = None) -> tuple[s
     return tuple(b for b in known if b in found) + tuple(sorted(found - set(known)))
 
 
+def other_params(result: Result, current_keys: dict[str, str] | None) -> str:
+    """Return why a result was made by other params than the current ones ("" when it was not, or when no keys are given).
+
+    ``current_keys``: per result file name, the result key the current params give that run
+    (``Study.current_result_keys``). The key covers the states, the evaluation suite and the
+    seed, so a result an earlier run made and the current params would make the same is kept.
+    """
+    if current_keys is None:
+        return ""
+    expected = current_keys.get(result.path.name)
+    found = result.raw.get("result_key")
+    if expected is None:
+        return "no run of the current params has this file name (another seed set or other operations)"
+    if found == expected:
+        return ""
+    made_by = result.raw.get("params_file") or "an unknown params file"
+    return (f"made by other params ({Path(made_by).name}, params_hash {result.raw.get('params_hash')}): its result key "
+            f"{found} is not the current params' {expected}; rerun the study to replace it")
+
+
+def left_out_lines(study: Study) -> list[str]:
+    """Return one warning line per result file left out of the tables, naming it and why."""
+    return [f"warning: {path} left out of the tables: {reason}" for path, reason in sorted(study.left_out.items())]
+
+
 def load_study(
     paths: StudyPaths,
     orderings: tuple[str, ...] | None = None,
     benchmarks: tuple[str, ...] | None = None,
     seeds: tuple[int, ...] | None = None,
+    current_keys: dict[str, str] | None = None,
 ) -> Study:
     """Return a study's finished results, read from ``paths.results``.
 
@@ -252,7 +309,8 @@ def load_study(
     order. ``benchmarks``: the benchmarks to report (default: those found in the results).
     ``seeds``: the study's seeds (default: those the file names say, ``F-P-Q.seed1.json``, or the
     one seed of plain ``F-P-Q.json`` files). With several seeds, the ``.seed<N>`` files of those
-    seeds are read; with one, the plain files.
+    seeds are read; with one, the plain files. ``current_keys``: the result keys of the current
+    params (``other_params``); a result made by other params goes to ``Study.left_out``, not the tables.
     """
     if not paths.dir.is_dir():
         raise FileNotFoundError(f"{paths.dir}: no such study directory; run the study first (make study PARAMS=<params file>) or check the study name")
@@ -270,10 +328,14 @@ def load_study(
         files[(ordering, file_seed)] = path
     several = len(seeds) > 1 if seeds is not None else any(seed is not None for _, seed in files)
     found: dict[str, dict[int, Result]] = {}
+    left_out: dict[Path, str] = {}
     for (ordering, file_seed), path in files.items():
         if several != (file_seed is not None) or (several and seeds is not None and file_seed not in seeds):
             continue  # another seed set's runs (the study had one seed then, or other seeds)
         result = load_result(path, study=paths.study, ordering=ordering)
+        if reason := other_params(result, current_keys):
+            left_out[path] = reason
+            continue
         labels.remember_operations(result.raw.get("operations"))
         seed = file_seed if file_seed is not None else (result.seed if result.seed is not None else (seeds or (0,))[0])
         found.setdefault(ordering, {})[seed] = result
@@ -299,4 +361,5 @@ def load_study(
         runs=found,
         items=items,
         seeds=tuple(seeds),
+        left_out=left_out,
     )

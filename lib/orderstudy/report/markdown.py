@@ -144,6 +144,36 @@ def capped_note(capped: dict, language: str = "en") -> str:
     return "\n" + labels.word("capped_note", language).format(tasks=tasks) + "\n"
 
 
+def left_out_note(left_out: dict, language: str = "en") -> str:
+    """Return the warning the main table opens with when result files were left out (``Study.left_out``), else ""."""
+    if not left_out:
+        return ""
+    lines = [labels.word("left_out_note", language).format(n=len(left_out))]
+    lines += [f"- `{path.name}`: {reason}" for path, reason in sorted(left_out.items())]
+    return "\n".join(lines) + "\n\n"
+
+
+def project_written_note(written: dict[str, str], total: int, language: str = "en") -> str:
+    """Return the line every table showing LawBench carries when some of its tasks are not LawBench's (``Study.project_written_tasks``), else ""."""
+    if not written:
+        return ""
+    return "\n" + labels.word("project_written_note", language).format(n=len(written), total=total, tasks=", ".join(written)) + "\n"
+
+
+def lawbench_both_ways(rows: list[tuple[str, float, float]], total: int, own: int, language: str = "en") -> str:
+    """Return LawBench's score per ordering over all its tasks and over LawBench's own only: rows of (label, all, own)."""
+    head = [labels.word("ordering", language), labels.word("lawbench_all", language).format(total=total),
+            labels.word("lawbench_own", language).format(own=own)]
+    lines = ["", labels.word("lawbench_both_ways", language).format(total=total, own=own) + ":", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += [f"| {label} | {_pct(a)} | {_pct(b)} |" for label, a, b in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _pct(value: float) -> str:
+    return "N/A" if math.isnan(value) else f"{value:.2f}"
+
+
 def _failure_text(row, language: str) -> str:
     """Return the footnote of a failed ordering: which ordering, at which step, why."""
     name = f"{row['label']} ({row['ordering']})"

@@ -39,11 +39,27 @@ outputs_dir = ""  # optional: where study outputs live; empty: outputs/"""
 _BUILD = """\
 from IPython.display import Image, Markdown, display
 
-from orderstudy.report import build_report, compare_studies
+from pathlib import Path
 
-report = build_report(params_file, language=language or None, outputs_dir=outputs_dir or None)
+from orderstudy.core.results import describe_provenance
+from orderstudy.report import build_report, compare_studies
+from orderstudy.report.markdown import left_out_note
+from orderstudy.study.study import current_result_keys
+
+# The result keys the params file gives each run: results made by other params stay out of the tables.
+current_keys, unchecked = current_result_keys(params_file) if Path(params_file).is_file() else (None, "")
+report = build_report(params_file, language=language or None, outputs_dir=outputs_dir or None, current_keys=current_keys)
 display(Markdown(f"Study **{report.study.name}**: {sum(s == 'ok' for s in report.main['status'])} of "
-                 f"{len(report.main)} orderings finished. Tables: `{report.files['main.csv'].parent}`"))"""
+                 f"{len(report.main)} orderings finished. Tables: `{report.files['main.csv'].parent}`"))
+display(Markdown(describe_provenance(report.study.base_provenance)))
+if written := report.study.project_written_tasks():
+    display(Markdown(f"**LawBench‡**: tasks {', '.join(written)} are items written for this project, not LawBench's; "
+                     "every table with LawBench marks it, and the main table gives its score both with and without them."))
+if report.study.left_out:
+    display(Markdown(left_out_note(report.study.left_out, report.language)))
+if unchecked:
+    display(Markdown(f"**Warning: the results were not checked against the params file** ({unchecked}); "
+                     "results of other params may be among them."))"""
 
 _MAIN_HELP = """\
 ## Main table: every ordering against the base model

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.benchmark import display_name  # the reference's own names, never this study's marks
 from ..core.params import ReportParams
 from ..core.plan import BASE, REFERENCE_ORDER, parse_ordering
 from . import labels
@@ -99,7 +100,7 @@ def _number(cell: str) -> float:
 
 def _column_benchmark(header: str) -> tuple[str, str]:
     """Return ``(benchmark, kind)`` for a printed column name: ``stem 变化率%`` -> ``("stem", "change_pct")``."""
-    by_name = {labels.benchmark_name(b): b for b in BENCHMARKS}
+    by_name = {display_name(b): b for b in BENCHMARKS}
     name, _, kind = header.partition(" ")
     kinds = {"": "score", "变化": "diff", "变化率%": "change_pct"}
     if name not in by_name or kind not in kinds:
@@ -201,7 +202,7 @@ def _explain(printed: float, after: str, benchmark: str, scores: pd.DataFrame, k
     fits = [x for x in candidates if x >= 0 and _consistent(printed, ranges(x, before))]
     if fits:
         shown = ", ".join(f"{x:.2f}" for x in fits)
-        return (f"it matches a {labels.benchmark_name(benchmark)} score of {shown} for {labels.ordering_label(after, 'zh')} "
+        return (f"it matches a {display_name(benchmark)} score of {shown} for {labels.ordering_label(after, 'zh')} "
                 f"({after}), which the table prints as {scores.at[after, benchmark]:.2f}")
     return ""
 
@@ -223,7 +224,7 @@ def inconsistent_cells(reference: ReferenceStudy | None = None) -> list[Cell]:
             allowed = change_rate_range(scores.at[ordering, benchmark], scores.at[BASE, benchmark])
             if not _consistent(printed, allowed):
                 cells.append(Cell(
-                    "main", labels.ordering_label(ordering, "zh"), f"{labels.benchmark_name(benchmark)} 变化率%",
+                    "main", labels.ordering_label(ordering, "zh"), f"{display_name(benchmark)} 变化率%",
                     printed, *allowed, _explain(printed, ordering, benchmark, scores, "change_pct", BASE),
                 ))
     for row in ref.transitions.itertuples(index=False):
@@ -235,7 +236,7 @@ def inconsistent_cells(reference: ReferenceStudy | None = None) -> list[Cell]:
             allowed = ranges(after, before)
             if not _consistent(printed, allowed):
                 cells.append(Cell(
-                    labels.operation_name(row.operation, "zh"), row.row, f"{labels.benchmark_name(row.benchmark)} {suffix}",
+                    labels.operation_name(row.operation, "zh"), row.row, f"{display_name(row.benchmark)} {suffix}",
                     printed, *allowed, _explain(printed, row.after, row.benchmark, scores, kind, row.before),
                 ))
     return cells

@@ -33,7 +33,7 @@ from ..operations.finetune.training import finetune_warning
 from ..core.benchmark import get_benchmark
 from ..core.operation import OperationSpec, get_operation, operations
 from ..core.params import ParamsError, StudyParams, load_params, stable_hash
-from ..core.plan import BASE, canonical_ordering, last_operation, make_plan, parent, parse_ordering, prefixes
+from ..core.plan import BASE, all_orderings, canonical_ordering, last_operation, make_plan, parent, parse_ordering, prefixes
 from .store import State, StateStore, versions
 
 
@@ -48,6 +48,12 @@ class Study:
                               f"{list(self.params.seeds)}; add it there or ask for one of them")
         self.seed = self.params.seeds[0] if seed is None else int(seed)
         self.paths = paths.StudyPaths(self.params.study)
+        # Params that are not the file's (changed in a notebook run by hand) write their results
+        # beside the study's, under scratch/<their hash>/, never over the results the file made.
+        # The states are keyed by their own params, so the study's store holds them safely.
+        self.changed = params is not None and params.hash() != load_params(self.params_file).hash()
+        self.run_paths = (paths.StudyPaths(self.params.hash(), self.paths.dir / "scratch") if self.changed
+                          else self.paths)
         self.device = models.resolve_device(self.params.device)
         self.dtype = models.resolve_dtype(self.params.dtype, self.device)
         self.plan = make_plan(self.params.orderings)
@@ -67,8 +73,8 @@ class Study:
         return ordering if self.run_seed is None else f"{ordering}.seed{self.seed}"
 
     def result_path(self, ordering: str) -> Path:
-        """Return this seed's result file of ``ordering``."""
-        return self.paths.result(ordering, self.run_seed)
+        """Return this seed's result file of ``ordering`` (under ``scratch/<hash>/`` when the params are not the file's)."""
+        return self.run_paths.result(ordering, self.run_seed)
 
     def notebook_path(self, ordering: str) -> Path:
         """Return this seed's executed notebook of ``ordering``."""
@@ -311,6 +317,22 @@ class Study:
         return stable_hash({"state": self.store.key(ordering), "suite": self.suite.key, "schema": results.SCHEMA_VERSION,
                             "seed": self.seed, "mmlu_weight_by_size": self.params.evaluation.mmlu_weight_by_size})
 
+    def current_result_keys(self) -> dict[str, str]:
+        """Return, per result file name (``F-P-Q.json``, ``F-P-Q.seed1.json``), the result key the params file gives it.
+
+        Every ordering of the registered operations is keyed, planned or not, for every seed: a
+        result file whose ``result_key`` differs, or that is not among these, was made by other
+        params, and the summary leaves it out (``report.load``).
+        """
+        keys = {}
+        orderings = dict.fromkeys((*all_orderings(), *self.plan.orderings))
+        for seed in self.params.seeds:
+            seeded = self if seed == self.seed else self.for_seed(seed)
+            seeded.__dict__.setdefault("suite", self.suite)  # one suite for every seed (same sample)
+            for ordering in orderings:
+                keys[f"{paths.run_filename(ordering, seeded.run_seed)}.json"] = seeded.result_key(ordering)
+        return keys
+
     def load_result(self, ordering: str) -> dict | None:
         path = self.result_path(ordering)
         try:
@@ -460,10 +482,10 @@ class OrderingRun:
         study, scores = self.study, self.scores
         stem = paths.run_filename(self.ordering, study.run_seed)
         items_rel = f"items/{stem}.json"
-        atomic.write_json(study.paths.dir / items_rel, scores["items"])
+        atomic.write_json(study.run_paths.dir / items_rel, scores["items"])
         if scores["lawbench_predictions"]:
             # The model's raw LawBench answers, so they can be rescored (python -m orderstudy.benchmarks.lawbench).
-            atomic.write_json(study.paths.items / f"{stem}.lawbench_predictions.json", scores["lawbench_predictions"])
+            atomic.write_json(study.run_paths.items / f"{stem}.lawbench_predictions.json", scores["lawbench_predictions"])
         final = self._final.record()
         result = study.result_record(self.ordering, self._steps_in_order(), status="ok", error=None)
         result.update({
@@ -543,3 +565,15 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     # Deterministic kernels where torch has them; warn (not fail) where an op has none.
     torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def current_result_keys(params_file: str | Path) -> tuple[dict[str, str] | None, str]:
+    """Return the result keys the params file gives every run (``Study.current_result_keys``) and "", or None and why not.
+
+    The keys need the base model's tokenizer and the benchmark data; where they are absent (a
+    study's outputs read on another machine) the summary says that its results were not checked.
+    """
+    try:
+        return Study(params_file).current_result_keys(), ""
+    except (models.ModelError, data.DataError, ParamsError, OSError) as exc:
+        return None, f"{type(exc).__name__}: {' '.join(str(exc).split())}"

@@ -46,9 +46,9 @@ def _parse_tasks(text: str) -> tuple[str, ...]:
     return tuple(t for t in TASK_IDS if t in tasks)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m orderstudy.benchmarks.lawbench") -> argparse.ArgumentParser:
     """Return the command-line parser."""
-    parser = argparse.ArgumentParser(prog="python -m orderstudy.benchmarks.lawbench", description="LawBench scorer.")
+    parser = argparse.ArgumentParser(prog=prog, description="LawBench scorer.")
     commands = parser.add_subparsers(dest="command", required=True)
     score = commands.add_parser("score", help="score a directory of systems' predictions", description=_DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -178,9 +178,9 @@ def _score_systems(systems: list[Path], tasks: tuple[str, ...], allow_missing: b
     return rows, failed
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m orderstudy.benchmarks.lawbench") -> int:
     """Run the command line; return the exit status."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     if args.command == "score":
         return run_score(args.predictions_dir, args.out, args.tasks, args.allow_missing, args.cherrant_data)
     return 2  # pragma: no cover - argparse enforces a command
