@@ -252,9 +252,22 @@ def task_scores_figure(tasks: pd.DataFrame, confidence: float) -> Figure:
         ax.errorbar(score, y, xerr=xerr, fmt="o", color=KEPT, ecolor="#888888", capsize=2, markersize=4)
         ax.set_yticks(y, part["task"], fontsize=7)
         ax.invert_yaxis()
-        ax.set_xlim(-3, 103)
         mean = part["benchmark_score"].iloc[0]
-        ax.axvline(mean, color=REMOVED, linestyle="--", linewidth=1, label=f"{bench}: {mean:.1f}%")
+        unit = _unit(bench)
+        if unit == "%":
+            ax.set_xlim(-3, 103)
+            ax.axvline(mean, color=REMOVED, linestyle="--", linewidth=1, label=f"{bench}: {mean:.1f}%")
+        else:   # a divergence in its own unit, not a percentage
+            ax.axvline(mean, color=REMOVED, linestyle="--", linewidth=1, label=f"{bench}: {mean:.3f} {unit}")
         ax.legend(fontsize=8, loc="lower right")
-    axes[-1].set_xlabel(f"score (%), bars: {confidence:.0%} bootstrap interval over the task's items")
+    axes[-1].set_xlabel(f"score (% where not said otherwise), bars: {confidence:.0%} interval over the task's items")
     return fig
+
+
+def _unit(benchmark: str) -> str:
+    from ..core.benchmark import get_benchmark
+
+    try:
+        return get_benchmark(benchmark).unit
+    except KeyError:
+        return "%"

@@ -331,7 +331,7 @@ def task_scores(benchmarks: dict, items: dict, confidence: float, lawbench_sourc
     rows = []
     for bench, v in benchmarks.items():
         for task, t in v["tasks"].items():
-            low, high = task_interval(items[bench][task], task, t["score"], confidence)
+            low, high = task_interval(items[bench][task], task, t["score"], confidence, continuous=not _bounded(bench))
             rows.append({"benchmark": bench, "task": task, "score_pct": t["score"], "ci_low": low, "ci_high": high,
                          "items": t["n"], "abstention_pct": None if "abstention_rate" not in t else round(100 * t["abstention_rate"], 1),
                          "max_new_tokens": t.get("max_new_tokens"), "capped": t.get("capped"),
@@ -339,12 +339,21 @@ def task_scores(benchmarks: dict, items: dict, confidence: float, lawbench_sourc
     return pd.DataFrame(rows)
 
 
-def task_interval(item_scores: dict[str, float], task: str, reported: float, confidence: float) -> tuple[float, float]:
+def _bounded(benchmark: str) -> bool:
+    try:
+        return get_benchmark(benchmark).bounded
+    except KeyError:
+        return True
+
+
+def task_interval(item_scores: dict[str, float], task: str, reported: float, confidence: float,
+                  continuous: bool = False) -> tuple[float, float]:
     """Return the interval (percent) of one task's score for one model; NaNs with fewer than two items.
 
     The report's score interval (``report.intervals.score_interval``: Wilson with the items'
     effective sample size) on a benchmark of this one task, around the reported score (it differs
-    from the item mean for a corpus-level metric such as LawBench 2-1).
+    from the item mean for a corpus-level metric such as LawBench 2-1). ``continuous``: a
+    divergence's task (``kl``), its score and interval in its own unit (the t interval of a mean).
     """
     import numpy as np
 
@@ -353,8 +362,9 @@ def task_interval(item_scores: dict[str, float], task: str, reported: float, con
     values = np.array(list(item_scores.values()), dtype=float)
     if values.size < intervals.MIN_ITEMS_PER_TASK:
         return math.nan, math.nan
-    design = intervals.Design(tasks=(task,), task_of=np.zeros(values.size, dtype=int), weights=np.array([1.0]))
-    arm = intervals.Arm(values=values[None, :], reported=np.array([reported / 100.0]))
+    design = intervals.Design(tasks=(task,), task_of=np.zeros(values.size, dtype=int), weights=np.array([1.0]),
+                              continuous=continuous)
+    arm = intervals.Arm(values=values[None, :], reported=np.array([reported / design.unit]))
     estimate = intervals.score_interval(design, arm, confidence)
     return estimate.low, estimate.high
 
