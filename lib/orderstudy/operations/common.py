@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,11 @@ class OperationContext:
     # kind of {"prompt", "answer", "id"} dicts; by default the fine-tuning training examples,
     # never the evaluation sample.
     calibration_examples: list[dict] = field(default_factory=list)
+    # What re-quantizing a calibrated (GPTQ) source needs, when pruning or a fine-tune with
+    # merge: requantize quantizes it again: the study's quantize params (calibration sample size
+    # and length) and the quantizer's calibration text, drawn as for Q itself.
+    requantize_params: object | None = None
+    requantize_examples: list[dict] = field(default_factory=list)
     # Whether training pairs and calibration text go through the chat template (the study's
     # top-level `chat_template`, which the evaluation reads too).
     chat_template: bool = True
@@ -64,6 +70,24 @@ def load_tokenizer(model_dir: Path):
 _TOKENIZERS: dict[str, object] = {}
 
 
+def calibration_sample(examples: list[dict], samples: int, seed: int) -> list[dict]:
+    """Return up to ``samples`` of ``examples``, a seeded draw: the calibration text an operation reads."""
+    chosen = list(examples)
+    random.Random(f"{seed}:calibration").shuffle(chosen)
+    return chosen[:samples]
+
+
+def calibration_sequences(tokenizer, examples: list[dict], seq_len: int, chat: bool = True) -> list[list[int]]:
+    """Return each example's tokens, prompt then answer in the study's prompt format, cut to ``seq_len``.
+
+    ``chat``: through the chat template, as the evaluation presents prompts (``prompts.prompt_ids``).
+    """
+    from ..core.prompts import prompt_ids
+
+    return [(prompt_ids(tokenizer, ex["prompt"], chat)
+             + tokenizer(ex["answer"], add_special_tokens=False)["input_ids"])[:seq_len] for ex in examples]
+
+
 def bnb_config(quant: dict):
     """Return a ``BitsAndBytesConfig`` from a saved ``quantization_config`` dict."""
     from transformers import BitsAndBytesConfig
@@ -73,27 +97,38 @@ def bnb_config(quant: dict):
 
 
 def quantization_name(quant: dict | None) -> str | None:
-    """Return ``nf4``, ``fp4``, ``int8`` or None (dense) for a saved ``quantization_config``.
+    """Return ``nf4``, ``fp4``, ``int8``, ``gptq`` or None (dense) for a saved ``quantization_config``.
 
     >>> quantization_name({"load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}), quantization_name(None)
     ('nf4', None)
+    >>> quantization_name({"quant_method": "gptq", "bits": 4})
+    'gptq'
     """
     if quant is None:
         return None
+    if quant.get("quant_method") == "gptq":
+        return "gptq"
     if quant.get("load_in_8bit"):
         return "int8"
     return quant.get("bnb_4bit_quant_type", "4bit")
 
 
-def requantize_like(model, quant: dict, dst: Path, ctx: OperationContext, tokenizer_from: Path) -> None:
-    """Quantize a dense in-memory ``model`` with the saved settings ``quant`` and save it to ``dst``.
+def requantize_like(model, quant: dict, dst: Path, ctx: OperationContext, tokenizer_from: Path) -> dict:
+    """Quantize a dense in-memory ``model`` with the saved settings ``quant``, save it to ``dst``, and
+    return the record of that quantization.
 
     bitsandbytes quantizes while loading, so the dense model goes through a temporary checkpoint.
-    The tokenizer is copied from ``tokenizer_from``.
+    GPTQ is run again, calibrated on ``model`` itself (``quantize.gptq.requantize``): its rounding
+    fits the activations of the model it now quantizes. The tokenizer is copied from ``tokenizer_from``.
     """
     from transformers import AutoModelForCausalLM
 
     from ..checkpoints.storage import copy_tokenizer
+
+    if quantization_name(quant) == "gptq":
+        from .quantize.gptq import requantize
+
+        return requantize(model, quant, dst, ctx, tokenizer_from)
 
     with tempfile.TemporaryDirectory(dir=Path(dst).parent, prefix=".dense-") as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
@@ -102,3 +137,4 @@ def requantize_like(model, quant: dict, dst: Path, ctx: OperationContext, tokeni
             dtype=models.DTYPES[ctx.dtype], device_map=ctx.device)
         quantized.save_pretrained(dst, safe_serialization=True)
     copy_tokenizer(tokenizer_from, dst)
+    return {"method": quantization_name(quant), "calibrated": False}

@@ -11,6 +11,7 @@ in that state. What becomes of the adapter is ``finetune.merge``:
 
 - ``dequantize`` (default): merged into the dequantized weights; the result is full precision.
 - ``requantize``: merged, then quantized again with the source's settings; the model stays small.
+  A GPTQ source is quantized again by GPTQ, calibrated on the merged model.
 - ``adapter``: kept beside the quantized base, in the same directory (``adapter_config.json`` and
   ``adapter_model.safetensors`` next to the base's files); ``from_pretrained`` alone loads both.
 
@@ -413,7 +414,7 @@ def _merge(src: Path, dst: Path, adapter_dir: Path, kind: str, quant: dict | Non
                            "zero_fraction_after_merge": round(after_merge, 6),
                            "zero_fraction_result": round(storage.zero_fraction(merged), 6)}
     if policy == "requantize":
-        requantize_like(merged, quant, dst, ctx, tokenizer_from=src)
+        out["requantization"] = requantize_like(merged, quant, dst, ctx, tokenizer_from=src)
     else:
         storage.save(merged, dst, tokenizer_from=src, sparse=kind == "sparse" and masks is not None)
     return out
