@@ -36,7 +36,8 @@ from ...checkpoints import models
 from ...core import prompts
 from .params import FinetuneParams
 from ...checkpoints import storage
-from ..common import SPARSITY_CONFIG_KEY, OperationContext, load_tokenizer, quantization_name, requantize_like
+from ..common import SPARSITY_CONFIG_KEY, OperationContext, load_tokenizer, quantization_name
+from ..quantize.requantize import requantize_like
 
 # The confidence of the interval on the change of the held-out loss (``loss_change``).
 CONFIDENCE = 0.95

@@ -29,7 +29,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...checkpoints import models, storage
-from ..common import OperationContext, load_tokenizer, quantization_name, requantize_like
+from ..common import OperationContext, load_tokenizer, quantization_name
+from ..quantize.requantize import requantize_like
 from . import calibration
 from .params import PruneParams
 from .structured import model_shape, prune_depth, prune_width, width_shape_problem
