@@ -67,7 +67,7 @@ def run_gptq(dense_dir: Path, dst: Path, config, batches: list, ctx: OperationCo
 
     started = time.perf_counter()
     # GPTQModel prints banners, progress bars and tables: kept out of the study's output (its own log still warns).
-    with contextlib.redirect_stdout(io.StringIO()), _quiet_library():
+    with contextlib.redirect_stdout(io.StringIO()), _quiet_library(), _layer_logs_elsewhere():
         model = GPTQModel.load(str(dense_dir), config, device=ctx.device, dtype=models.DTYPES[ctx.dtype])
         model.quantize(batches, batch_size=1, calibration_data_min_length=1)
         model.save(str(dst))
@@ -76,6 +76,21 @@ def run_gptq(dense_dir: Path, dst: Path, config, batches: list, ctx: OperationCo
     for stray in ("quant_log.csv",):   # GPTQModel's per-layer log: its numbers are in the record
         (Path(dst) / stray).unlink(missing_ok=True)
     return time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def _layer_logs_elsewhere():
+    """Send GPTQModel's per-layer JSON logs to a temporary directory (it writes them to ./logs by default)."""
+    from gptqmodel.looper import loop_processor
+
+    before = getattr(loop_processor, "_PROJECT_LOG_DIR", None)
+    with tempfile.TemporaryDirectory(prefix="orderstudy-gptq-logs-") as tmp:
+        loop_processor._PROJECT_LOG_DIR = Path(tmp)
+        try:
+            yield
+        finally:
+            if before is not None:
+                loop_processor._PROJECT_LOG_DIR = before
 
 
 @contextlib.contextmanager
