@@ -132,3 +132,18 @@ def test_gptq_keys_are_rejected_for_bitsandbytes_and_the_other_way():
     with pytest.raises(ValueError, match="quantize.double_quant applies to bitsandbytes"):
         QuantizeParams(method="gptq", double_quant=False)
     assert QuantizeParams(method="gptq").needs_calibration and not QuantizeParams().needs_calibration
+
+
+def test_groups_that_do_not_divide_a_layer_are_refused_before_any_work(tiny_model, ctx, tmp_path):
+    from orderstudy.operations.quantize import SPEC
+    from orderstudy.operations.quantize.gptq import apply
+
+    config = models.read_config(tiny_model)                      # hidden 64, MLP 128
+    params = QuantizeParams(method="gptq", group_size=128)       # quantizes, but no CPU or CUDA kernel runs it
+    problem = SPEC.check_source(lambda: config, params)
+    assert problem.startswith("key 'quantize.group_size': quantize.group_size 128 does not divide")
+    assert "set group_size to 64" in problem
+    assert SPEC.check_source(lambda: config, QuantizeParams(method="gptq", group_size=32)) is None
+    with pytest.raises(ValueError, match="hidden_size\\) = 64"):
+        apply(tiny_model, tmp_path / "q", params, ctx)
+    assert not (tmp_path / "q").exists()

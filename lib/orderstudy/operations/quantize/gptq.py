@@ -28,7 +28,14 @@ import torch
 from ...checkpoints import gptq as gptq_format
 from ...checkpoints import models, storage
 from ..common import OperationContext, calibration_sample, calibration_sequences, load_tokenizer
-from .params import QuantizeParams
+from .params import QuantizeParams, group_size_problem
+
+
+def check_groups(config, group_size: int, what: str) -> None:
+    """Raise ``ValueError`` when groups of ``group_size`` do not fit the layers of ``what`` (a model config)."""
+    problem = group_size_problem(config, group_size)
+    if problem:
+        raise ValueError(f"{what}: {problem}")
 
 
 def check(params: QuantizeParams) -> None:
@@ -109,6 +116,7 @@ def apply(src: Path, dst: Path, params: QuantizeParams, ctx: OperationContext) -
     check(params)
     if models.is_quantized(src):
         raise ValueError(f"{src}: the model is already quantized; an ordering applies Q once")
+    check_groups(models.read_config(src), params.group_size, f"quantize {src}")
     tokenizer = load_tokenizer(src)
     batches, calibrated = calibration(ctx.calibration_examples, params.calibration_samples,
                                       params.calibration_seq_len, tokenizer, ctx)
@@ -136,6 +144,7 @@ def requantize(model, quant: dict, dst: Path, ctx: OperationContext, tokenizer_f
                          "OperationContext.requantize_params and requantize_examples are empty (the study fills "
                          "them from its quantize section)")
     meta = quant.get("meta") or {}
+    check_groups(model.config, int(quant["group_size"]), "re-quantizing with GPTQ after this step")
     config = settings(int(quant["bits"]), int(quant["group_size"]), bool(quant.get("desc_act", False)),
                       float(meta.get("damp_percent", qparams.damp_percent)), bool(quant.get("sym", True)))
     tokenizer = load_tokenizer(tokenizer_from)

@@ -57,3 +57,39 @@ class QuantizeParams(OperationParams):
     def needs_calibration(self) -> bool:
         """Whether the method reads calibration text (GPTQ does; bitsandbytes never)."""
         return self.method == "gptq"
+
+
+def input_widths(config) -> dict[str, int]:
+    """Return the input width of each kind of decoder linear layer of a model config (dict or object).
+
+    >>> input_widths({"hidden_size": 576, "intermediate_size": 1536, "num_attention_heads": 9, "head_dim": 64})
+    {'q/k/v/gate/up_proj (hidden_size)': 576, 'down_proj (intermediate_size)': 1536, 'o_proj (heads x head_dim)': 576}
+    """
+    get = config.get if isinstance(config, dict) else lambda key, default=None: getattr(config, key, default)
+    hidden, heads = get("hidden_size"), get("num_attention_heads")
+    head_dim = get("head_dim") or hidden // heads
+    return {"q/k/v/gate/up_proj (hidden_size)": hidden, "down_proj (intermediate_size)": get("intermediate_size"),
+            "o_proj (heads x head_dim)": heads * head_dim}
+
+
+def group_size_problem(config, group_size: int) -> str | None:
+    """Return why GPTQ groups of ``group_size`` do not fit the model's layers (naming the key), None if they do.
+
+    GPTQModel quantizes any width, but its kernels (torch's int4 CPU matmul, Marlin on CUDA) need
+    every layer's input width to be a whole number of groups: SmolLM2-135M's 576 is not one of 128.
+
+    >>> group_size_problem({"hidden_size": 576, "intermediate_size": 1536, "num_attention_heads": 9, "head_dim": 64}, 128)[:60]
+    'quantize.group_size 128 does not divide q/k/v/gate/up_proj ('
+    >>> group_size_problem({"hidden_size": 576, "intermediate_size": 1536, "num_attention_heads": 9, "head_dim": 64}, 64) is None
+    True
+    """
+    if group_size == -1:
+        return None
+    widths = input_widths(config)
+    wrong = {name: w for name, w in widths.items() if w % group_size}
+    if not wrong:
+        return None
+    fits = [g for g in (1024, 512, 256, 128, 64, 32, 16) if all(w % g == 0 for w in widths.values())]
+    name, width = next(iter(wrong.items()))
+    return (f"quantize.group_size {group_size} does not divide {name} = {width}: GPTQ's kernels need whole groups "
+            f"in every layer; set group_size to {fits[0] if fits else -1}" + (" (or -1: one group a row)" if fits else ""))
