@@ -199,6 +199,7 @@ def record(src: Path, dst: Path, ctx: OperationContext) -> dict:
         "damp_percent": meta.get("damp_percent"),
         "checkpoint_format": quant.get("checkpoint_format", quant.get("format")),
         "quantized_modules": len(layers),
+        "skip_modules": ["lm_head"],   # and the embedding: GPTQ quantizes the decoder's linear layers
         "kernel_on_load": kernels,
         "parameters": parameters,
         "weight_error": {"metric": "||W - deq(Q(W))||_F / ||W||_F", "by_module": errors,
