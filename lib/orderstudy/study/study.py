@@ -486,8 +486,11 @@ class OrderingRun:
             "evaluation": {"reused": scores["reused"], "seconds": scores["seconds"], "suite": study.suite.key,
                            "runtime": scores.get("runtime")},
             # The study's training and calibration data: pairs per task, overlaps with the evaluation dropped.
+            # calibration: each calibrating operation's text by its section (prune, quantize).
             "training_data": {"finetune": study.training_report if study.trains else None,
-                              "calibration": study.calibration_report if study.calibrates else None},
+                              "calibration": {spec.section: study.calibration_of(spec.letter)[1]
+                                              for spec in study.used_operations
+                                              if study._calibrates(spec.letter)} or None},
         })
         study.write_result(self.ordering, result)
         return result
