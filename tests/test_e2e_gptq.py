@@ -46,7 +46,9 @@ def test_the_smoke_study_runs_with_gptq(tmp_path, default_model_dir, lawbench_di
     assert q["parts"]["layers"]["bytes"] < base["parts"]["layers"]["parameters"] * 2 / 2
     assert results["Q"]["size_bytes"] < results["base"]["size_bytes"]
 
-    step = results["Q"]["steps"][-1]
+    info = {o: json.loads((d / "states" / r["state_key"] / "record.json").read_text())["info"] for o, r in results.items()}
+    assert results["Q"]["steps"][-1]["library"] == "GPTQModel" and results["Q"]["steps"][-1]["group_size"] == 32
+    step = info["Q"]
     assert step["library"] == "GPTQModel" and step["library_version"] == version("gptqmodel")
     assert step["group_size"] == 32 and step["bits"] == 4
     items = step["calibration"]["item_ids"]
@@ -57,7 +59,8 @@ def test_the_smoke_study_runs_with_gptq(tmp_path, default_model_dir, lawbench_di
     assert not set(items) & evaluated_ids
 
     # P after Q: dequantized, pruned, GPTQ run again on the pruned model.
-    p_after = results["Q>P"]["steps"][-1]
+    assert results["Q>P"]["steps"][-1]["requantized_as"] == "gptq"
+    p_after = info["Q>P"]
     assert p_after["dequantized_first"] and p_after["requantized_as"] == "gptq"
     assert p_after["requantization"]["calibrated"] and p_after["requantization"]["library"] == "GPTQModel"
     assert p_after["requantize_calibration_data"]["source"].startswith("finetune")

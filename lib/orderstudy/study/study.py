@@ -537,7 +537,9 @@ def _step_summary(name: str, state: State, record: dict, reused: bool, seconds: 
               "validation_loss_change", "validation_lowered", "pairs_by_task", "examples_too_long", "prompts_cut",
               "training_data", "calibration_data",
               # width pruning: the fractions really removed
-              "mlp_channels_removed_fraction", "heads_removed_fraction"):
+              "mlp_channels_removed_fraction", "heads_removed_fraction",
+              # GPTQ: the library and its settings; a step after it: what it was quantized again as
+              "library", "library_version", "bits", "group_size", "desc_act", "requantized_as"):
         if k in info:
             summary[k] = info[k]
     return summary
