@@ -6,8 +6,9 @@ Every method runs in its own Python process on the default model (SmolLM2-135M-I
 float32), so its peak resident memory (``ru_maxrss``) is its own: loading, the operation and
 saving, plus the interpreter with torch imported. The time is the operation's ``apply`` alone.
 Pruning and quantizing start from the base model; LoRA too, and QLoRA from the NF4 model the
-``Q:nf4`` run makes. Fine-tuning runs 2 steps; calibration uses the default 32 sequences of 256
-tokens. Training and calibration text are MMLU jurisprudence questions with their answers (short
+``Q:nf4`` run makes (``F:gptq-requantize``: LoRA on the ``Q:gptq`` model, merged, GPTQ run
+again on the merged model). Fine-tuning runs 2 steps; calibration (pruning's and GPTQ's) uses the
+default 32 sequences of 256 tokens. Training and calibration text are MMLU jurisprudence questions with their answers (short
 enough for 256 tokens; ``make data``). ``--quick`` shrinks everything for a tiny model, on one thread.
 """
 
@@ -24,8 +25,10 @@ from pathlib import Path
 
 DEFAULT_MODEL = "cache/models/SmolLM2-135M-Instruct"
 METHODS = ["P:width", "P:mlp_channels", "P:depth", "P:magnitude", "P:wanda", "P:2:4", "P:wanda+sparse",
-           "Q:nf4", "Q:fp4", "Q:int8",
-           "F:lora", "F:qlora-dequantize", "F:qlora-requantize", "F:qlora-adapter"]
+           "Q:nf4", "Q:fp4", "Q:int8", "Q:gptq",
+           "F:lora", "F:qlora-dequantize", "F:qlora-requantize", "F:qlora-adapter", "F:gptq-requantize"]
+# The quantized state each fine-tune on a quantized model starts from (made first, in its own process).
+QUANTIZED_SOURCE = {"F:qlora": "Q:nf4", "F:gptq": "Q:gptq"}
 
 
 def operation_params(method: str, quick: bool):
@@ -40,6 +43,9 @@ def operation_params(method: str, quick: bool):
         prune_method, _, storage = name.partition("+")
         return "P", PruneParams(method=prune_method, storage=storage or "dense", **calibration)
     if op == "Q":
+        if name == "gptq":
+            # Groups must divide every layer's input width: SmolLM2-135M's 576 takes 64, the tiny model's 64 takes 32.
+            return "Q", QuantizeParams(method="gptq", group_size=32 if quick else 64, **calibration)
         return "Q", QuantizeParams(method=name)
     merge = name.split("-", 1)[1] if "-" in name else "dequantize"
     size = {"batch_size": 2, "lora_r": 4, "validation_fraction": 0.25} if quick else {}
@@ -72,7 +78,8 @@ def run_one(method: str, src: Path, dst: Path, quick: bool) -> dict:
     op, params = operation_params(method, quick)
     pairs = examples(12 if quick else 40)
     ctx = OperationContext(dtype="float32", device="cpu", seed=0, training_examples=pairs,
-                           calibration_examples=pairs, progress=lambda message: None)
+                           calibration_examples=pairs, requantize_params=operation_params("Q:gptq", quick)[1],
+                           requantize_examples=pairs, progress=lambda message: None)
     started = time.perf_counter()
     record = get_operation(op).apply(src, dst, params, ctx)
     seconds = time.perf_counter() - started
@@ -128,14 +135,15 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-operations-") as tmp:
         work = Path(tmp)
-        nf4 = work / "Q-nf4"
-        needs_nf4 = any(m.startswith("F:qlora") for m in args.methods)
-        order = sorted(args.methods, key=lambda m: (not m.startswith("Q:nf4"), METHODS.index(m)))
-        if needs_nf4 and "Q:nf4" not in order:
-            run_in_child("Q:nf4", model, nf4, args.quick)  # the QLoRA source, not itself reported
+        sources = {q: work / q.replace(":", "-") for q in QUANTIZED_SOURCE.values()}
+        order = sorted(args.methods, key=lambda m: (m not in sources, METHODS.index(m)))
+        for prefix, q in QUANTIZED_SOURCE.items():
+            if any(m.startswith(prefix) for m in order) and q not in order:
+                run_in_child(q, model, sources[q], args.quick)  # a fine-tune's source, not itself reported
         for method in order:
-            src = nf4 if method.startswith("F:qlora") else model
-            dst = nf4 if method == "Q:nf4" else work / method.replace(":", "-").replace("+", "-")
+            quantized = next((q for prefix, q in QUANTIZED_SOURCE.items() if method.startswith(prefix)), None)
+            src = sources[quantized] if quantized else model
+            dst = sources.get(method) or work / method.replace(":", "-").replace("+", "-")
             rows.append(run_in_child(method, src, dst, args.quick))
             print(f"  {method}: {rows[-1]['seconds']:.1f} s", file=sys.stderr, flush=True)
     rows.sort(key=lambda r: METHODS.index(r["method"]))

@@ -29,7 +29,7 @@ def test_defaults_run_all_sixteen_orderings(tmp_path):
     (MINIMAL + "colour: red\n", "colour", "unknown key"),
     (MINIMAL + "prune: {sparsity: 1.5}\n", "prune.sparsity", "less than 1"),
     (MINIMAL + "finetune: {max_steps: many}\n", "finetune.max_steps", "valid integer"),
-    (MINIMAL + "quantize: {method: int3}\n", "quantize.method", "'nf4', 'fp4' or 'int8'"),
+    (MINIMAL + "quantize: {method: int3}\n", "quantize.method", "'nf4', 'fp4', 'int8' or 'gptq'"),
     (MINIMAL + "orderings: [F>F]\n", "orderings", "repeated"),
     (MINIMAL + "orderings: [F>P, F>P]\n", "orderings", "listed twice"),
     (MINIMAL + "orderings: [FPQ, F-P-Q]\n", "orderings", "listed twice"),

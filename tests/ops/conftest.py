@@ -48,6 +48,9 @@ STEPS = {
     "Q:nf4": ("Q", QuantizeParams(method="nf4", compute_dtype="float32")),
     "Q:fp4": ("Q", QuantizeParams(method="fp4", double_quant=False, compute_dtype="float32")),
     "Q:int8": ("Q", QuantizeParams(method="int8")),
+    # The tiny model's rows are 64 and 128 wide: groups of 32 give every layer several groups.
+    "Q:gptq": ("Q", QuantizeParams(method="gptq", group_size=32, **CAL)),
+    "Q:gptq-8bit": ("Q", QuantizeParams(method="gptq", bits=8, group_size=32, desc_act=True, **CAL)),
     "P:width": ("P", PruneParams(method="width", sparsity=0.5, head_sparsity=0.5, multiple_of=16, **CAL)),
     "P:width-activation": ("P", PruneParams(method="width", sparsity=0.5, head_sparsity=0.5, multiple_of=16,
                                             importance="activation", **CAL)),
@@ -73,7 +76,8 @@ STEPS = {
 def context() -> OperationContext:
     """Return the context every test operation runs under: float32 (no native bf16 here), CPU."""
     return OperationContext(dtype="float32", device="cpu", seed=0, training_examples=EXAMPLES,
-                            calibration_examples=EXAMPLES, progress=lambda message: None)
+                            calibration_examples=EXAMPLES, requantize_params=STEPS["Q:gptq"][1],
+                            requantize_examples=EXAMPLES, progress=lambda message: None)
 
 
 def make_tiny_model(out_dir: Path) -> Path:

@@ -6,6 +6,8 @@ operations write have a dense checkpoint that computes the same function:
 - bitsandbytes 4-bit (NF4, FP4): its forward dequantizes each weight to the compute dtype and
   multiplies, so a dense checkpoint holding those dequantized weights computes the same function
   (``storage.load_dense`` dequantizes any layout);
+- GPTQ on a CPU (vLLM serves GPTQ itself on CUDA): ``scale x (code - zero)`` is the weight its
+  kernels multiply by, within the kernel's own rounding (measured, as for NF4);
 - the sparse format (values plus a bitmask): densified, it holds exactly the same weights.
 
 The copy lives beside the state, in ``states/<key>/equivalent/`` (``model/`` and ``record.json``),
@@ -23,7 +25,7 @@ import time
 from pathlib import Path
 
 from ..core import atomic
-from . import models
+from . import gptq, models
 
 COPY_DIR = "equivalent"
 RECORD_VERSION = 1
@@ -33,10 +35,11 @@ class NoEquivalentError(RuntimeError):
     """A state whose layout has no evaluation-equivalent dense copy."""
 
 
-def copy_kind(model_dir: Path) -> str | None:
-    """Return why the checkpoint in ``model_dir`` needs a dense copy for vLLM, ``None`` when vLLM reads it.
+def copy_kind(model_dir: Path, device: str = "cpu") -> str | None:
+    """Return why the checkpoint in ``model_dir`` needs a dense copy for vLLM on ``device``, ``None`` when vLLM reads it.
 
-    Raises ``NoEquivalentError`` for a layout that has no equivalent copy.
+    vLLM serves GPTQ checkpoints itself on CUDA; on a CPU a GPTQ state is evaluated through its
+    dequantized copy. Raises ``NoEquivalentError`` for a layout that has no equivalent copy.
     """
     from . import storage
 
@@ -49,6 +52,11 @@ def copy_kind(model_dir: Path) -> str | None:
     quant = models.quantization_config(model_dir)
     if quant is None:
         return None
+    if gptq.is_gptq(quant):
+        if device != "cpu":
+            return None
+        return (f"GPTQ {quant.get('bits')}-bit, group size {quant.get('group_size')}: the weights dequantized "
+                "(scale x (code - zero)), what GPTQModel's kernels multiply by")
     if quant.get("load_in_4bit"):
         return (f"bitsandbytes 4-bit ({quant.get('bnb_4bit_quant_type')}): the weights dequantized to the compute "
                 "dtype, what bitsandbytes' forward multiplies by")
@@ -63,7 +71,7 @@ def evaluation_dir(state, dtype: str, device: str, sequences: list[list[int]]) -
     The state's own ``model/`` when vLLM reads it; otherwise its equivalent copy, made now if it is
     not there yet (under a lock beside it: two processes needing it wait for one copy).
     """
-    kind = copy_kind(state.model_dir)
+    kind = copy_kind(state.model_dir, device)
     if kind is None:
         return state.model_dir, None
     copy = Path(state.dir) / COPY_DIR
@@ -141,6 +149,8 @@ def evaluation_model(model_dir, dtype: str, device: str, how: str, sequences: li
     quant = models.quantization_config(model_dir)
     if quant is None:
         return storage.load(model_dir, dtype, device), {"quantized": False, "evaluated_as": "the checkpoint itself"}
+    if gptq.is_gptq(quant):
+        return _gptq_evaluation_model(model_dir, quant, dtype, device, how, sequences)
     bnb_model = storage.load(model_dir, dtype, device)   # pinned to the reference kernel on a CPU
     four_bit = bool(linear_4bit_layers(bnb_model))
     record = {"quantized": True, "bitsandbytes_kernel": kernel_path(bnb_model, device)["kernel"]}
@@ -159,4 +169,38 @@ def evaluation_model(model_dir, dtype: str, device: str, how: str, sequences: li
     del exact
     if model is not bnb_model:
         del bnb_model
+    return model, record
+
+
+def _gptq_evaluation_model(model_dir, quant: dict, dtype: str, device: str, how: str, sequences: list[list[int]]):
+    """Return ``(model, record)`` for a GPTQ state: its dense equivalent on a CPU (``how="equivalent"``), else GPTQModel's kernel.
+
+    GPTQModel's CPU kernel (4-bit: torch's int4 matmul in bf16, after repacking the codes on the
+    first forward) and the dense model of the dequantized weights compute nearly the same
+    function; the record gives the measured distance of the evaluated model from the kernel's and
+    from the dequantized model in float32.
+    """
+    from . import storage
+    from .numerics import agreement, answers_as_equivalent
+
+    dense = None
+    if answers_as_equivalent(quant, device, how):
+        dense, _ = storage.load_dense(model_dir, dtype, device)   # dequantized before any forward repacks the codes
+    kernel_model = storage.load(model_dir, dtype, device)
+    kernels = sorted({type(m).__name__ for m in gptq.quant_layers(kernel_model).values()})
+    record = {"quantized": True, "quantization": f"gptq {quant.get('bits')}-bit, group size {quant.get('group_size')}",
+              "gptq_kernel": f"{gptq.LIBRARY} {gptq.prepare_library()} {', '.join(kernels)} on {device}"}
+    if dense is not None:
+        model = dense
+        record["evaluated_as"] = ("evaluation-equivalent dense model: GPTQ's dequantized weights (scale x (code - zero)) "
+                                  "in the study's dtype")
+        record["vs_gptq_kernel"] = agreement(model, kernel_model, sequences)
+    else:
+        model = kernel_model
+        record["evaluated_as"] = f"GPTQModel's own kernel ({', '.join(kernels)} on {device})"
+    exact, _ = storage.load_dense(model_dir, "float32", device)
+    record["vs_dequantized_float32"] = agreement(model, exact, sequences)
+    del exact
+    if model is not kernel_model:
+        del kernel_model
     return model, record

@@ -8,7 +8,8 @@ unpacked size) and measures the fraction of exactly-zero weights in the decoder'
 Sizes, dtypes and shapes come from the safetensors headers. The zero fraction needs the weights
 themselves, read tensor by tensor (no model is built). For quantized weights it is counted on the
 stored codes: an int8 code 0, or a 4-bit code whose value in the layer's code table is 0 (NF4 and
-FP4 both have an exact zero), which is exactly where the dequantized weight is zero. Note that
+FP4 both have an exact zero), which is exactly where the dequantized weight is zero; GPTQ's packed
+codes are not counted. Note that
 quantization alone rounds the smallest weights to zero: a dense NF4 model shows a few percent of
 zeros (about 8% for Gaussian-like weights) without any pruning. ``declared_sparsity`` says what
 pruning intended (the ``orderstudy_sparsity`` config entry), so the two can be told apart.
@@ -92,6 +93,8 @@ def describe(model_dir: Path) -> dict:
         raise FileNotFoundError(f"{model_dir}: no .safetensors file; not a checkpoint this project writes")
     sparse = sparse_format.is_sparse_checkpoint(model_dir)
     adapter = (model_dir / "adapter_config.json").is_file()
+    quant_config = config.get("quantization_config") or {}
+    gptq_bits = quant_config.get("bits") if quant_config.get("quant_method") == "gptq" else None
     parts: dict[str, dict] = {}
     header_bytes = 0
     zeros = linear_total = 0
@@ -105,7 +108,7 @@ def describe(model_dir: Path) -> dict:
             part = "adapter" if is_adapter_file else part_of(name)
             entry = parts.setdefault(part, {"bytes": 0, "parameters": 0, "dtypes": set(), "quantization": set()})
             entry["bytes"] += meta["data_offsets"][1] - meta["data_offsets"][0]
-            logical = _logical_weight(name, meta, sparse_shapes, quant_shapes)
+            logical = _logical_weight(name, meta, sparse_shapes, quant_shapes, gptq_bits)
             if logical is None:
                 continue  # quantization statistics or a sparse mask: bytes, not parameters
             shape, dtype, quantization = logical
@@ -157,8 +160,23 @@ def _read_tensor_bytes(path: Path, tensors: dict, name: str) -> bytes:
         return fh.read(end - start)
 
 
-def _logical_weight(name: str, meta: dict, sparse_shapes: dict, quant_shapes: dict):
-    """Return ``(shape, dtype, quantization)`` of the weight a stored tensor holds, or None for a side tensor."""
+def _logical_weight(name: str, meta: dict, sparse_shapes: dict, quant_shapes: dict, gptq_bits: int | None = None):
+    """Return ``(shape, dtype, quantization)`` of the weight a stored tensor holds, or None for a side tensor.
+
+    A GPTQ weight is its packed codes (``qweight``: ``32 / bits`` codes an int32, input rows
+    packed); its scales, zero points and group index (``scales``, ``qzeros``, ``g_idx``) are side tensors.
+
+    >>> _logical_weight("model.layers.0.mlp.up_proj.qweight", {"dtype": "I32", "shape": [8, 128]}, {}, {}, 4)
+    ([128, 64], 'int4', 'gptq')
+    >>> _logical_weight("model.layers.0.mlp.up_proj.scales", {"dtype": "F16", "shape": [2, 128]}, {}, {}, 4) is None
+    True
+    """
+    if gptq_bits:
+        if name.endswith(".qweight"):
+            rows, cols = meta["shape"]
+            return [cols, rows * 32 // gptq_bits], f"int{gptq_bits}", "gptq"
+        if name.endswith((".qzeros", ".scales", ".g_idx")):
+            return None
     if name.endswith(sparse_format.MASK_SUFFIX):
         return None
     if name.endswith(sparse_format.VALUES_SUFFIX):

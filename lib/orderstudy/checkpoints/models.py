@@ -1,8 +1,8 @@
 """Loading, saving and weighing model checkpoints.
 
 A model state on disk is a standard Hugging Face checkpoint directory: dense ones load with
-``from_pretrained`` alone, and so do bitsandbytes-quantized ones (their ``config.json`` carries a
-``quantization_config``). Nothing here knows about orderings or caching.
+``from_pretrained`` alone, and so do bitsandbytes- and GPTQ-quantized ones (their ``config.json``
+carries a ``quantization_config``). Nothing here knows about orderings or caching.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 
 import torch
+
+from . import gptq
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +102,7 @@ def _safetensors_size(path: Path) -> int | None:
 
 
 def quantization_config(model_dir: Path) -> dict | None:
-    """Return the bitsandbytes quantization config of a checkpoint, ``None`` for a dense one."""
+    """Return the quantization config of a checkpoint (bitsandbytes' or GPTQ's), ``None`` for a dense one."""
     return read_config(model_dir).get("quantization_config")
 
 
@@ -126,6 +128,8 @@ def load_model(model_dir: Path, dtype: str = "bfloat16", device: str = "cpu"):
 
     from .numerics import pin_bnb_cpu_path
 
+    if gptq.is_gptq(quantization_config(model_dir)):
+        gptq.prepare_library()
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=DTYPES[dtype], device_map=device)
     model.eval()
     # One numerics for a 4-bit model on every CPU and every forward (numerics.py, issue 16).
@@ -141,7 +145,10 @@ def load_dense(model_dir: Path, dtype: str = "bfloat16", device: str = "cpu"):
     """
     model = load_model(model_dir, dtype, device)
     if getattr(model, "hf_quantizer", None) is not None:
-        model = model.dequantize()
+        if gptq.is_gptq(quantization_config(model_dir)):
+            model = gptq.dequantize(model, DTYPES[dtype])   # transformers has no dequantize for GPTQ
+        else:
+            model = model.dequantize()
         forget_quantization(model)
         # Parameters only: ``model.to`` casts the buffers too, and a loaded model keeps its rotary
         # frequencies in float32 (cast to bf16 they moved a pruned NF4 state's logits by up to 47,

@@ -175,11 +175,15 @@ BITSANDBYTES = "bitsandbytes"
 
 def answers_as_equivalent(quant: dict | None, device: str, how: str) -> bool:
     """Whether a state of quantization config ``quant`` is run as its evaluation-equivalent dense model
-    (``equivalent.evaluation_model``): bitsandbytes 4-bit, on a CPU, with ``how="equivalent"``.
+    (``equivalent.evaluation_model``): bitsandbytes 4-bit or GPTQ, on a CPU, with ``how="equivalent"``.
+
+    >>> answers_as_equivalent({"quant_method": "gptq", "bits": 4}, "cpu", EQUIVALENT)
+    True
 
     >>> answers_as_equivalent({"load_in_4bit": True}, "cpu", EQUIVALENT), answers_as_equivalent({"load_in_8bit": True}, "cpu", EQUIVALENT)
     (True, False)
     >>> answers_as_equivalent({"load_in_4bit": True}, "cuda", EQUIVALENT), answers_as_equivalent(None, "cpu", EQUIVALENT)
     (False, False)
     """
-    return bool(quant and quant.get("load_in_4bit")) and device == "cpu" and how == EQUIVALENT
+    weight_only = bool(quant and (quant.get("load_in_4bit") or quant.get("quant_method") == "gptq"))
+    return weight_only and device == "cpu" and how == EQUIVALENT

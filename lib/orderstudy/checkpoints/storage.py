@@ -127,7 +127,7 @@ def save(model, dst: Path, tokenizer_from: Path, sparse: bool = False) -> None:
 
 # Files of a checkpoint directory that are not its tokenizer.
 MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors.index.json", ADAPTER_CONFIG,
-               sparse_format.MARKER, "README.md"}
+               sparse_format.MARKER, "README.md", "quantize_config.json", "quant_log.csv"}  # the last two: GPTQModel's
 
 
 def copy_tokenizer(src: Path, dst: Path) -> None:

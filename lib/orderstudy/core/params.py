@@ -65,7 +65,8 @@ class EvaluationParams(_Section):
     vllm_gpu_memory_utilization: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.85
     # A bitsandbytes 4-bit state on a CPU: scored as its evaluation-equivalent dense model (the
     # dequantized weights, what bitsandbytes' reference kernel multiplies by; dense speed), or by
-    # bitsandbytes itself, pinned to that reference kernel on every CPU (numerics.py).
+    # bitsandbytes itself, pinned to that reference kernel on every CPU (numerics.py). A GPTQ state
+    # likewise: its dequantized dense model, or (bitsandbytes) GPTQModel's own CPU kernel.
     quantized_on_cpu: Literal["equivalent", "bitsandbytes"] = "equivalent"
     # The seed of the evaluation sample and of the LawBench train/evaluation split: one for every
     # seed of the study, so that seeds are scored on the same items (paired). None: the first seed.

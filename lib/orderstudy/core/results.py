@@ -132,7 +132,7 @@ class TrainingDataRecord(_Open):
     """Where the fine-tuning and calibration pairs come from (null where the study has no such step)."""
 
     finetune: dict[str, Any] | None = Field(None, description="an object, or null")
-    calibration: dict[str, Any] | None = Field(None, description="an object, or null")
+    calibration: dict[str, Any] | None = Field(None, description="an object by operation section (prune, quantize), or null")
 
 
 class ResultFile(BaseModel):

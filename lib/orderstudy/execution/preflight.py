@@ -234,8 +234,9 @@ def preflight(study) -> None:
     study.suite  # samples the benchmarks now: a malformed data file stops the run here
     if study.trains:
         study.training_examples  # a malformed training file stops it here too
-    if study.calibrates:
-        study.calibration_examples
+    for spec in study.used_operations:   # each calibrating operation's text (pruning's, GPTQ's)
+        if spec.needs_calibration(study.params.operation_params(spec.letter)):
+            study.calibration_of(spec.letter)
     need = estimate_disk_bytes(study)
     free = shutil.disk_usage(study.paths.dir).free
     if need > free:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import tempfile
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -24,6 +24,11 @@ class OperationContext:
     # kind of {"prompt", "answer", "id"} dicts; by default the fine-tuning training examples,
     # never the evaluation sample.
     calibration_examples: list[dict] = field(default_factory=list)
+    # What re-quantizing a calibrated (GPTQ) source needs, when pruning or a fine-tune with
+    # merge: requantize quantizes it again: the study's quantize params (calibration sample size
+    # and length) and the quantizer's calibration text, drawn as for Q itself.
+    requantize_params: object | None = None
+    requantize_examples: list[dict] = field(default_factory=list)
     # Whether training pairs and calibration text go through the chat template (the study's
     # top-level `chat_template`, which the evaluation reads too).
     chat_template: bool = True
@@ -64,6 +69,24 @@ def load_tokenizer(model_dir: Path):
 _TOKENIZERS: dict[str, object] = {}
 
 
+def calibration_sample(examples: list[dict], samples: int, seed: int) -> list[dict]:
+    """Return up to ``samples`` of ``examples``, a seeded draw: the calibration text an operation reads."""
+    chosen = list(examples)
+    random.Random(f"{seed}:calibration").shuffle(chosen)
+    return chosen[:samples]
+
+
+def calibration_sequences(tokenizer, examples: list[dict], seq_len: int, chat: bool = True) -> list[list[int]]:
+    """Return each example's tokens, prompt then answer in the study's prompt format, cut to ``seq_len``.
+
+    ``chat``: through the chat template, as the evaluation presents prompts (``prompts.prompt_ids``).
+    """
+    from ..core.prompts import prompt_ids
+
+    return [(prompt_ids(tokenizer, ex["prompt"], chat)
+             + tokenizer(ex["answer"], add_special_tokens=False)["input_ids"])[:seq_len] for ex in examples]
+
+
 def bnb_config(quant: dict):
     """Return a ``BitsAndBytesConfig`` from a saved ``quantization_config`` dict."""
     from transformers import BitsAndBytesConfig
@@ -73,32 +96,17 @@ def bnb_config(quant: dict):
 
 
 def quantization_name(quant: dict | None) -> str | None:
-    """Return ``nf4``, ``fp4``, ``int8`` or None (dense) for a saved ``quantization_config``.
+    """Return ``nf4``, ``fp4``, ``int8``, ``gptq`` or None (dense) for a saved ``quantization_config``.
 
     >>> quantization_name({"load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}), quantization_name(None)
     ('nf4', None)
+    >>> quantization_name({"quant_method": "gptq", "bits": 4})
+    'gptq'
     """
     if quant is None:
         return None
+    if quant.get("quant_method") == "gptq":
+        return "gptq"
     if quant.get("load_in_8bit"):
         return "int8"
     return quant.get("bnb_4bit_quant_type", "4bit")
-
-
-def requantize_like(model, quant: dict, dst: Path, ctx: OperationContext, tokenizer_from: Path) -> None:
-    """Quantize a dense in-memory ``model`` with the saved settings ``quant`` and save it to ``dst``.
-
-    bitsandbytes quantizes while loading, so the dense model goes through a temporary checkpoint.
-    The tokenizer is copied from ``tokenizer_from``.
-    """
-    from transformers import AutoModelForCausalLM
-
-    from ..checkpoints.storage import copy_tokenizer
-
-    with tempfile.TemporaryDirectory(dir=Path(dst).parent, prefix=".dense-") as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        quantized = AutoModelForCausalLM.from_pretrained(
-            tmp, quantization_config=bnb_config(quant),
-            dtype=models.DTYPES[ctx.dtype], device_map=ctx.device)
-        quantized.save_pretrained(dst, safe_serialization=True)
-    copy_tokenizer(tokenizer_from, dst)

@@ -29,6 +29,7 @@ from ..checkpoints import inspect as checkpoint_info, models, provenance
 from ..evaluation import engine as evaluation, scores as benchmark_scores
 from . import probes
 from ..operations.common import OperationContext, source_layout
+from ..operations import prune, quantize
 from ..operations.finetune.training import finetune_warning
 from ..core.benchmark import get_benchmark
 from ..core.operation import OperationSpec, get_operation, operations
@@ -150,21 +151,33 @@ class Study:
         """Where the fine-tuning pairs come from, per task: drawn, dropped as overlaps, tasks without a pool."""
         return self._training[1]
 
+    def calibration_of(self, op: str) -> tuple[list[dict], dict]:
+        """Return the calibration text of operation ``op`` and where it comes from: its section's
+        ``calibration_data``, the fine-tuning pairs by default (``finetune``), never an evaluated item
+        (a file's pairs that share content with one are dropped and counted)."""
+        section = get_operation(op).section
+        source = getattr(self.params.operation_params(op), "calibration_data", "finetune")
+        if source not in self._calibrations:
+            if source == "finetune":
+                self._calibrations[source] = (self.training_examples,
+                                              dict(self.training_report, source="finetune (the fine-tuning pairs)"))
+            else:
+                self._calibrations[source] = self._without_overlaps(
+                    data.jsonl_training(source), f"{section}.calibration_data", source, {})
+        return self._calibrations[source]
+
     @cached_property
-    def _calibration(self) -> tuple[list[dict], dict]:
-        source = self.params.prune.calibration_data
-        if source == "finetune":
-            return self.training_examples, dict(self.training_report, source="finetune (the fine-tuning pairs)")
-        return self._without_overlaps(data.jsonl_training(source), "prune.calibration_data", source, {})
+    def _calibrations(self) -> dict[str, tuple[list[dict], dict]]:
+        return {}
 
     @property
     def calibration_examples(self) -> list[dict]:
         """Pruning's calibration text: the fine-tuning pairs by default, never an evaluated item."""
-        return self._calibration[0]
+        return self.calibration_of(prune.SPEC.letter)[0]
 
     @property
     def calibration_report(self) -> dict:
-        return self._calibration[1]
+        return self.calibration_of(prune.SPEC.letter)[1]
 
     def uses(self, op: str) -> bool:
         """Return whether any step of the study's plan applies operation ``op`` (its letter: ``F``, ``P``, ``Q``)."""
@@ -196,7 +209,7 @@ class Study:
         if get_operation(op).needs_training_data:
             inputs.update({"training_data": _content_hash(self.training_examples), "examples": len(self.training_examples)})
         if self._calibrates(op):
-            inputs["calibration_data"] = _content_hash(self.calibration_examples)
+            inputs["calibration_data"] = _content_hash(self.calibration_of(op)[0])
         return {**inputs, "chat_template": self.params.chat_template} if inputs else {}
 
     # -- states -------------------------------------------------------------------------------
@@ -217,14 +230,23 @@ class Study:
         ctx = OperationContext(
             dtype=self.dtype, device=self.device, seed=seed,
             training_examples=self.training_examples if spec.needs_training_data else [],
-            calibration_examples=self.calibration_examples if calibrates else [],
+            calibration_examples=self.calibration_of(op)[0] if calibrates else [],
             chat_template=self.params.chat_template)
+        # A calibrated quantizer's state (GPTQ) is quantized again, calibrated on the new model, when
+        # pruning follows it or a fine-tune merges into it: that step reads the quantizer's calibration text.
+        Q = quantize.SPEC.letter
+        requantizes = op != Q and layout in ("quantized", "adapter") and self.uses(Q) and self._calibrates(Q)
+        if requantizes:
+            ctx.requantize_params = self.params.operation_params(Q)
+            ctx.requantize_examples = self.calibration_of(Q)[0]
         _seed_everything(seed)
         info = spec.apply(parent_dir, out_dir, self.params.operation_params(op), ctx)
         if spec.needs_training_data:
             info["training_data"] = self.training_report
         if calibrates:
-            info["calibration_data"] = self.calibration_report
+            info["calibration_data"] = self.calibration_of(op)[1]
+        if requantizes:
+            info["requantize_calibration_data"] = self.calibration_of(Q)[1]
         return info
 
     def check_sources(self) -> None:
@@ -501,8 +523,11 @@ class OrderingRun:
             "evaluation": {"reused": scores["reused"], "seconds": scores["seconds"], "suite": study.suite.key,
                            "runtime": scores.get("runtime")},
             # The study's training and calibration data: pairs per task, overlaps with the evaluation dropped.
+            # calibration: each calibrating operation's text by its section (prune, quantize).
             "training_data": {"finetune": study.training_report if study.trains else None,
-                              "calibration": study.calibration_report if study.calibrates else None},
+                              "calibration": {spec.section: study.calibration_of(spec.letter)[1]
+                                              for spec in study.used_operations
+                                              if study._calibrates(spec.letter)} or None},
         })
         study.write_result(self.ordering, result)
         return result
@@ -549,7 +574,9 @@ def _step_summary(name: str, state: State, record: dict, reused: bool, seconds: 
               "validation_loss_change", "validation_lowered", "pairs_by_task", "examples_too_long", "prompts_cut",
               "training_data", "calibration_data",
               # width pruning: the fractions really removed
-              "mlp_channels_removed_fraction", "heads_removed_fraction"):
+              "mlp_channels_removed_fraction", "heads_removed_fraction",
+              # GPTQ: the library and its settings; a step after it: what it was quantized again as
+              "library", "library_version", "bits", "group_size", "desc_act", "requantized_as"):
         if k in info:
             summary[k] = info[k]
     return summary

@@ -26,5 +26,7 @@ SPEC = OperationSpec(
     needs_training_data=True,
     # An adapter beside a quantized base is already a fine-tune: an ordering applies F once.
     applies_to=frozenset({"standard", "sparse", "quantized"}),
-    code=(Path(__file__).parent, Path(__file__).parent.parent / "common.py"),
+    # Re-quantizing after Q (bitsandbytes, or GPTQ run again) decides its quantized results too.
+    code=(Path(__file__).parent, Path(__file__).parent.parent / "common.py",
+          Path(__file__).parent.parent / "quantize" / "requantize.py", Path(__file__).parent.parent / "quantize" / "gptq.py"),
 )

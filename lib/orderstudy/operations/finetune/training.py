@@ -11,6 +11,7 @@ in that state. What becomes of the adapter is ``finetune.merge``:
 
 - ``dequantize`` (default): merged into the dequantized weights; the result is full precision.
 - ``requantize``: merged, then quantized again with the source's settings; the model stays small.
+  A GPTQ source is quantized again by GPTQ, calibrated on the merged model.
 - ``adapter``: kept beside the quantized base, in the same directory (``adapter_config.json`` and
   ``adapter_model.safetensors`` next to the base's files); ``from_pretrained`` alone loads both.
 
@@ -35,7 +36,8 @@ from ...checkpoints import models
 from ...core import prompts
 from .params import FinetuneParams
 from ...checkpoints import storage
-from ..common import SPARSITY_CONFIG_KEY, OperationContext, load_tokenizer, quantization_name, requantize_like
+from ..common import SPARSITY_CONFIG_KEY, OperationContext, load_tokenizer, quantization_name
+from ..quantize.requantize import requantize_like
 
 # The confidence of the interval on the change of the held-out loss (``loss_change``).
 CONFIDENCE = 0.95
@@ -413,7 +415,7 @@ def _merge(src: Path, dst: Path, adapter_dir: Path, kind: str, quant: dict | Non
                            "zero_fraction_after_merge": round(after_merge, 6),
                            "zero_fraction_result": round(storage.zero_fraction(merged), 6)}
     if policy == "requantize":
-        requantize_like(merged, quant, dst, ctx, tokenizer_from=src)
+        out["requantization"] = requantize_like(merged, quant, dst, ctx, tokenizer_from=src)
     else:
         storage.save(merged, dst, tokenizer_from=src, sparse=kind == "sparse" and masks is not None)
     return out

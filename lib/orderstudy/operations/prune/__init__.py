@@ -42,5 +42,7 @@ SPEC = OperationSpec(
     check_source=check_source,
     # A quantized input is dequantized, pruned and quantized again; an adapter is merged first.
     applies_to=frozenset({"standard", "sparse", "quantized", "adapter"}),
-    code=(Path(__file__).parent, Path(__file__).parent.parent / "common.py"),
+    # Re-quantizing after Q (bitsandbytes, or GPTQ run again) decides its quantized results too.
+    code=(Path(__file__).parent, Path(__file__).parent.parent / "common.py",
+          Path(__file__).parent.parent / "quantize" / "requantize.py", Path(__file__).parent.parent / "quantize" / "gptq.py"),
 )

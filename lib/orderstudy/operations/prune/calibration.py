@@ -8,14 +8,13 @@ does): padding tokens never count.
 
 from __future__ import annotations
 
-import random
 from contextlib import contextmanager
 from typing import Iterator
 
 import torch
 
-from ...core.prompts import prompt_ids
 from ...checkpoints.storage import decoder_linears
+from ..common import calibration_sample, calibration_sequences
 
 BATCH_SIZE = 8
 
@@ -24,14 +23,9 @@ def encode(tokenizer, examples: list[dict], samples: int, seq_len: int, seed: in
     """Return up to ``samples`` token sequences of at most ``seq_len``: prompt and answer, in the study's prompt format.
 
     ``chat``: through the chat template, as the evaluation presents prompts (``prompts.prompt_ids``).
+    The draw and the encoding are the ones every calibrated operation shares (``operations.common``).
     """
-    chosen = list(examples)
-    random.Random(f"{seed}:calibration").shuffle(chosen)
-    sequences = []
-    for ex in chosen[:samples]:
-        ids = prompt_ids(tokenizer, ex["prompt"], chat) + tokenizer(ex["answer"], add_special_tokens=False)["input_ids"]
-        sequences.append(ids[:seq_len])
-    return sequences
+    return calibration_sequences(tokenizer, calibration_sample(examples, samples, seed), seq_len, chat)
 
 
 def batches(sequences: list[list[int]], pad_id: int) -> Iterator[dict]:

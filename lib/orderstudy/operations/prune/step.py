@@ -19,8 +19,9 @@
   fine-tune knows to keep it.
 
 A quantized input is dequantized, pruned, and quantized again with its own settings (pruning
-packed 4-bit weights corrupts them silently: ``tests/ops/test_traps.py`` shows it); an adapter beside a quantized
-base is merged first.
+packed 4-bit weights corrupts them silently: ``tests/ops/test_traps.py`` shows it); a GPTQ input is
+quantized again by GPTQ recalibrated on the pruned model (the record's ``requantization`` says so).
+An adapter beside a quantized base is merged first.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...checkpoints import models, storage
-from ..common import OperationContext, load_tokenizer, quantization_name, requantize_like
+from ..common import OperationContext, load_tokenizer, quantization_name
+from ..quantize.requantize import requantize_like
 from . import calibration
 from .params import PruneParams
 from .structured import model_shape, prune_depth, prune_width, width_shape_problem
@@ -89,8 +91,9 @@ def apply(src: Path, dst: Path, params: PruneParams, ctx: OperationContext) -> d
 def _save(model, src: Path, dst: Path, params: PruneParams, quant: dict | None, ctx: OperationContext) -> dict:
     unstructured = params.method in ("magnitude", "wanda", "2:4")
     if quant is not None:
-        requantize_like(model, quant, dst, ctx, tokenizer_from=src)
-        out = {"storage": "quantized", "requantized_as": quantization_name(quant)}
+        # GPTQ is run again, calibrated on the pruned model; bitsandbytes rounds as it always does.
+        requantized = requantize_like(model, quant, dst, ctx, tokenizer_from=src)
+        out = {"storage": "quantized", "requantized_as": quantization_name(quant), "requantization": requantized}
         if params.storage == "sparse":
             out["storage_note"] = ("prune.storage 'sparse' does not apply to a quantized model: bitsandbytes packs "
                                    "every weight, zeros included, so the zeros do not make it smaller")
