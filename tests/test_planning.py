@@ -65,6 +65,10 @@ def test_estimate_on_the_qwen_params_offline_without_cuda_the_model_or_the_data(
     assert lawbench["items"] == 20 * 500 and "500 items per task as LawBench publishes" in lawbench["counted"]
     assert result["items"]["mmlu_law"]["items"] == 1763      # the prepared MMLU data is here: counted
     assert "estimated from characters" in result["items"]["mmlu_law"]["counted"]
+    # kl: one forward over each held-out text (every item evaluated: all 512 from MMLU's other subjects); flip: no call.
+    assert result["items"]["kl"] == {"items": 512, "tasks": 1, "prompt_tokens": 512 * 256, "request": "divergence",
+                                     "counted": "512 held-out texts of at most 256 tokens"}
+    assert result["items"]["flip"]["items"] == 0 and result["items"]["flip"]["prompt_tokens"] == 0
     assert result["model"]["parameters"] == planning.parameter_count(planning.KNOWN_MODELS["Qwen/Qwen2.5-1.5B-Instruct"])
     # Fine-tuning: 15 LoRA runs of 1000 steps x 8 x 1024 tokens at 4 N FLOPs per token, 40% of an A100's 312 TFLOP/s.
     n = result["model"]["parameters"]

@@ -138,3 +138,18 @@ def test_a_divergence_gets_a_t_interval_and_its_difference_the_paired_t_interval
     want = stats.t.interval(0.95, 11, loc=d.mean(), scale=d.std(ddof=1) / np.sqrt(12))
     assert (diff.low, diff.high) == pytest.approx(want, rel=1e-9)
     assert diff.significant == bool(want[0] > 0 or want[1] < 0)
+
+
+def test_a_study_that_evaluates_every_item_takes_its_held_out_texts_from_subjects_it_never_asks(mmlu_dir, lawbench_dir):
+    from orderstudy.benchmarks import data
+
+    params = EvaluationParams(benchmarks=("lawbench", "stem", "mmlu_law", "kl"), lawbench_items_per_task=None,
+                              mmlu_items_per_subject=None, kl_texts=10)
+    texts = KL.sample(params, 0)
+    assert list(texts) == ["mmlu"] and len(texts["mmlu"]) == 10   # no LawBench item is left unevaluated
+    subjects = {row["id"].rsplit("/", 1)[0] for row in texts["mmlu"]}
+    assert len(subjects) == 10 and not subjects & (set(data.STEM_SUBJECTS) | set(data.LAW_SUBJECTS))
+    assert KL.weights(("mmlu",), params) == {"mmlu": 1.0}
+    # Half and half when both leave items out.
+    half = EvaluationParams(benchmarks=("kl",), lawbench_items_per_task=3, mmlu_items_per_subject=3, kl_texts=10)
+    assert {k: len(v) for k, v in KL.sample(half, 0).items()} == {"lawbench": 5, "mmlu": 5}

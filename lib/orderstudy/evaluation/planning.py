@@ -154,6 +154,14 @@ def benchmark_items(params: StudyParams, tokenizer=None) -> dict[str, dict]:
     for name in ev.benchmarks:
         bench = get_benchmark(name)
         request = bench.request_type(ev)
+        if request == "agreement":   # compares the answers of other benchmarks: no request of its own
+            out[name] = {"items": 0, "tasks": 0, "prompt_tokens": 0, "request": request,
+                         "counted": f"no model call: compares the answers of {', '.join(bench.compares(ev))} with the base's"}
+            continue
+        if request == "divergence":   # one forward over each held-out text, at most kl_tokens long
+            out[name] = {"items": ev.kl_texts, "tasks": len(bench.tasks(ev)), "prompt_tokens": ev.kl_texts * ev.kl_tokens,
+                         "request": request, "counted": f"{ev.kl_texts} held-out texts of at most {ev.kl_tokens} tokens"}
+            continue
         try:
             sample = bench.sample(ev, params.sample_seed)
         except (OSError, ValueError) as exc:  # the data is not here: LawBench's documented size, else unknown
@@ -201,6 +209,8 @@ def plan_estimate(params: StudyParams, gpu: str = DEFAULT_GPU, tokenizer=None) -
         tokens = tokens or 0
         if b["request"] == "loglikelihood":
             prompt_tokens += tokens * MMLU_CHOICES
+        elif b["request"] in ("divergence", "agreement"):
+            prompt_tokens += tokens   # one forward per text (kl), or none (flip)
         else:
             prompt_tokens += tokens
             new_tokens += (b["items"] or 0) * ev.max_new_tokens   # an upper bound: generation stops at the answer's end

@@ -33,9 +33,18 @@ HERE = Path(__file__).resolve().parent
 SOURCES = ("lawbench", "mmlu")
 
 
-def mmlu_subjects() -> tuple[str, ...]:
-    """Return the MMLU subjects held-out texts are drawn from: those of the study's MMLU groups."""
-    return tuple(data.STEM_SUBJECTS) + tuple(data.LAW_SUBJECTS)
+def mmlu_subjects(params) -> tuple[str, ...]:
+    """Return the MMLU subjects held-out texts are drawn from.
+
+    Those of the study's MMLU groups (stem, law), after each subject's evaluation sample; when every
+    question of them is evaluated (``mmlu_items_per_subject: null``), the subjects outside those
+    groups, which no benchmark of the study evaluates.
+    """
+    evaluated = tuple(data.STEM_SUBJECTS) + tuple(data.LAW_SUBJECTS)
+    if params.mmlu_items_per_subject is not None:
+        return evaluated
+    directory = paths.resolve(params.mmlu_data)
+    return tuple(sorted(p.stem for p in Path(directory).glob("*.jsonl") if p.stem not in evaluated))
 
 
 def _lawbench_tasks(params) -> tuple[str, ...]:
@@ -80,7 +89,7 @@ class KlDivergence(Benchmark):
     unit = "nats/token"
 
     def tasks(self, params) -> tuple[str, ...]:
-        return SOURCES
+        return tuple(source for source, n in zip(SOURCES, self.counts(params)) if n)
 
     def request_type(self, params) -> str:
         return "divergence"
@@ -92,14 +101,15 @@ class KlDivergence(Benchmark):
     def sample(self, params, seed: int) -> dict[str, list[dict]]:
         """Return the held-out texts: half LawBench items, half MMLU questions, none of them evaluated.
 
-        Spread over the tasks (the study's LawBench tasks; the MMLU groups' subjects) round robin,
-        each taken from its task's seeded order right after the evaluation's sample.
+        Spread over the tasks (the study's LawBench tasks; the MMLU subjects of ``mmlu_subjects``)
+        round robin, each taken from its task's seeded order right after the evaluation's sample.
+        A study that evaluates every LawBench item takes every text from MMLU.
         """
-        n_law, n_mmlu = _spread(params.kl_texts, 2)
+        n_law, n_mmlu = self.counts(params)
         out = {"lawbench": [], "mmlu": []}
         law_dir = paths.resolve(params.lawbench_data)
         tasks = _lawbench_tasks(params)
-        for task, count in zip(tasks, _spread(n_law, len(tasks))):
+        for task, count in zip(tasks, _spread(n_law, len(tasks)) if n_law else ()):
             if not count:
                 continue
             items = data.load_lawbench_task(law_dir, "zero_shot", task)
@@ -108,19 +118,31 @@ class KlDivergence(Benchmark):
                 out["lawbench"].append({"id": f"{task}/{i}", "text": f"{data.lawbench_prompt(items[i])}\n{items[i]['answer']}",
                                         "question": items[i]["question"], "prompt": data.lawbench_prompt(items[i])})
         mmlu_dir = paths.resolve(params.mmlu_data)
-        subjects = mmlu_subjects()
-        for subject, count in zip(subjects, _spread(n_mmlu, len(subjects))):
+        subjects = mmlu_subjects(params)
+        if n_mmlu and not subjects:
+            raise data.DataError(f"{mmlu_dir}: no MMLU subject outside the evaluated groups to draw the KL divergence's "
+                                 "held-out texts from; give evaluation.mmlu_items_per_subject a number")
+        for subject, count in zip(subjects, _spread(n_mmlu, len(subjects)) if n_mmlu else ()):
             if not count:
                 continue
             rows = _mmlu_rows(mmlu_dir, subject)
             order = data._order(len(rows), seed, f"mmlu/{subject}")
-            for i in _after_sample(order, params.mmlu_items_per_subject, count, f"MMLU subject {subject}"):
+            skip = params.mmlu_items_per_subject or 0   # a subject outside the groups: none of it is evaluated
+            for i in _after_sample(order, skip, count, f"MMLU subject {subject}"):
                 row = rows[i]
                 letter = LETTERS[row["answer"]]
                 text = f"{description(subject)}{question_text(row)} {letter}. {row['choices'][row['answer']]}"
                 out["mmlu"].append({"id": f"{subject}/{i}", "text": text, "question": row["question"],
                                     "prompt": row["question"]})
         return {source: rows for source, rows in out.items() if rows}
+
+    def counts(self, params) -> tuple[int, int]:
+        """Return how many held-out texts come from LawBench and from MMLU: half each, all MMLU's when every
+        LawBench item is evaluated (``lawbench_items_per_task: null``)."""
+        if params.lawbench_items_per_task is None:
+            return 0, params.kl_texts
+        n_law, n_mmlu = _spread(params.kl_texts, 2)
+        return n_law, n_mmlu
 
     def evaluated_items(self, params, sample_ids) -> list[dict]:
         # No training or calibration pair may share a held-out text's content: they join the evaluated items.
@@ -196,7 +218,7 @@ class KlDivergence(Benchmark):
 
     def weights(self, tasks, params, populations=None) -> dict[str, float]:
         # Each text weighs the same: a source's weight is its share of the texts.
-        counts = dict(zip(SOURCES, _spread(params.kl_texts, 2)))
+        counts = dict(zip(SOURCES, self.counts(params)))
         total = sum(counts[t] for t in tasks)
         return {t: counts[t] / total for t in tasks}
 
