@@ -115,6 +115,7 @@ def power_table(est: Estimates) -> pd.DataFrame:
 
 def power_markdown(frame: pd.DataFrame, language: str = "en", confidence: float = 0.95, power: float = 0.8) -> str:
     """Return the power table as Markdown, with a line on how to read it."""
+    from .load import unit
     from .markdown import is_missing, pipe_table
 
     header = [labels.word(k, language) for k in ("benchmark", "items_col", "seeds_col", "se_col", "mde_col", "needed_col")]
@@ -128,11 +129,15 @@ def power_markdown(frame: pd.DataFrame, language: str = "en", confidence: float 
             rows.append([labels.benchmark_name(row["benchmark"])] + [labels.word("not_applicable", language)] * 5)
             continue
         items = f"{int(row['items'])} ({int(row['tasks'])} × {row['items_per_task']})"
-        se = "" if is_missing(row["se_points"]) else f"{row['se_points']:.2f}"
+        own = unit(row["benchmark"])   # a divergence's SE and MDE are in its own unit, not points
+        se = "" if is_missing(row["se_points"]) else f"{row['se_points']:.2f}" if own == "%" else f"{row['se_points']:.3f} {own}"
         mde = labels.word("no_interval_short", language) if not row["intervals"] else (
-            "" if is_missing(row["mde_points"]) else "> 100" if row["mde_points"] > 100 else f"{row['mde_points']:.1f}")
+            "" if is_missing(row["mde_points"]) else "> 100" if row["mde_points"] > 100 and own == "%"
+            else f"{row['mde_points']:.1f}" if own == "%" else f"{row['mde_points']:.3f} {own}")
         needed = row["items_per_task_needed"]
-        if is_missing(needed):
+        if own != "%":   # the target is in points: it says nothing of a divergence
+            needed_text = labels.word("not_applicable", language)
+        elif is_missing(needed):
             needed_text = ""
         elif math.isinf(needed):
             needed_text = labels.word("more_seeds", language).format(seeds=int(row["seeds_needed"]))
