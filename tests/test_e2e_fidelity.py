@@ -88,6 +88,11 @@ def test_the_tables_show_fidelity_with_intervals_and_no_change_rate_against_the_
             assert "change rate undefined" not in row["note"] or "kl:" not in row["note"]
     md = (d / "tables" / "main.md").read_text(encoding="utf-8")
     assert "KL to base change %" not in md and "stem change %" in md
+    # The power table gives KL's SE and minimum detectable change in nats per token, not in points.
+    power = {r["benchmark"]: r for r in _rows(d / "tables" / "power.csv")}
+    kl_row = next(line for line in (d / "tables" / "power.md").read_text(encoding="utf-8").splitlines()
+                  if line.startswith("| KL to base"))
+    assert f"{float(power['kl']['se_points']):.3f} nats/token" in kl_row and "N/A" in kl_row
 
     effects = {(r["a"], r["b"]): r for r in _rows(d / "tables" / "order_effects.csv")}
     row = effects[("P>Q", "Q>P")]
