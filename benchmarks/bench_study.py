@@ -75,6 +75,7 @@ def main(argv=None) -> int:
               f"{eval_s if eval_s is not None else float('nan'):8.1f}")
 
     print_time_split(study, first)
+    floor = floors(study, first)
 
     kids, me = _peak_rss_mib()
     print("\n== study ==")
@@ -83,7 +84,7 @@ def main(argv=None) -> int:
           f"{first['steps_naive']} without sharing)")
     print(f"peak memory (largest kernel):  {kids:8.1f} MiB; this process {me:.1f} MiB")
     figures = {"first_run_s": round(first_s, 2), "steps_executed": len(first["steps_built"]),
-               "peak_kernel_rss_mib": round(kids, 1)}
+               "peak_kernel_rss_mib": round(kids, 1), "floors": floor}
     if not args.no_rerun:
         t1 = time.perf_counter()
         second = run_study(args.params, log_output=False, summary=False)
@@ -97,6 +98,103 @@ def main(argv=None) -> int:
     atomic.write_json(study.paths.dir / "bench.json", figures)
     print(json.dumps(figures))
     return 0
+
+
+def plain_rates(study, batch: int = 8, seq_len: int = 256, repeats: int = 3) -> dict:
+    """Return the base model's plain rates on this machine, measured now: a batched forward (tokens/s) and a
+    training step's forward and backward (seconds for ``finetune.batch_size`` x ``finetune.max_seq_len``)."""
+    import torch
+
+    from orderstudy.checkpoints import storage
+    from orderstudy.core.plan import BASE
+    from orderstudy.evaluation.throughput import measure_train_step
+
+    model = storage.load(study.store.state(BASE).model_dir, study.dtype, study.device)
+    vocab = model.config.get_text_config().vocab_size
+    ids = torch.randint(0, vocab, (batch, seq_len), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model(input_ids=ids)   # warm-up
+        started = time.perf_counter()
+        for _ in range(repeats):
+            model(input_ids=ids)
+        forward_s = (time.perf_counter() - started) / repeats
+    ft = study.params.finetune
+    measure_train_step(model, ft.batch_size, ft.max_seq_len, study.device)   # warm-up
+    step_s = min(measure_train_step(model, ft.batch_size, ft.max_seq_len, study.device) for _ in range(2))
+    del model
+    return {"forward_tokens_per_s": batch * seq_len / forward_s,
+            "train_tokens_per_s": ft.batch_size * ft.max_seq_len / step_s}
+
+
+def training_tokens_per_example(study) -> float:
+    """Return the mean tokens of a fine-tuning pair as training encodes it (prompt, answer, EOS; cut to max_seq_len)."""
+    from orderstudy.operations.finetune.training import encode_example
+
+    tokenizer, _ = study.base_tokenizer
+    ft = study.params.finetune
+    lengths = [len(e["input_ids"]) for x in study.training_examples
+               if (e := encode_example(tokenizer, x["prompt"], x["answer"], ft.max_seq_len, study.params.chat_template))]
+    return sum(lengths) / len(lengths) if lengths else 0.0
+
+
+def _seed_of(task: dict, study) -> int:
+    """Return the seed a task ran as: its label says it (``build F.seed1``), else the study's first seed."""
+    label = task["id"].split(" ", 1)[1]
+    return int(label.rsplit(".seed", 1)[1]) if ".seed" in label else study.seed
+
+
+def floors(study, run: dict) -> dict:
+    """Print each phase's time beside its floor: the tokens it processed at the plain rates measured now.
+
+    Evaluation: every prompt token, generated token and KL text token of the states evaluated in this
+    run, at the rate of a plain batched forward (generation is slower than that by nature: one
+    token a step); fine-tuning: the tokens of its steps (batch size x the mean encoded training pair)
+    at the rate of a plain forward and backward of full batches (of every weight: LoRA computes fewer
+    gradients, so a ratio a little below 1 is possible). The ratio says how far a phase is from its
+    floor; 1 would be the plain model's own speed.
+    """
+    pre = run.get("pre_evaluation") or {}
+    evaluated = [t for t in pre.get("tasks", []) if t["kind"] == "evaluate" and t["status"] == "ok" and not t.get("reused")]
+    built = [t for t in pre.get("tasks", []) if t["kind"] == "build" and t["status"] == "ok" and not t.get("reused")]
+    if not evaluated and not built:
+        print("\n== floors: nothing was evaluated or built in this run ==")
+        return {}
+    rates = plain_rates(study)
+    eval_s, tokens = 0.0, 0
+    for t in evaluated:
+        seeded = study.for_seed(_seed_of(t, study))
+        stored = seeded.stored_evaluation(seeded.store.state(t["name"])) or {}
+        runtime = stored.get("runtime") or {}
+        ll, gen = runtime.get("loglikelihood", {}), runtime.get("generation", {})
+        kl = sum(task.get("tokens", 0) for task in (stored.get("benchmarks", {}).get("kl", {}).get("tasks") or {}).values())
+        tokens += ll.get("prompt_tokens", 0) + gen.get("prompt_tokens", 0) + gen.get("new_tokens", 0) + kl
+        eval_s += t["seconds"]
+    train_s, steps = 0.0, 0
+    per_example = training_tokens_per_example(study) if study.trains else 0.0
+    for t in built:
+        seeded = study.for_seed(_seed_of(t, study))
+        record = seeded.store.state(t["name"]).record()
+        if record.get("operation") and "train_seconds" in (record.get("info") or {}):
+            train_s += record["info"]["train_seconds"]
+            steps += record["info"].get("steps") or 0
+    out = {"rates": {k: round(v, 3) for k, v in rates.items()}}
+    print(f"\n== floors (plain rates measured now: forward {rates['forward_tokens_per_s']:.0f} tokens/s, "
+          f"forward and backward {rates['train_tokens_per_s']:.0f} tokens/s) ==")
+    print(f"{'phase':14s} {'seconds':>9s} {'tokens':>10s} {'floor_s':>9s} {'ratio':>7s}")
+    if evaluated:
+        floor_s = tokens / rates["forward_tokens_per_s"]
+        out["evaluation"] = {"seconds": round(eval_s, 1), "tokens": tokens, "floor_s": round(floor_s, 1),
+                             "ratio": round(eval_s / floor_s, 2) if floor_s else None}
+        print(f"{'evaluation':14s} {eval_s:9.1f} {tokens:10d} {floor_s:9.1f} {eval_s / floor_s if floor_s else 0:7.2f}")
+    if steps:
+        trained = round(steps * study.params.finetune.batch_size * per_example)
+        floor_s = trained / rates["train_tokens_per_s"]
+        out["fine_tuning"] = {"seconds": round(train_s, 1), "steps": steps, "tokens": trained, "floor_s": round(floor_s, 1),
+                              "ratio": round(train_s / floor_s, 2) if floor_s else None}
+        print(f"{'fine-tuning':14s} {train_s:9.1f} {trained:10d} {floor_s:9.1f} {train_s / floor_s if floor_s else 0:7.2f}")
+    print("(evaluation: prompt, generated and KL text tokens at the plain forward rate; fine-tuning: its steps' "
+          "tokens, batch x the mean encoded pair, at the plain forward and backward rate of full batches)")
+    return out
 
 
 def print_time_split(study, run: dict) -> None:

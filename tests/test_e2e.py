@@ -235,6 +235,8 @@ def test_benchmark_script_prints_real_figures(smoke):
     assert figures["steps_executed"] == 0 and figures["rerun_notebooks"] == 0
     assert figures["first_run_s"] > 0 and figures["peak_kernel_rss_mib"] > 0
     assert "== per ordering ==" in proc.stdout and "F>P>Q" in proc.stdout
+    # The smoke study was made before: nothing evaluated or built in this run, so no phase to set beside a floor.
+    assert figures["floors"] == {} and "floors: nothing was evaluated or built in this run" in proc.stdout
 
 
 def test_the_busy_machine_benchmark_times_each_thread_setting_alone_and_beside_busy_processes(smoke):

@@ -123,3 +123,28 @@ def test_the_claims_read_a_lower_divergence_as_better(study):
     worse = "Q>P" if better == "P>Q" else "P>Q"
     diff = results[better]["benchmarks"]["kl"]["score"] - results[worse]["benchmarks"]["kl"]["score"]
     assert float(row["kl_diff"]) == pytest.approx(diff, abs=1e-4)
+
+
+def test_make_bench_sets_each_phase_beside_its_floor(study, monkeypatch):
+    """``make bench``'s floors on this study's own run: the tokens it processed at plain rates measured now."""
+    d, results, _ = study
+    monkeypatch.setenv("ORDERSTUDY_OUTPUTS", str(d.parent))
+    monkeypatch.setattr(paths, "OUTPUTS_DIR", d.parent)
+    monkeypatch.syspath_prepend(str(paths.ROOT / "benchmarks"))
+    import bench_study
+    from orderstudy.study.study import Study
+
+    run = json.loads((d / "last_run.json").read_text())
+    s = Study(d.parent.parent / "fidelity.yaml")
+    floor = bench_study.floors(s, run)
+    # Every evaluation of the run: prompt and generated tokens as its runtime records them, and KL's text tokens.
+    tokens = 0
+    for o in ORDERINGS:
+        runtime = results[o]["evaluation"]["runtime"]
+        kl = sum(t["tokens"] for t in results[o]["benchmarks"]["kl"]["tasks"].values())
+        tokens += runtime["loglikelihood"]["prompt_tokens"] + kl
+    assert floor["evaluation"]["tokens"] == tokens
+    rate = floor["rates"]["forward_tokens_per_s"]
+    assert rate > 0 and floor["evaluation"]["floor_s"] == pytest.approx(tokens / rate, rel=1e-2)
+    assert floor["evaluation"]["ratio"] == pytest.approx(floor["evaluation"]["seconds"] / floor["evaluation"]["floor_s"], rel=2e-2)
+    assert "fine_tuning" not in floor   # no F in this study
