@@ -27,7 +27,7 @@ def orderstudy(*args, script=None):
 
 
 @pytest.mark.parametrize("command, expected", [
-    (("report", "--help"), "{build,html,compare,check-reference,write-notebook}"),
+    (("report", "--help"), "{build,html,compare,check-reference,calibrate,write-notebook}"),
     (("report", "html", "--help"), "--compare-with"),
     (("lawbench", "score", "--help"), "PERCENT"),
     (("prepare", "--help"), "{model,tiny,tiny-qwen2,data,all}"),

@@ -69,7 +69,7 @@ def test_device_check_runs_every_stage_and_prints_the_figures(tmp_path, lawbench
     assert re.search(rf"^base +ok +cpu +{dtype} +[\d.]+ +[\d.]+ +[\d.]+  lawbench=", stdout, re.M), stdout[-4000:]
     # LawBench at one item a task has no interval (and says why below the table); stem has one.
     assert re.search(r"^\| base model +\| [\d.]+ +\| [\d.]+ \[[\d.]+, [\d.]+\]", stdout, re.M), stdout[-4000:]
-    assert "LawBench: 13 of its 13 tasks have fewer than 2 items" in stdout and "| quantize" in stdout  # Q: not run
+    assert "LawBench‡: 13 of its 13 tasks have fewer than 2 items" in stdout and "| quantize" in stdout  # Q: not run
     if "bench" not in missing:  # the benchmark's table: one row per batch size, new tokens per second
         bench = json.loads((out / "bench.json").read_text())
         assert [r["batch_size"] for r in bench["rows"]][0] == 1 and len(bench["rows"]) == 2
