@@ -160,11 +160,14 @@ def evaluation_efficiency(study, model_dir, tokenizer, engines) -> dict:
     kept = engines if study.engine.name == "vllm" else None
     if kept is not None:
         kept.lm_for(state.model_dir)   # started beforehand, as for every state but the first of its shape
+    # The base compared with itself, for a study with fidelity benchmarks (kl, flip).
+    base = evaluation.Base(state.model_dir, state.key, study.dtype, study.device, is_self=True)
     scores = evaluation.evaluate(study.suite, model_dir=state.model_dir, device=study.device, dtype=study.dtype,
-                                 state=state, tokenizer=tokenizer, engines=kept)
+                                 state=state, tokenizer=tokenizer, engines=kept, base=base)
     runtime = scores["runtime"]
     tokens = sum(runtime[p]["prompt_tokens"] + runtime[p].get("new_tokens", 0)
                  for p in ("loglikelihood", "generation") if p in runtime)
+    tokens += sum(t.get("tokens", 0) for t in (scores["benchmarks"].get("kl") or {}).get("tasks", {}).values())
     seconds = runtime["timings"]["total_s"]
     forward = plain_forward_tokens_per_s(model_dir, study)
     return {"engine": study.engine.describe(), "tokens": tokens, "seconds": seconds,
