@@ -183,13 +183,13 @@ def floors(study, run: dict) -> dict:
     print(f"{'phase':14s} {'seconds':>9s} {'tokens':>10s} {'floor_s':>9s} {'ratio':>7s}")
     if evaluated:
         floor_s = tokens / rates["forward_tokens_per_s"]
-        out["evaluation"] = {"seconds": round(eval_s, 1), "tokens": tokens, "floor_s": round(floor_s, 1),
+        out["evaluation"] = {"seconds": round(eval_s, 3), "tokens": tokens, "floor_s": round(floor_s, 3),
                              "ratio": round(eval_s / floor_s, 2) if floor_s else None}
         print(f"{'evaluation':14s} {eval_s:9.1f} {tokens:10d} {floor_s:9.1f} {eval_s / floor_s if floor_s else 0:7.2f}")
     if steps:
         trained = round(steps * study.params.finetune.batch_size * per_example)
         floor_s = trained / rates["train_tokens_per_s"]
-        out["fine_tuning"] = {"seconds": round(train_s, 1), "steps": steps, "tokens": trained, "floor_s": round(floor_s, 1),
+        out["fine_tuning"] = {"seconds": round(train_s, 3), "steps": steps, "tokens": trained, "floor_s": round(floor_s, 3),
                               "ratio": round(train_s / floor_s, 2) if floor_s else None}
         print(f"{'fine-tuning':14s} {train_s:9.1f} {trained:10d} {floor_s:9.1f} {train_s / floor_s if floor_s else 0:7.2f}")
     print("(evaluation: prompt, generated and KL text tokens at the plain forward rate; fine-tuning: its steps' "

@@ -146,5 +146,6 @@ def test_make_bench_sets_each_phase_beside_its_floor(study, monkeypatch):
     assert floor["evaluation"]["tokens"] == tokens
     rate = floor["rates"]["forward_tokens_per_s"]
     assert rate > 0 and floor["evaluation"]["floor_s"] == pytest.approx(tokens / rate, rel=1e-2)
-    assert floor["evaluation"]["ratio"] == pytest.approx(floor["evaluation"]["seconds"] / floor["evaluation"]["floor_s"], rel=2e-2)
+    # The ratio is printed to 2 decimals, from the unrounded times (kept to the millisecond in the figures).
+    assert floor["evaluation"]["ratio"] == pytest.approx(floor["evaluation"]["seconds"] / floor["evaluation"]["floor_s"], abs=0.006)
     assert "fine_tuning" not in floor   # no F in this study
