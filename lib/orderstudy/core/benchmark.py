@@ -230,6 +230,12 @@ def get_benchmark(name: str) -> Benchmark:
         raise KeyError(f"benchmark {name!r} is not registered; known: {', '.join(_REGISTRY) or 'none'}") from None
 
 
+def trait(name: str, attribute: str):
+    """Return a class attribute of the registered benchmark ``name`` (``bounded``, ``higher_is_better``,
+    ``from_base``, ``unit``...); for a benchmark not registered (a result file's), the interface's default."""
+    return getattr(_REGISTRY.get(name, Benchmark), attribute)
+
+
 def display_name(name: str) -> str:
     """Return a benchmark's printed name (``lawbench`` -> ``LawBench``); an unknown one unchanged."""
     benchmark = _REGISTRY.get(name)

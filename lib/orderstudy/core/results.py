@@ -223,11 +223,10 @@ def parse(data: Any, path: Path | str) -> ResultFile:
 
 def check_percentages(result: ResultFile, path: Path | str) -> None:
     """Raise ``ResultFileError`` for a score above 100 percent, except a divergence's (a benchmark not bounded)."""
-    from .benchmark import _REGISTRY
+    from .benchmark import trait
 
     for name, entry in (result.benchmarks or {}).items():
-        spec = _REGISTRY.get(name)
-        if spec is not None and not spec.bounded:
+        if not trait(name, "bounded"):
             continue
         scores = [(f"benchmarks.{name}.score", entry.score),
                   *((f"benchmarks.{name}.tasks.{t}.score", r.score) for t, r in entry.tasks.items())]

@@ -22,6 +22,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..core.benchmark import trait
+
 DPI = 100
 KEPT = "#3b7dd8"
 REMOVED = "#d8553b"
@@ -253,7 +255,7 @@ def task_scores_figure(tasks: pd.DataFrame, confidence: float) -> Figure:
         ax.set_yticks(y, part["task"], fontsize=7)
         ax.invert_yaxis()
         mean = part["benchmark_score"].iloc[0]
-        unit = _unit(bench)
+        unit = trait(bench, "unit")
         if unit == "%":
             ax.set_xlim(-3, 103)
             ax.axvline(mean, color=REMOVED, linestyle="--", linewidth=1, label=f"{bench}: {mean:.1f}%")
@@ -263,11 +265,3 @@ def task_scores_figure(tasks: pd.DataFrame, confidence: float) -> Figure:
     axes[-1].set_xlabel(f"score (% where not said otherwise), bars: {confidence:.0%} interval over the task's items")
     return fig
 
-
-def _unit(benchmark: str) -> str:
-    from ..core.benchmark import get_benchmark
-
-    try:
-        return get_benchmark(benchmark).unit
-    except KeyError:
-        return "%"

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from . import step_figures
 from ..checkpoints.inspect import PARTS
-from ..core.benchmark import get_benchmark
+from ..core.benchmark import get_benchmark, trait
 from ..core.operation import get_operation
 from ..core.plan import BASE, parent, parse_ordering
 from ..operations import finetune, prune, quantize
@@ -331,19 +331,12 @@ def task_scores(benchmarks: dict, items: dict, confidence: float, lawbench_sourc
     rows = []
     for bench, v in benchmarks.items():
         for task, t in v["tasks"].items():
-            low, high = task_interval(items[bench][task], task, t["score"], confidence, continuous=not _bounded(bench))
+            low, high = task_interval(items[bench][task], task, t["score"], confidence, continuous=not trait(bench, "bounded"))
             rows.append({"benchmark": bench, "task": task, "score_pct": t["score"], "ci_low": low, "ci_high": high,
                          "items": t["n"], "abstention_pct": None if "abstention_rate" not in t else round(100 * t["abstention_rate"], 1),
                          "max_new_tokens": t.get("max_new_tokens"), "capped": t.get("capped"),
                          "items_from": items_from(bench, task), "benchmark_score": v["score"]})
     return pd.DataFrame(rows)
-
-
-def _bounded(benchmark: str) -> bool:
-    try:
-        return get_benchmark(benchmark).bounded
-    except KeyError:
-        return True
 
 
 def task_interval(item_scores: dict[str, float], task: str, reported: float, confidence: float,

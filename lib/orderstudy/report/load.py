@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..core import results as schema
-from ..core.benchmark import _REGISTRY, names as benchmark_names
+from ..core.benchmark import names as benchmark_names, trait
 from ..core.paths import StudyPaths, parse_run_filename
 from ..core.plan import all_orderings, format_ordering, parse_ordering
 from . import labels
@@ -215,26 +215,22 @@ def load_result(path: Path, *, study: str | None = None, ordering: str | None = 
 
 def bounded(benchmark: str) -> bool:
     """Return whether a benchmark's item scores lie in [0, 1] (every one but a divergence; unknown ones are)."""
-    spec = _REGISTRY.get(benchmark)
-    return spec is None or spec.bounded
+    return trait(benchmark, "bounded")
 
 
 def higher_is_better(benchmark: str) -> bool:
     """Return whether a higher score is better (an accuracy; not a divergence from the base, nor a share of flips)."""
-    spec = _REGISTRY.get(benchmark)
-    return spec is None or spec.higher_is_better
+    return trait(benchmark, "higher_is_better")
 
 
 def unit(benchmark: str) -> str:
     """Return what a benchmark's score is counted in (``%`` for every proportion; a divergence's own unit)."""
-    spec = _REGISTRY.get(benchmark)
-    return spec.unit if spec is not None else "%"
+    return trait(benchmark, "unit")
 
 
 def from_base(benchmark: str) -> bool:
     """Return whether a benchmark's score is itself a distance from the base (fidelity): no change rate against it."""
-    spec = _REGISTRY.get(benchmark)
-    return spec is not None and spec.from_base
+    return trait(benchmark, "from_base")
 
 
 def load_items(path: Path) -> Items:

@@ -94,9 +94,6 @@ class KlDivergence(Benchmark):
     def request_type(self, params) -> str:
         return "divergence"
 
-    def check_setting(self, key, value) -> str | None:
-        return None
-
     # -- the texts --------------------------------------------------------------------------
     def sample(self, params, seed: int) -> dict[str, list[dict]]:
         """Return the held-out texts: half LawBench items, half MMLU questions, none of them evaluated.
