@@ -164,11 +164,7 @@ def evaluation_model(model_dir, dtype: str, device: str, how: str, sequences: li
         why = "8-bit has no dense equivalent" if not four_bit else (
             f"bitsandbytes on {device}" if device != "cpu" else "evaluation.quantized_on_cpu: bitsandbytes")
         record["evaluated_as"] = f"bitsandbytes itself ({record['bitsandbytes_kernel']}; {why})"
-    exact, _ = storage.load_dense(model_dir, "float32", device)
-    record["vs_dequantized_float32"] = agreement(model, exact, sequences)
-    del exact
-    if model is not bnb_model:
-        del bnb_model
+    record["vs_dequantized_float32"] = _against_float32(model, model_dir, device, sequences)
     return model, record
 
 
@@ -198,9 +194,17 @@ def _gptq_evaluation_model(model_dir, quant: dict, dtype: str, device: str, how:
     else:
         model = kernel_model
         record["evaluated_as"] = f"GPTQModel's own kernel ({', '.join(kernels)} on {device})"
-    exact, _ = storage.load_dense(model_dir, "float32", device)
-    record["vs_dequantized_float32"] = agreement(model, exact, sequences)
-    del exact
-    if model is not kernel_model:
-        del kernel_model
+    record["vs_dequantized_float32"] = _against_float32(model, model_dir, device, sequences)
     return model, record
+
+
+def _against_float32(model, model_dir, device: str, sequences: list[list[int]]) -> dict:
+    """Return how the evaluated model agrees with the state's dequantized weights in float32 (loaded, then freed)."""
+    from . import storage
+    from .numerics import agreement
+
+    exact, _ = storage.load_dense(model_dir, "float32", device)
+    try:
+        return agreement(model, exact, sequences)
+    finally:
+        del exact
