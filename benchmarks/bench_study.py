@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     print("\n== per step (states built in this run) ==")
     print(f"{'state':10s} {'operation':10s} {'build_s':>9s} {'size_MiB':>9s}")
     shown = set()
-    for seeded in (study.for_seed(seed) for seed in study.params.seeds):
+    for seeded in study.variants():
         for name in seeded.plan.states:
             state, label = seeded.store.state(name), seeded.store.label(name)
             if label in first["steps_built"] and label not in shown and state.record_path.exists():
@@ -69,7 +69,8 @@ def main(argv=None) -> int:
     print("\n== per ordering ==")
     print(f"{'ordering':10s} {'status':8s} {'ran':>4s} {'wall_s':>8s} {'eval_s':>8s}")
     for ordering, r in first["orderings"].items():  # one entry per run: F>P>Q, or F>P>Q.seed1 with several seeds
-        result = study.for_seed(r.get("seed", study.seed)).load_result(r.get("ordering", ordering)) or {}
+        run = study.for_family(r["family"]) if r.get("family") else study
+        result = run.for_seed(r.get("seed", study.seed)).load_result(r.get("ordering", ordering)) or {}
         eval_s = (result.get("evaluation") or {}).get("seconds")
         print(f"{ordering:10s} {r['status']:8s} {'yes' if r['ran'] else 'no':>4s} {r['seconds']:8.1f} "
               f"{eval_s if eval_s is not None else float('nan'):8.1f}")
@@ -137,10 +138,12 @@ def training_tokens_per_example(study) -> float:
     return sum(lengths) / len(lengths) if lengths else 0.0
 
 
-def _seed_of(task: dict, study) -> int:
-    """Return the seed a task ran as: its label says it (``build F.seed1``), else the study's first seed."""
+def _run_of(task: dict, study):
+    """Return the study a task ran as: its label names its seed (``build F.seed1``) and family (``build Q.gptq``)."""
     label = task["id"].split(" ", 1)[1]
-    return int(label.rsplit(".seed", 1)[1]) if ".seed" in label else study.seed
+    seed = int(label.rsplit(".seed", 1)[1]) if ".seed" in label else study.seed
+    family = label.split(".seed", 1)[0].partition(".")[2]
+    return (study.for_family(family) if family else study).for_seed(seed)
 
 
 def floors(study, run: dict) -> dict:
@@ -162,7 +165,7 @@ def floors(study, run: dict) -> dict:
     rates = plain_rates(study)
     eval_s, tokens = 0.0, 0
     for t in evaluated:
-        seeded = study.for_seed(_seed_of(t, study))
+        seeded = _run_of(t, study)
         stored = seeded.stored_evaluation(seeded.store.state(t["name"])) or {}
         runtime = stored.get("runtime") or {}
         ll, gen = runtime.get("loglikelihood", {}), runtime.get("generation", {})
@@ -172,7 +175,7 @@ def floors(study, run: dict) -> dict:
     train_s, steps = 0.0, 0
     per_example = training_tokens_per_example(study) if study.trains else 0.0
     for t in built:
-        seeded = study.for_seed(_seed_of(t, study))
+        seeded = _run_of(t, study)
         record = seeded.store.state(t["name"]).record()
         if record.get("operation") and "train_seconds" in (record.get("info") or {}):
             train_s += record["info"]["train_seconds"]

@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             run_study(args.params, args.orderings, log_output=not args.quiet)
         elif args.command == "summary":
-            print(run_summary(args.params))
+            for family in load_params(args.params).families or (None,):  # a study of families: one summary each
+                print(run_summary(args.params, family))
         elif args.command == "plan":
             print_plan(args.params)
         elif args.command == "check":

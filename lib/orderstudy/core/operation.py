@@ -29,6 +29,16 @@ class OperationParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @classmethod
+    def method_keys(cls) -> dict[str, tuple[str, ...]]:
+        """Return, per method, the keys only that method reads; empty when the section has no methods.
+
+        A section whose ``method`` is a list in the params file (``quantize.method: [nf4, gptq]``)
+        makes one family of the study per method (``core.params``): each family's section keeps the
+        keys its method reads and leaves out those only the others read.
+        """
+        return {}
+
 
 def _never(params) -> bool:
     return False

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from . import paths
@@ -191,6 +191,10 @@ class StudyParams(_Section):
     # evaluations on a Ray cluster first (independent branches at once), then the notebooks.
     executor: Literal["local", "ray"] = "local"
     ray: RayParams = RayParams()
+    # The study's families (one operation's ``method`` given as a list, ``quantize.method: [nf4,
+    # gptq]``): that section's letter and one validated section per method, in the file's order.
+    # None for a study of one family. ``for_family`` gives the params one family runs with.
+    _families: tuple[str, dict[str, BaseModel]] | None = PrivateAttr(None)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -200,16 +204,29 @@ class StudyParams(_Section):
         if not isinstance(data, dict):
             return handler(data)
         data = dict(data)
-        sections, errors = {}, []
+        sections, errors, families = {}, [], []
         for spec in operations():
             raw = data.pop(spec.section, {})
             if isinstance(raw, spec.params_model):
                 sections[spec.section] = raw
                 continue
+            if isinstance(raw, dict) and isinstance(raw.get("method"), list):
+                found, problems = _method_families(spec, raw)
+                errors += problems
+                if found:
+                    sections[spec.section] = next(iter(found.values()))
+                    families.append((spec, found))
+                continue
             try:
                 sections[spec.section] = spec.params_model.model_validate(raw)
             except ValidationError as exc:
                 errors += _details(exc, (spec.section,))
+        if len(families) > 1:
+            listed = ", ".join(f"{spec.section}.method" for spec, _ in families)
+            errors.append(InitErrorDetails(
+                type=PydanticCustomError("families", "one operation's method may be a list (the study's families), "
+                                         f"not several: {listed} all list methods; keep one list"),
+                loc=(families[1][0].section, "method"), input=list(families[1][1])))
         errors += [InitErrorDetails(type="extra_forbidden", loc=(key,), input=data[key])
                    for key in data if key not in cls.model_fields and key not in ("seed",)]
         try:
@@ -220,6 +237,8 @@ class StudyParams(_Section):
         if errors:
             raise ValidationError.from_exception_data(cls.__name__, errors)
         result.__pydantic_extra__.update(sections)
+        if families:
+            result._families = (families[0][0].letter, families[0][1])
         return result
 
     @model_validator(mode="before")
@@ -278,11 +297,41 @@ class StudyParams(_Section):
         # How the report adjusts its marks decides no result (and leaves the hash of studies run
         # before the key existed as it was).
         data["report"].pop("multiplicity", None)
+        if self._families:  # every family's section, not only the first's
+            letter, sections = self._families
+            data[get_operation(letter).section] = {m: p.model_dump(mode="json") for m, p in sections.items()}
         return stable_hash(data)
 
     def operation_params(self, op: str) -> BaseModel:
-        """Return the params section of the operation with letter ``op``."""
+        """Return the params section of the operation with letter ``op`` (in a study of families, the first family's)."""
         return self.__pydantic_extra__[get_operation(op).section]
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """Return the study's families, one per method of the section whose ``method`` is a list; () for one family."""
+        return tuple(self._families[1]) if self._families else ()
+
+    @property
+    def family_operation(self) -> str | None:
+        """Return the letter of the operation whose method the families differ in (``Q``), None for one family."""
+        return self._families[0] if self._families else None
+
+    def for_family(self, family: str) -> "StudyParams":
+        """Return the params one family runs with: its method's section, every other key as the file's.
+
+        They are the params of a file that names that one method (the same hash), so a family's
+        states, evaluations and results are those of the one-method study with the same keys.
+        """
+        if not self._families:
+            raise ValueError(f"family {family!r}: the study has one family (no operation's method is a list)")
+        letter, sections = self._families
+        if family not in sections:
+            raise ValueError(f"family {family!r}: the study's families are {', '.join(sections)}")
+        params = self.model_copy()
+        object.__setattr__(params, "__pydantic_extra__",
+                           {**self.__pydantic_extra__, get_operation(letter).section: sections[family]})
+        params._families = None
+        return params
 
 
 RESERVED_SECTIONS.update(StudyParams.model_fields, {"seed"})
@@ -297,6 +346,30 @@ def _details(exc: ValidationError, prefix: tuple = ()) -> list[InitErrorDetails]
         kind = e["type"] if e["type"] in _BUILTIN_ERRORS else PydanticCustomError(e["type"], e["msg"], ctx)
         out.append(InitErrorDetails(type=kind, loc=(*prefix, *e["loc"]), input=e["input"], ctx=ctx))
     return out
+
+
+def _method_families(spec, raw: dict) -> tuple[dict[str, BaseModel], list[InitErrorDetails]]:
+    """Return one validated section per method of ``raw["method"]`` (a list), and the problems found.
+
+    Each method's section keeps the keys that method reads and leaves out the keys only another
+    listed method reads (``OperationParams.method_keys``); a key no listed method reads is an error,
+    as it is with one method.
+    """
+    methods = raw["method"]
+    if len(methods) < 2 or len(set(map(str, methods))) != len(methods) or not all(isinstance(m, str) for m in methods):
+        return {}, [InitErrorDetails(type=PydanticCustomError(
+            "families", "a list of two or more different methods, one family of the study each (or one method, "
+            "not in a list)"), loc=(spec.section, "method"), input=methods)]
+    only = spec.params_model.method_keys()
+    found, errors = {}, []
+    for method in methods:
+        others = {k for m in methods if m != method for k in only.get(m, ())} - set(only.get(method, ()))
+        try:
+            found[method] = spec.params_model.model_validate(
+                {**{k: v for k, v in raw.items() if k not in others}, "method": method})
+        except ValidationError as exc:
+            errors += [e for e in _details(exc, (spec.section,)) if e not in errors]
+    return ({} if errors else found), errors
 
 
 SEED_AND_SEEDS = "set either 'seeds' (a list, e.g. [0, 1, 2]) or the older 'seed' (one number), not both"

@@ -38,19 +38,31 @@ def resolve(path: str | os.PathLike) -> Path:
 
 
 class StudyPaths:
-    """The output locations of one study: ``outputs/<study>/...``."""
+    """The output locations of one study: ``outputs/<study>/...``.
 
-    def __init__(self, study: str, outputs_dir: Path | None = None):
+    A study of several families (``quantize.method: [nf4, gptq]``) keeps each family's runs under
+    ``outputs/<study>/<family>/`` (``family``): its results, items, notebooks, tables and figures.
+    The model states, the evaluation data and the logs stay at ``outputs/<study>/``, one store for
+    every family, so a state no family differs in (``F``, ``P``, ``P>F``) is built once.
+    """
+
+    def __init__(self, study: str, outputs_dir: Path | None = None, family: str | None = None):
         self.study = study
-        self.dir = (outputs_dir or OUTPUTS_DIR) / study
-        self.states = self.dir / "states"
+        self.family = family
+        self.study_dir = (outputs_dir or OUTPUTS_DIR) / study
+        self.dir = self.study_dir / family if family else self.study_dir
+        self.states = self.study_dir / "states"
         self.results = self.dir / "results"
         self.items = self.dir / "items"
         self.notebooks = self.dir / "notebooks"
         self.tables = self.dir / "tables"
         self.figures = self.dir / "figures"
-        self.data = self.dir / "data"
-        self.logs = self.dir / "logs"
+        self.data = self.study_dir / "data"
+        self.logs = self.study_dir / "logs"
+
+    def of_family(self, family: str | None) -> "StudyPaths":
+        """Return the paths of one family of this study (this study's own paths for None)."""
+        return StudyPaths(self.study, self.study_dir.parent, family)
 
     def result(self, ordering: str, seed: int | None = None) -> Path:
         """Return a run's result file; ``seed`` None in a study of one seed (``run_filename``)."""

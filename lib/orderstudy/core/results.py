@@ -103,6 +103,14 @@ class ErrorRecord(_Open):
     step: str | None = Field(None, description="the state being made when it failed")
 
 
+class RunFamily(_Open):
+    """The family of a run in a study of several (``quantize.method: [nf4, gptq]``)."""
+
+    name: str = Field(description="the family: the method its runs apply, such as 'gptq'")
+    operation: str = Field(description="the letter of the operation the families differ in, such as 'Q'")
+    families: list[str] = Field(description="every family of the study, in the params file's order")
+
+
 class StepRecord(_Open):
     """One state on the ordering's path: built or reused, its size (what the operation recorded is kept too)."""
 
@@ -149,6 +157,8 @@ class ResultFile(BaseModel):
     study: str = Field(description="the study name")
     ordering: str = Field(description="an ordering such as 'F>P>Q' or 'base'")
     seed: int | None = Field(None, description="the run's seed (an integer)")
+    family: RunFamily | None = Field(None, description="null, or the run's family in a study of several: "
+                                     "an object with 'name', 'operation' and 'families'")
     operations: dict[str, dict[str, str]] | None = Field(
         None, description="an object: operation letter -> its names (name, name_zh, title) and params section")
     status: Literal["ok", "failed"] = Field(description=" or ".join(repr(s) for s in STATUSES))

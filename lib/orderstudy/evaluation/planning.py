@@ -132,13 +132,18 @@ def local_tokenizer(params: StudyParams):
 
 
 def plan_size(params: StudyParams) -> dict:
-    """Return the steps by operation (each seed's own where a stochastic step decides the state) and the evaluations."""
+    """Return the steps by operation (each seed's own where a stochastic step decides the state) and the evaluations.
+
+    In a study of families, a state with the operation they differ in is made once per family.
+    """
     plan = make_plan(params.orderings)
     seeds = len(params.seeds)
+    families = [params.for_family(f) for f in params.families] or [params]
 
     def copies(state: str) -> int:
-        stochastic = any(get_operation(op).stochastic(params.operation_params(op)) for op in parse_ordering(state))
-        return seeds if stochastic else 1
+        ops = parse_ordering(state)
+        each = [seeds if any(get_operation(op).stochastic(p.operation_params(op)) for op in ops) else 1 for p in families]
+        return sum(each) if params.family_operation in ops else max(each)
 
     steps = {spec.letter: 0 for spec in operations()}
     for state in plan.steps:

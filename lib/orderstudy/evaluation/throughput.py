@@ -36,8 +36,8 @@ def study_size(study) -> dict:
     params = suite.params
     tokenizer = models.load_tokenizer(base_model_dir(study))
     # With several seeds each seed has its own states where a stochastic step decided them; a state
-    # every seed shares is built and evaluated once.
-    seeded = [study.for_seed(seed) for seed in study.params.seeds]
+    # every seed shares is built and evaluated once (as is, in a study of families, a state every family shares).
+    seeded = study.variants()
     made = {s.store.key(name): name for s in seeded for name in s.plan.steps}
     steps = Counter(last_operation(name) for name in made.values())
     generation, loglik = workload(suite)

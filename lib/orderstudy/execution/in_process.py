@@ -19,8 +19,8 @@ from .tasks import Task, TaskLog, plan_tasks
 def run_in_process(studies, orderings: list[str] | tuple[str, ...], show: Callable = print) -> dict:
     """Build and evaluate in this process whatever ``orderings`` miss; return the phase's report.
 
-    ``studies``: the study, or one per seed (each task runs as the seed it was planned for; the
-    engines serve every seed).
+    ``studies``: the study, or one per seed and family (each task runs as the seed and family it
+    was planned for; the engines serve them all).
 
     The same tasks as on Ray (``plan_tasks``), one after another: every missing state (parents
     first; an F state with its probes, ``Study.finetune_probes``), then every missing evaluation,
@@ -36,7 +36,7 @@ def run_in_process(studies, orderings: list[str] | tuple[str, ...], show: Callab
 
     studies = list(studies) if isinstance(studies, (list, tuple)) else [studies]
     study = studies[0]
-    by_seed = {seeded.seed: seeded for seeded in studies}
+    by_run = {(seeded.family, seeded.seed): seeded for seeded in studies}
     tag = f"[{study.params.study}] pre-evaluation"
     tasks = plan_tasks(studies, orderings)
     log = TaskLog(tasks, tag, show, lambda reported, seconds: {
@@ -48,12 +48,12 @@ def run_in_process(studies, orderings: list[str] | tuple[str, ...], show: Callab
     started = time.perf_counter()
 
     def build(t: Task) -> dict:
-        reused = by_seed[t.seed].get_state(t.name, show=show)[1]
-        by_seed[t.seed].finetune_probes(t.name, show=show)  # an F state's probes, for its notebooks to read
+        reused = by_run[t.run].get_state(t.name, show=show)[1]
+        by_run[t.run].finetune_probes(t.name, show=show)  # an F state's probes, for its notebooks to read
         return {"reused": reused}
 
     def evaluate(t: Task) -> dict:
-        seeded = by_seed[t.seed]
+        seeded = by_run[t.run]
         return {"reused": seeded.evaluate_state(seeded.get_state(t.name, show=show)[0], show=show,
                                                 engines=engines)["reused"]}
 
@@ -62,7 +62,7 @@ def run_in_process(studies, orderings: list[str] | tuple[str, ...], show: Callab
     evaluations = [t for t in tasks if t.kind == "evaluate"]
 
     def shape(t: Task) -> str:
-        state = by_seed[t.seed].store.state(t.name)
+        state = by_run[t.run].store.state(t.name)
         return shape_of(state.model_dir) if (state.model_dir / "config.json").is_file() else ""
 
     engines = None

@@ -74,7 +74,8 @@ def run_notebooks(pending, total: int, study, workers: int, threads: int | None,
     (``record_failure``) and the others go on; an interrupt stops them all.
     """
     def params_of(seeded, ordering):
-        return {"params_file": str(study.params_file), "ordering": ordering, "seed": seeded.seed}
+        return {"params_file": str(study.params_file), "ordering": ordering, "seed": seeded.seed,
+                **({"family": seeded.family} if seeded.family else {})}
 
     if workers == 1:
         for i, seeded, ordering in pending:
@@ -150,8 +151,8 @@ def record_failure(study, ordering: str, exc: Exception) -> str:
     return f"{ename}: {evalue}".splitlines()[0][:300]
 
 
-def run_summary(params_file: str | Path) -> Path:
-    """Execute the summary notebook for a study (tables, figures); return the executed notebook.
+def run_summary(params_file: str | Path, family: str | None = None) -> Path:
+    """Execute the summary notebook for a study, or one family of it (tables, figures); return the executed notebook.
 
     Result files made by other params than ``params_file``'s are left out of its tables; each is
     named on stderr with the reason, as the notebook's first lines name them.
@@ -160,13 +161,13 @@ def run_summary(params_file: str | Path) -> Path:
     from ..report.load import left_out_lines, load_study
     from ..study.study import Study, current_result_keys
 
-    keys, unchecked = current_result_keys(params_file)
+    keys, unchecked = current_result_keys(params_file, family)
     if keys is None:
         print(f"warning: the results were not checked against {params_file} ({unchecked})", file=sys.stderr)
     else:
-        study = Study(params_file)
-        found = load_study(study.paths, study.plan.orderings, tuple(study.params.evaluation.benchmarks),
+        study = Study(params_file, family=family)
+        found = load_study(study.family_paths, study.plan.orderings, tuple(study.params.evaluation.benchmarks),
                            tuple(study.params.seeds), keys)
         for line in left_out_lines(found):
             print(line, file=sys.stderr)
-    return execute_summary(params_file)
+    return execute_summary(params_file, family=family)

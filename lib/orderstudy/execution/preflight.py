@@ -77,7 +77,10 @@ def check_inputs(params_file, params: StudyParams | None = None, offline: bool |
     """Return the params of ``params_file`` after ``input_problems``; raise ``InputProblems`` listing every one found."""
     params_file = paths.resolve(params_file)
     params = params or load_params(params_file)
-    problems = input_problems(params, offline=hub_offline() if offline is None else offline)
+    problems: list[Problem] = []
+    for each in [params.for_family(f) for f in params.families] or [params]:  # every family's section
+        problems += [p for p in input_problems(each, offline=hub_offline() if offline is None else offline)
+                     if p not in problems]
     if problems:
         raise InputProblems(params_file, problems)
     return params
@@ -229,14 +232,16 @@ def _few(names: list[str], shown: int = 3) -> str:
 
 def preflight(study) -> None:
     """Check, before any work, what would otherwise fail late: every missing input at once, then the model, data, disk space."""
-    check_inputs(study.params_file, study.params)
-    study.check_sources()  # a pruned shape transformers would refuse stops here, not after the work
+    for family in study.for_each_family():  # each family's own section (GPTQ's groups, its calibration file)
+        check_inputs(family.params_file, family.params)
+        family.check_sources()  # a pruned shape transformers would refuse stops here, not after the work
     study.suite  # samples the benchmarks now: a malformed data file stops the run here
     if study.trains:
         study.training_examples  # a malformed training file stops it here too
-    for spec in study.used_operations:   # each calibrating operation's text (pruning's, GPTQ's)
-        if spec.needs_calibration(study.params.operation_params(spec.letter)):
-            study.calibration_of(spec.letter)
+    for family in study.for_each_family():
+        for spec in family.used_operations:   # each calibrating operation's text (pruning's, GPTQ's)
+            if spec.needs_calibration(family.params.operation_params(spec.letter)):
+                family.calibration_of(spec.letter)
     need = estimate_disk_bytes(study)
     free = shutil.disk_usage(study.paths.dir).free
     if need > free:
@@ -255,8 +260,7 @@ def estimate_disk_bytes(study) -> int:
         src = paths.resolve(study.params.model.source)
         base_bytes = models.dir_size_bytes(src) if src.exists() else 0
     missing = set()
-    for seed in study.params.seeds:  # each seed's own states; a shared state counts once
-        seeded = study.for_seed(seed)
+    for seeded in study.variants():  # each seed's and family's own states; a shared state counts once
         missing |= {seeded.store.key(s) for s in seeded.plan.states
                     if not seeded.store.is_complete(seeded.store.state(s), verify_hashes=False)}
     return base_bytes * len(missing)

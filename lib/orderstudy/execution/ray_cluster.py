@@ -44,6 +44,7 @@ class WorkerSpec:
     dtype: str
     torch_threads: int
     seed: int = 0  # the seed whose states and evaluations the worker makes
+    family: str | None = None  # the family whose states and evaluations it makes (a study of families)
 
 
 def runtime_env(study) -> dict:
@@ -65,8 +66,8 @@ def worker_spec(study) -> WorkerSpec:
     # On CPU the worker computes with as many threads as an in-process run would, so its numbers
     # are bit-identical to the local executor's; on a GPU it needs only the CPUs it was given.
     threads = torch.get_num_threads() if study.device == "cpu" else max(1, int(settings.cpus_per_task))
-    return WorkerSpec(str(study.params_file), study.params, str(study.paths.dir), study.device, study.dtype, threads,
-                      study.seed)
+    return WorkerSpec(str(study.params_file), study.source_params, str(study.paths.dir), study.device, study.dtype,
+                      threads, study.seed, study.family)
 
 
 def run_on_ray(studies, orderings: list[str] | tuple[str, ...], log_to_driver: bool = True,
@@ -109,12 +110,12 @@ def run_on_ray(studies, orderings: list[str] | tuple[str, ...], log_to_driver: b
         show(f"{tag}: {n_build} states to build, {len(tasks) - n_build} evaluations, on a cluster of "
              f"{report['cluster']['nodes']} node(s), {report['cluster']['CPU']:g} CPUs, {report['cluster']['GPU']:g} GPUs "
              f"({settings.cpus_per_task:g} CPU and {gpus:g} GPU a task; started in {report['init_seconds']:.1f} s)")
-        specs = {seeded.seed: worker_spec(seeded) for seeded in studies}
+        specs = {(seeded.family, seeded.seed): worker_spec(seeded) for seeded in studies}
         remote = {"build": ray.remote(build_state), "evaluate": ray.remote(evaluate_ordering)}
         refs: dict[str, object] = {}
         for t in tasks:
             refs[t.id] = remote[t.kind].options(name=t.id, num_cpus=settings.cpus_per_task, num_gpus=gpus,
-                                                max_retries=0).remote(specs[t.seed], t.name, t.key,
+                                                max_retries=0).remote(specs[t.run], t.name, t.key,
                                                                       *[refs[d] for d in t.depends_on])
         task_of = {refs[t.id]: t for t in tasks}
         pending = [refs[t.id] for t in tasks]
@@ -212,7 +213,7 @@ def _worker_study(spec: WorkerSpec, name: str, key: str):
     from ..study.study import Study
 
     torch.set_num_threads(spec.torch_threads)
-    study = Study(spec.params_file, params=spec.params, seed=spec.seed)
+    study = Study(spec.params_file, params=spec.params, seed=spec.seed, family=spec.family)
     here = {"device": study.device, "dtype": study.dtype, "outputs": str(study.paths.dir)}
     driver = {"device": spec.device, "dtype": spec.dtype, "outputs": spec.study_dir}
     if here != driver:

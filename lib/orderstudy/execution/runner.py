@@ -26,8 +26,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..core import atomic
+from ..core.operation import get_operation
 from ..core.params import ParamsError
-from ..core.plan import canonical_ordering
+from ..core.plan import canonical_ordering, parse_ordering
 from .notebooks import notebook_workers, run_notebooks, run_summary
 from .preflight import check_inputs, preflight
 
@@ -68,11 +69,12 @@ def run_study(params_file: str | Path, orderings: list[str] | None = None, log_o
 
     check_inputs(params_file)  # every missing input at once, before the study loads (a device it lacks included)
     study = Study(params_file)
-    studies = [study.for_seed(seed) for seed in study.params.seeds]
+    studies = study.variants()  # one per seed, and per family in a study of families
     todo = selected_orderings(study, orderings)
-    # "orderings": one entry per run, keyed by the run's name (F>P>Q, or F>P>Q.seed1 with several seeds).
+    # "orderings": one entry per run, keyed by the run's name (F>P>Q; F>P>Q.seed1 with several seeds;
+    # gptq/F>P>Q in a study of families).
     report = {"study": study.params.study, "params_file": str(study.params_file), "executor": study.params.executor,
-              "seeds": list(study.params.seeds), "orderings": {},
+              "seeds": list(study.params.seeds), "families": list(study.families), "orderings": {},
               "steps_planned": len(study.plan.steps), "steps_naive": study.plan.naive_step_count}
     started = time.perf_counter()
     with study_lock(study.paths.dir):
@@ -85,10 +87,11 @@ def run_study(params_file: str | Path, orderings: list[str] | None = None, log_o
         report["steps_built"] = steps_built(report)
         atomic.write_json(study.paths.dir / "last_run.json", report)
         if summary:
-            try:
-                print(f"[{study.params.study}] summary: {run_summary(params_file)}", flush=True)
-            except Exception as exc:  # the results are safe; say why the tables are not there
-                print(f"[{study.params.study}] summary notebook failed: {exc}", file=sys.stderr, flush=True)
+            for family in study.for_each_family():  # a study of families: one summary each
+                try:
+                    print(f"[{study.params.study}] summary: {run_summary(params_file, family.family)}", flush=True)
+                except Exception as exc:  # the results are safe; say why the tables are not there
+                    print(f"[{study.params.study}] summary notebook failed: {exc}", file=sys.stderr, flush=True)
     failed = [o for o, r in report["orderings"].items() if r["status"] != "ok"]
     print(f"[{study.params.study}] done in {report['seconds']:.1f} s: "
           f"{len(report['orderings']) - len(failed)} ok, {len(failed)} failed{(' (' + ', '.join(failed) + ')') if failed else ''}; "
@@ -120,7 +123,12 @@ def check_and_announce(study, studies, todo: list[str]) -> dict:
     print(f"[{study.params.study}] {len(todo)} orderings, {len(study.plan.steps)} operation steps "
           f"(instead of {study.plan.naive_step_count} without sharing); device {study.device}, dtype {study.dtype}",
           flush=True)
-    if len(studies) > 1:
+    if study.families:
+        op = get_operation(study.family_operation)
+        print(f"[{study.params.study}] {len(study.families)} families ({op.section}.method: {', '.join(study.families)}): "
+              f"{len(todo) * len(studies)} runs, {len(planned)} model states; a state without {op.letter} is shared "
+              "by every family and built once", flush=True)
+    elif len(studies) > 1:
         print(f"[{study.params.study}] {len(studies)} seeds {list(study.params.seeds)}: {len(todo) * len(studies)} runs, "
               f"{len(planned)} model states ({len(fields['states_shared'])} shared by every seed)", flush=True)
     # Chosen once, for every state, before any work (backends.choose_engine).
@@ -160,14 +168,15 @@ def run_ordering_notebooks(study, studies, todo: list[str], premade: bool, log_o
     such phase, or a task of it failed and its notebooks will meet the step again) each builds
     its states, one after another.
     """
-    runs = [(seeded, ordering) for seeded in studies for ordering in todo]  # the first seed's study first
+    runs = [(seeded, ordering) for seeded in studies for ordering in todo]  # the first family's, first seed's first
     entries: dict[str, dict] = {}
     pending = []
     for i, (seeded, ordering) in enumerate(runs, start=1):
         name = seeded.run_name(ordering)
         if seeded.is_up_to_date(ordering):
             print(f"[{study.params.study}] [{i}/{len(runs)}] {name}: up to date, not rerun", flush=True)
-            entries[name] = {"ordering": ordering, "seed": seeded.seed, "status": "ok", "ran": False, "seconds": 0.0}
+            entries[name] = {"ordering": ordering, "seed": seeded.seed, "family": seeded.family, "status": "ok",
+                             "ran": False, "seconds": 0.0}
         else:
             pending.append((i, seeded, ordering))
     workers, threads = notebook_workers(len(pending)) if premade else (1, None)
@@ -178,7 +187,7 @@ def run_ordering_notebooks(study, studies, todo: list[str], premade: bool, log_o
             pending, len(runs), study, workers, threads, log_output and workers == 1):
         name = seeded.run_name(ordering)
         result = seeded.load_result(ordering) or {}
-        entries[name] = {"ordering": ordering, "seed": seeded.seed, "status": status, "ran": True,
+        entries[name] = {"ordering": ordering, "seed": seeded.seed, "family": seeded.family, "status": status, "ran": True,
                          "seconds": round(seconds, 2), "steps": result.get("steps", []), "error": error}
         print(f"[{study.params.study}] [{i}/{len(runs)}] {name}: {status} in {seconds:.1f} s"
               + (f" — {error}" if error else ""), flush=True)
@@ -194,9 +203,10 @@ def steps_built(report: dict) -> list[str]:
 
 
 def planned_states(studies) -> dict[str, bool]:
-    """Return every model state the seeds' runs need, by label (``F>P.seed1``), and whether every seed shares it.
+    """Return every model state the runs need, by label (``F>P.seed1``, ``Q>P.gptq``), and whether it is shared.
 
-    A state no stochastic step decides has one key for every seed: one state, shared.
+    A state no stochastic step decides has one key for every seed: one state, shared; in a study
+    of families, so does a state without the operation the families differ in.
     """
     by_key: dict[str, list[str]] = {}
     for seeded in studies:
@@ -209,11 +219,14 @@ def print_plan(params_file) -> None:
     from ..study.study import Study
 
     study = Study(params_file)
-    studies = [study.for_seed(seed) for seed in study.params.seeds]
+    studies = study.variants()
     planned = planned_states(studies)
     print(f"study {study.params.study}: {len(study.plan.orderings)} orderings, {len(study.plan.steps)} steps "
           f"(naive {study.plan.naive_step_count})"
-          + (f"; seeds {list(study.params.seeds)}: {len(planned)} states, "
+          + (f"; families {', '.join(study.families)}: {len(planned)} states, "
+             f"{sum(study.family_operation not in parse_ordering(s) for s in study.plan.states)} shared by every family"
+             if study.families else
+             f"; seeds {list(study.params.seeds)}: {len(planned)} states, "
              f"{sum(planned.values())} shared by every seed" if len(studies) > 1 else ""))
     seen = set()
     for seeded in studies:
@@ -222,7 +235,8 @@ def print_plan(params_file) -> None:
             if st.key in seen:
                 continue
             seen.add(st.key)
-            shared = "  (every seed)" if len(studies) > 1 and not seeded.store.seeded(s) else ""
+            shared = ("  (every family)" if study.families and study.family_operation not in parse_ordering(s) else
+                      "  (every seed)" if len(study.params.seeds) > 1 and not seeded.store.seeded(s) else "")
             print(f"  state {seeded.store.label(s):14s} {st.key}  "
                   f"{'built' if seeded.store.is_complete(st, verify_hashes=False) else 'missing'}{shared}")
     for seeded in studies:

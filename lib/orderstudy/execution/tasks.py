@@ -33,14 +33,20 @@ class Task:
     key: str                         # the state's key, checked again where the task runs
     depends_on: tuple[str, ...]      # ids of the tasks that must finish first
     seed: int = 0                    # the seed whose study makes it
+    family: str | None = None        # the family whose study makes it (a study of families)
+
+    @property
+    def run(self) -> tuple[str | None, int]:
+        """Return ``(family, seed)``: which of the studies given to ``plan_tasks`` makes it."""
+        return self.family, self.seed
 
 
 def plan_tasks(studies, orderings: list[str] | tuple[str, ...]) -> list[Task]:
     """Return the tasks that make what ``orderings`` still miss, each after the tasks it waits for.
 
-    ``studies``: the study, or one per seed (``Study.for_seed``). A run whose result is up to date
-    needs nothing; a state already in the store, or an evaluation already stored, is not a task,
-    and a state every seed shares is one task. A build waits for its parent's build when the
+    ``studies``: the study, or one per seed (``Study.for_seed``) and family (``Study.for_family``).
+    A run whose result is up to date needs nothing; a state already in the store, or an evaluation
+    already stored, is not a task, and a state every seed (or every family) shares is one task. A build waits for its parent's build when the
     parent is missing too; an evaluation waits for the build of the state it evaluates (or, when
     that is stored but a state before it is not, for that one's).
     """
@@ -64,11 +70,12 @@ def plan_tasks(studies, orderings: list[str] | tuple[str, ...]) -> list[Task]:
             key = study.store.key(s)
             if s in missing and key not in builds:
                 builds[key] = Task(f"build {study.store.label(s)}", "build", s, key,
-                                   after(parent(s)) if parent(s) else (), study.seed)
+                                   after(parent(s)) if parent(s) else (), study.seed, study.family)
         for o in todo:
             key = study.store.key(o)
             if key not in evaluations and (o in missing or study.stored_evaluation(study.store.state(o)) is None):
-                evaluations[key] = Task(f"evaluate {study.store.label(o)}", "evaluate", o, key, after(o), study.seed)
+                evaluations[key] = Task(f"evaluate {study.store.label(o)}", "evaluate", o, key, after(o), study.seed,
+                                        study.family)
     # A benchmark that compares a state's answers with the base's (flip) needs the base's evaluation first.
     base_evaluation = next((t.id for t in evaluations.values() if t.name == BASE), None)
     if base_evaluation and any(_needs_base_answers(study) for study in studies):

@@ -46,7 +46,12 @@ def header(study, ordering: str) -> str:
     """Return a Markdown paragraph saying what this notebook runs."""
     ops = parse_ordering(ordering)
     steps = " → ".join(get_operation(o).name for o in ops) or "no operation (the base model)"
-    return (f"**Study** `{study.params.study}` · **ordering** `{ordering}`: {steps}  \n"
+    family = ""
+    if study.family:
+        op = get_operation(study.family_operation)
+        family = (f" · **family** `{study.family}` ({op.name} by {study.family}; the study's families: "
+                  f"{', '.join(study.families)})")
+    return (f"**Study** `{study.params.study}` · **ordering** `{ordering}`: {steps}{family}  \n"
             f"**model** `{study.params.model.source}` · **device** {study.device} · **dtype** {study.dtype} · "
             f"**params** `{study.params_file.name}` (hash {study.params.hash()})"
             + (f"  \n**changed in this notebook**, so the result goes beside the study's, to "

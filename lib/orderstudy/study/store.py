@@ -96,8 +96,11 @@ class StateStore:
     """Finds, verifies and builds the model states of one study."""
 
     def __init__(self, root: Path, params: StudyParams, dtype: str, device: str,
-                 step_inputs: Callable[[str], dict] | None = None, seed: int | None = None):
+                 step_inputs: Callable[[str], dict] | None = None, seed: int | None = None,
+                 family: tuple[str, str] | None = None):
         self.root = Path(root)
+        # (family, operation letter) in a study of families: a state that applies the operation is the family's.
+        self.family = family
         self.params = params
         self.dtype = dtype
         self.device = device
@@ -120,8 +123,15 @@ class StateStore:
         return self.seed if self.seeded(state) else 0
 
     def label(self, state: str) -> str:
-        """Return the state's name with its seed where the seed decides it and the study has several: ``F>P.seed1``."""
-        return f"{state}.seed{self.seed}" if len(self.params.seeds) > 1 and self.seeded(state) else state
+        """Return the state's name with its family where it has one and its seed where the seed decides it.
+
+        ``F>P.seed1`` (several seeds); ``Q>P.gptq`` (a state of the gptq family, which applies the
+        operation the families differ in); ``F>P`` (a state every family shares).
+        """
+        label = state
+        if self.family and self.family[1] in parse_ordering(state):
+            label += f".{self.family[0]}"
+        return f"{label}.seed{self.seed}" if len(self.params.seeds) > 1 and self.seeded(state) else label
 
     # -- keys ---------------------------------------------------------------------------------
     def key(self, state: str) -> str:

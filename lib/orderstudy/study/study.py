@@ -39,30 +39,64 @@ from .store import State, StateStore, versions
 
 
 class Study:
-    """A study loaded from its params file, as one of its seeds sees it (default: the first)."""
+    """A study loaded from its params file, as one of its seeds (default: the first) and one of its families sees it.
 
-    def __init__(self, params_file: str | Path, params: StudyParams | None = None, seed: int | None = None):
+    A study of several families (``quantize.method: [nf4, gptq]``, ``StudyParams.families``) is
+    seen one family at a time (default: the first): ``Study(params_file, family="gptq")`` runs with
+    that family's params (``StudyParams.for_family``), writes its runs under
+    ``outputs/<study>/<family>/`` and shares the state store with the other families.
+    """
+
+    def __init__(self, params_file: str | Path, params: StudyParams | None = None, seed: int | None = None,
+                 family: str | None = None):
         self.params_file = paths.resolve(params_file)
-        self.params = params or load_params(self.params_file)
+        given = params or load_params(self.params_file)
+        self.families = given.families
+        if family is not None and family not in self.families:
+            raise ParamsError(f"{self.params_file}: family {family!r} was asked for, but the study's families are "
+                              + (", ".join(self.families) if self.families else
+                                 "none (no operation's method is a list: every run is the study's own)"))
+        self.family = family if family is not None else (self.families[0] if self.families else None)
+        # The operation the families differ in (Q): a state that applies it belongs to one family.
+        self.family_operation = given.family_operation
+        self.params = given.for_family(self.family) if self.families else given
         if seed is not None and seed not in self.params.seeds:
             raise ParamsError(f"{self.params_file}: key 'seeds': seed {seed} was asked for, but the study's seeds are "
                               f"{list(self.params.seeds)}; add it there or ask for one of them")
         self.seed = self.params.seeds[0] if seed is None else int(seed)
         self.paths = paths.StudyPaths(self.params.study)
+        # Where this family's runs go: the study's own directories for a study of one family.
+        self.family_paths = self.paths.of_family(self.family)
         # Params that are not the file's (changed in a notebook run by hand) write their results
         # beside the study's, under scratch/<their hash>/, never over the results the file made.
         # The states are keyed by their own params, so the study's store holds them safely.
-        self.changed = params is not None and params.hash() != load_params(self.params_file).hash()
-        self.run_paths = (paths.StudyPaths(self.params.hash(), self.paths.dir / "scratch") if self.changed
-                          else self.paths)
+        self.changed = params is not None and given.hash() != load_params(self.params_file).hash()
+        self.run_paths = (paths.StudyPaths(self.params.hash(), self.family_paths.dir / "scratch") if self.changed
+                          else self.family_paths)
         self.device = models.resolve_device(self.params.device)
         self.dtype = models.resolve_dtype(self.params.dtype, self.device)
         self.plan = make_plan(self.params.orderings)
-        self.store = StateStore(self.paths.states, self.params, self.dtype, self.device, self._step_inputs, self.seed)
+        self.store = StateStore(self.paths.states, self.params, self.dtype, self.device, self._step_inputs, self.seed,
+                                (self.family, self.family_operation) if self.family else None)
+        # The params as given, every family's (what for_seed and for_family start from).
+        self.source_params = given
 
     def for_seed(self, seed: int) -> "Study":
-        """Return the same study as ``seed`` sees it."""
-        return Study(self.params_file, self.params, seed)
+        """Return the same study as ``seed`` sees it (the same family)."""
+        return Study(self.params_file, self.source_params, seed, self.family)
+
+    def for_family(self, family: str) -> "Study":
+        """Return the same study as ``family`` sees it (the same seed)."""
+        return Study(self.params_file, self.source_params, self.seed, family)
+
+    def for_each_family(self) -> list["Study"]:
+        """Return the study as each of its families sees it (this seed); ``[self]`` for a study of one family."""
+        return [self if f == self.family else self.for_family(f) for f in self.families] or [self]
+
+    def variants(self) -> list["Study"]:
+        """Return the study as each of its runs' (family, seed) sees it: the first family's seeds first."""
+        return [fam if seed == fam.seed else fam.for_seed(seed)
+                for fam in self.for_each_family() for seed in self.params.seeds]
 
     @property
     def run_seed(self) -> int | None:
@@ -70,16 +104,17 @@ class Study:
         return self.seed if len(self.params.seeds) > 1 else None
 
     def run_name(self, ordering: str) -> str:
-        """Return how runs are named in messages and ``last_run.json``: ``F>P>Q``, or ``F>P>Q.seed1``."""
-        return ordering if self.run_seed is None else f"{ordering}.seed{self.seed}"
+        """Return how runs are named in messages and ``last_run.json``: ``F>P>Q``, ``F>P>Q.seed1``, ``gptq/F>P>Q``."""
+        name = ordering if self.run_seed is None else f"{ordering}.seed{self.seed}"
+        return f"{self.family}/{name}" if self.family else name
 
     def result_path(self, ordering: str) -> Path:
         """Return this seed's result file of ``ordering`` (under ``scratch/<hash>/`` when the params are not the file's)."""
         return self.run_paths.result(ordering, self.run_seed)
 
     def notebook_path(self, ordering: str) -> Path:
-        """Return this seed's executed notebook of ``ordering``."""
-        return self.paths.notebook(ordering, self.run_seed)
+        """Return this seed's executed notebook of ``ordering`` (under its family's directory in a study of families)."""
+        return self.family_paths.notebook(ordering, self.run_seed)
 
     # -- inputs -------------------------------------------------------------------------------
     @cached_property
@@ -245,7 +280,7 @@ class Study:
             info["training_data"] = self.training_report
         if calibrates:
             info["calibration_data"] = self.calibration_of(op)[1]
-        if requantizes:
+        if requantizes and "requantization" in info:  # a merge policy that dequantizes reads no calibration text
             info["requantize_calibration_data"] = self.calibration_of(Q)[1]
         return info
 
@@ -399,6 +434,9 @@ class Study:
             "study": self.params.study,
             "ordering": ordering,
             "seed": self.seed,
+            # The family in a study of several (the method of the operation they differ in), else None.
+            "family": ({"name": self.family, "operation": self.family_operation, "families": list(self.families)}
+                       if self.family else None),
             "status": status,
             "error": error,
             "size_bytes": None,
@@ -594,13 +632,13 @@ def _seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def current_result_keys(params_file: str | Path) -> tuple[dict[str, str] | None, str]:
-    """Return the result keys the params file gives every run (``Study.current_result_keys``) and "", or None and why not.
+def current_result_keys(params_file: str | Path, family: str | None = None) -> tuple[dict[str, str] | None, str]:
+    """Return the result keys the params file gives every run of ``family`` (``Study.current_result_keys``) and "", or None and why not.
 
     The keys need the base model's tokenizer and the benchmark data; where they are absent (a
     study's outputs read on another machine) the summary says that its results were not checked.
     """
     try:
-        return Study(params_file).current_result_keys(), ""
+        return Study(params_file, family=family or None).current_result_keys(), ""
     except (models.ModelError, data.DataError, ParamsError, OSError) as exc:
         return None, f"{type(exc).__name__}: {' '.join(str(exc).split())}"

@@ -53,6 +53,10 @@ class QuantizeParams(OperationParams):
                                  "leave it out or set method: gptq")
         return self
 
+    @classmethod
+    def method_keys(cls) -> dict[str, tuple[str, ...]]:
+        return {"gptq": GPTQ_KEYS, **{method: BNB_KEYS for method in BNB_METHODS}}
+
     @property
     def needs_calibration(self) -> bool:
         """Whether the method reads calibration text (GPTQ does; bitsandbytes never)."""
