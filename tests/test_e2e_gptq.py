@@ -22,18 +22,29 @@ pytestmark = pytest.mark.e2e
 ORDERINGS = ("base", "Q", "P>Q", "Q>P")
 
 
-def test_the_smoke_study_runs_with_gptq(tmp_path, default_model_dir, lawbench_dir, mmlu_dir):
+def _run(params: str, out) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ORDERSTUDY_OUTPUTS": str(out)}
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "orderstudy", "run", params, "--quiet"],
+                          cwd=paths.ROOT, env=env, capture_output=True, text=True, timeout=3600)
+    print(f"{params}: {time.perf_counter() - started:.0f} s")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def gptq_outputs(tmp_path_factory, default_model_dir, lawbench_dir, mmlu_dir):
+    """The outputs directory after params/smoke-gptq.yaml ran (the two-family study runs beside it)."""
     from orderstudy.prepare import prepare_tiny
 
     prepare_tiny()
-    out = tmp_path / "outputs"
-    env = {**os.environ, "ORDERSTUDY_OUTPUTS": str(out)}
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "orderstudy", "run", "params/smoke-gptq.yaml", "--quiet"],
-                          cwd=paths.ROOT, env=env, capture_output=True, text=True, timeout=3600)
-    print(f"smoke-gptq study: {time.perf_counter() - started:.0f} s")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    d = out / "smoke-gptq"
+    out = tmp_path_factory.mktemp("gptq") / "outputs"
+    _run("params/smoke-gptq.yaml", out)
+    return out
+
+
+def test_the_smoke_study_runs_with_gptq(gptq_outputs):
+    d = gptq_outputs / "smoke-gptq"
     run = json.loads((d / "last_run.json").read_text())
     assert sorted(run["orderings"]) == sorted(ORDERINGS)
     assert not {o: r["error"] for o, r in run["orderings"].items() if r["status"] != "ok"}
@@ -69,3 +80,74 @@ def test_the_smoke_study_runs_with_gptq(tmp_path, default_model_dir, lawbench_di
         numerics = results[o]["evaluation"]["runtime"]["numerics"]
         assert numerics["evaluated_as"].startswith("evaluation-equivalent dense model"), o
         assert numerics["vs_gptq_kernel"]["greedy_token_agreement"] > 0.5, o
+
+
+def _read(path):
+    return json.loads(path.read_text())
+
+
+def test_the_two_family_smoke_study_shares_what_the_families_share(gptq_outputs):
+    """params/smoke-families.yaml: NF4 and GPTQ over base, F, P, Q, F>Q, Q>F, P>Q, Q>P, end to end."""
+    import pandas as pd
+
+    out = gptq_outputs
+    proc = _run("params/smoke-families.yaml", out)
+    d = out / "smoke-families"
+    run = _read(d / "last_run.json")
+    orderings = ("base", "F", "P", "Q", "F>Q", "Q>F", "P>Q", "Q>P")
+    assert run["families"] == ["nf4", "gptq"]
+    assert sorted(run["orderings"]) == sorted(f"{f}/{o}" for f in ("nf4", "gptq") for o in orderings)
+    assert not {o: r["error"] for o, r in run["orderings"].items() if r["status"] != "ok"}
+    # base, F and P built once; every state with Q once per family.
+    assert sorted(run["steps_built"]) == sorted(["base", "F", "P"] + [f"{s}.{f}" for f in ("nf4", "gptq")
+                                                                     for s in ("Q", "F>Q", "Q>F", "P>Q", "Q>P")])
+    assert "2 families (quantize.method: nf4, gptq)" in proc.stdout
+    results = {f: {o: _read(d / f / "results" / f"{paths.ordering_filename(o)}.json") for o in orderings}
+               for f in ("nf4", "gptq")}
+    for f in ("nf4", "gptq"):
+        for o in orderings:
+            assert results[f][o]["family"] == {"name": f, "operation": "Q", "families": ["nf4", "gptq"]}
+            assert (d / f / "notebooks" / f"{paths.ordering_filename(o)}.ipynb").is_file()
+        assert (d / f / "notebooks" / "summary.ipynb").is_file() and (d / f / "tables" / "main.csv").is_file()
+    # A shared state is one state, evaluated once: the same key, scores and items in both families.
+    for o in ("base", "F", "P"):
+        nf4, gptq = results["nf4"][o], results["gptq"][o]
+        assert nf4["state_key"] == gptq["state_key"] and nf4["benchmarks"] == gptq["benchmarks"]
+        assert _read(d / "nf4" / nf4["items_file"]) == _read(d / "gptq" / gptq["items_file"])
+    for o in ("Q", "F>Q", "Q>F", "P>Q", "Q>P"):
+        assert results["nf4"][o]["state_key"] != results["gptq"][o]["state_key"]
+        assert results["nf4"][o]["steps"][-1]["label"] == f"{o}.nf4"
+    # A family is the one-method study: GPTQ's states here are smoke-gptq.yaml's, to the item and the byte.
+    for o in ("base", "Q", "P>Q", "Q>P"):
+        alone = _read(out / "smoke-gptq" / "results" / f"{paths.ordering_filename(o)}.json")
+        family = results["gptq"][o]
+        assert family["state_key"] == alone["state_key"] and family["size_bytes"] == alone["size_bytes"]
+        assert family["benchmarks"] == alone["benchmarks"], o
+        assert _read(d / "gptq" / family["items_file"]) == _read(out / "smoke-gptq" / alone["items_file"])
+    # F after GPTQ with the default merge policy: LoRA on the dequantized GPTQ weights, merged into a dense
+    # model (no calibration text read: none recorded); finetune.merge: requantize runs GPTQ again (tests/ops).
+    q_f = _read(d / "states" / results["gptq"]["Q>F"]["state_key"] / "record.json")["info"]
+    assert q_f["merge"] == "dequantize" and q_f["base_quantization"] == "gptq" and not q_f["result_quantized"]
+    assert "requantize_calibration_data" not in q_f and not results["gptq"]["Q>F"]["quantized"]
+    assert results["gptq"]["Q"]["size_bytes"] < results["gptq"]["base"]["size_bytes"]
+
+    # The families side by side: each pair with Q, on every benchmark, and the difference of their effects.
+    table = pd.read_csv(d / "tables" / "families.csv")
+    assert sorted(set(zip(table["a"], table["b"]))) == sorted({("P>Q", "Q>P"), ("Q>F", "F>Q")})
+    assert set(table["benchmark"]) == {"lawbench", "stem", "mmlu_law"}
+    main = {f: pd.read_csv(d / f / "tables" / "main.csv").set_index("ordering") for f in ("nf4", "gptq")}
+    row = table[(table["a"] == "P>Q") & (table["benchmark"] == "stem")].iloc[0]
+    effect = {f: main[f].loc["Q>P", "stem"] - main[f].loc["P>Q", "stem"] for f in ("nf4", "gptq")}
+    assert row["nf4_diff"] == pytest.approx(effect["nf4"], abs=1e-6)
+    assert row["gptq_vs_nf4"] == pytest.approx(effect["gptq"] - effect["nf4"], abs=1e-6)
+    assert row["gptq_vs_nf4_ci_low"] <= row["gptq_vs_nf4"] <= row["gptq_vs_nf4_ci_high"]   # stem has 2 items a subject
+    lawbench = table[table["benchmark"] == "lawbench"]
+    assert lawbench["verdict"].eq("no interval").all()   # one item a task: no interval, no verdict
+    assert "Order effects by quantize method (nf4, gptq)" in (d / "tables" / "families.md").read_text()
+    summary = (d / "gptq" / "notebooks" / "summary.ipynb").read_text()
+    assert "Order effects by quantize method (nf4, gptq)" in summary and "family **gptq**" in summary
+
+    # Nothing changed: a rerun runs no notebook and builds nothing.
+    again = _run("params/smoke-families.yaml", out)
+    rerun = _read(d / "last_run.json")
+    assert rerun["steps_built"] == [] and not any(r["ran"] for r in rerun["orderings"].values()), again.stdout[-2000:]

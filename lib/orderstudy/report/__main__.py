@@ -10,20 +10,41 @@ import matplotlib
 matplotlib.use("Agg")  # the command line never has a display
 
 
+def _families(source, family: str | None) -> tuple:
+    """Return the families to report: the one asked for, else every family of a study of families, else (None,)."""
+    from pathlib import Path
+
+    from ..core import paths
+    from ..core.params import load_params
+
+    if family or not paths.resolve(source).is_file():
+        return (family,)
+    return load_params(Path(source)).families or (None,)
+
+
 def _build(args) -> int:
     from .build import build_report
+    from .families import compare_families
 
-    report = build_report(args.source, language=args.language, outputs_dir=args.outputs_dir, figures=not args.no_figures)
-    print(report.markdown["main"])
-    for path in report.files.values():
-        print(f"wrote {path}")
+    for family in _families(args.source, args.family):
+        report = build_report(args.source, language=args.language, outputs_dir=args.outputs_dir,
+                              figures=not args.no_figures, family=family)
+        print(report.markdown["main"])
+        for path in report.files.values():
+            print(f"wrote {path}")
+    if len(_families(args.source, None)) > 1:  # a study of families: their order effects side by side
+        comparison = compare_families(args.source, language=args.language, outputs_dir=args.outputs_dir)
+        print(comparison.markdown)
+        for path in comparison.files.values():
+            print(f"wrote {path}")
     return 0
 
 
 def _html(args) -> int:
     from .notebook import build_html
 
-    print(f"wrote {build_html(args.params_file, language=args.language, compare_with=args.compare_with, outputs_dir=args.outputs_dir)}")
+    for family in _families(args.params_file, args.family):
+        print(f"wrote {build_html(args.params_file, language=args.language, compare_with=args.compare_with, outputs_dir=args.outputs_dir, family=family)}")
     return 0
 
 
@@ -54,7 +75,7 @@ def _calibrate(args) -> int:
     from .estimates import estimate
     from .load import load_study
 
-    source = resolve_source(args.source, outputs_dir=args.outputs_dir)
+    source = resolve_source(args.source, outputs_dir=args.outputs_dir, family=args.family)
     study = load_study(source.paths, source.orderings, source.benchmarks, source.seeds)
     frame = calibration_table(estimate(study, source.params), studies=args.studies, seed=args.seed)
     print(calibration_text(frame, source.params.confidence), end="")
@@ -76,16 +97,22 @@ def main(argv: list[str] | None = None, prog: str = "python -m orderstudy.report
         p.add_argument("--language", choices=("en", "zh"), help="default: the params file's report.language")
         p.add_argument("--outputs-dir", help="where study outputs live (default: outputs/)")
 
+    def family(p):
+        p.add_argument("--family", help="a study of families (quantize.method: [nf4, gptq]): only this one "
+                                        "(default: each; calibrate: the first)")
+
     p = commands.add_parser("build", help="write a study's tables and figures under outputs/<study>/")
     p.add_argument("source", help="a params file or an outputs/<study> directory")
     p.add_argument("--no-figures", action="store_true", help="tables only")
     common(p)
+    family(p)
     p.set_defaults(run=_build)
 
     p = commands.add_parser("html", help="run the summary notebook and export outputs/<study>/report.html")
     p.add_argument("params_file")
     p.add_argument("--compare-with", help="another params file or study directory to show beside this one")
     common(p)
+    family(p)
     p.set_defaults(run=_html)
 
     p = commands.add_parser("compare", help="two studies' main tables side by side (CSV + Markdown)")
@@ -103,6 +130,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m orderstudy.report
     p.add_argument("--studies", type=int, default=400, help="simulated studies per benchmark (default 400)")
     p.add_argument("--seed", type=int, default=0, help="the simulation's random seed (default 0)")
     p.add_argument("--outputs-dir", help="where study outputs live (default: outputs/)")
+    family(p)
     p.set_defaults(run=_calibrate)
 
     p = commands.add_parser("write-notebook", help="regenerate notebooks/summary.ipynb from orderstudy.report.notebook")

@@ -67,6 +67,7 @@ class Report:
     files: dict[str, Path] = field(default_factory=dict)  # file name -> path, e.g. "main.csv"
     interactions: pd.DataFrame | None = field(default=None, repr=False)  # one row per X>Y (interactions.py)
     marks: dict[str, str] = field(default_factory=dict)  # benchmark -> the mark its name carries ("lawbench": "‡")
+    family: str | None = None  # in a study of families, the one reported (its outputs/<study>/<family>/)
 
     @property
     def figures(self) -> dict[str, Path]:
@@ -74,21 +75,38 @@ class Report:
         return {name: self.files[f"{name}.png"] for name in FIGURE_NAMES if f"{name}.png" in self.files}
 
 
-def resolve_source(source: str | os.PathLike, *, outputs_dir: str | os.PathLike | None = None) -> StudySource:
-    """Return where a study is, from a params file or a study output directory.
+def resolve_source(source: str | os.PathLike, *, outputs_dir: str | os.PathLike | None = None,
+                   family: str | None = None) -> StudySource:
+    """Return where a study (or one family of a study of families) is, from a params file or an output directory.
 
     A directory is taken as ``outputs/<study>`` (its name is the study's name, its ``results/``
-    the result files) and reported with the default report parameters; a file is a params file.
+    the result files), or as one family's ``outputs/<study>/<family>`` (beside the study's
+    ``states/``), and reported with the default report parameters; a file is a params file. A
+    study of families (``quantize.method: [nf4, gptq]``) is reported one family at a time:
+    ``family`` names it (default: the first).
     """
     path = project_paths.resolve(source)
     if path.is_dir():
         if not (path / "results").is_dir():
-            raise FileNotFoundError(f"{path}: not a study output directory (it has no results/ folder); pass a params file or outputs/<study>")
+            families = sorted(d.name for d in path.iterdir() if (d / "results").is_dir()) if (path / "states").is_dir() else []
+            hint = (f"; it is a study of families: pass one of {', '.join(str(path / f) for f in families)}" if families
+                    else "; pass a params file or outputs/<study>")
+            raise FileNotFoundError(f"{path}: not a study output directory (it has no results/ folder){hint}")
+        if (path.parent / "states").is_dir() and not (path / "states").is_dir():  # outputs/<study>/<family>
+            return StudySource(StudyPaths(path.parent.name, path.parent.parent, path.name), ReportParams(), None, None,
+                               str(source))
         return StudySource(StudyPaths(path.name, path.parent), ReportParams(), None, None, str(source))
     params = load_params(path)
+    if params.families:
+        family = family or params.families[0]
+        if family not in params.families:
+            raise ValueError(f"{path}: family {family!r} is not one of the study's families ({', '.join(params.families)})")
+        params = params.for_family(family)
+    elif family:
+        raise ValueError(f"{path}: family {family!r}: the study has one family (no operation's method is a list)")
     outputs = project_paths.resolve(outputs_dir) if outputs_dir else None
     return StudySource(
-        StudyPaths(params.study, outputs), params.report, tuple(params.ordering_list),
+        StudyPaths(params.study, outputs, family or None), params.report, tuple(params.ordering_list),
         tuple(params.evaluation.benchmarks), str(source), tuple(params.seeds),
     )
 
@@ -107,6 +125,7 @@ def make_report(source: StudySource, language: str | None = None, current_keys: 
     with labels.marked_benchmarks(marks):
         report = _tables(source, study, language, written)
     report.marks = marks
+    report.family = source.paths.family
     return report
 
 
@@ -205,14 +224,16 @@ def build_report(
     outputs_dir: str | os.PathLike | None = None,
     figures: bool = True,
     current_keys: dict[str, str] | None = None,
+    family: str | None = None,
 ) -> Report:
     """Return a study's report after writing its tables (and figures) under ``outputs/<study>/``.
 
     ``source``: a params file or a study output directory. ``language``: ``en`` or ``zh``
     (default: the params file's ``report.language``). ``outputs_dir``: where studies' outputs
     live (default: ``outputs/``, or ``$ORDERSTUDY_OUTPUTS``). ``current_keys``: see ``make_report``.
+    ``family``: in a study of families, the family reported (under ``outputs/<study>/<family>/``).
     """
-    where = resolve_source(source, outputs_dir=outputs_dir)
+    where = resolve_source(source, outputs_dir=outputs_dir, family=family)
     report = make_report(where, language, current_keys)
     report.files.update(write_tables(report, where.paths.tables))
     if figures:

@@ -109,6 +109,22 @@ _WORDS = {
         "family_order": "the order effects on the same benchmark",
         "family_interaction": "the interactions on the same benchmark",
         "family_claims": "every claim on every benchmark (the study's primary family)",
+        "family_families": "the differences between the methods' order effects on the same benchmark",
+        "families_title": "Order effects by {operation} method ({families}): does each hold for every method?",
+        "families_legend": (
+            "B − A: the order effect in each method's own study, in points (a divergence in its unit), with its "
+            "{confidence:.0%} paired interval and marks as in that method's order-effects table. The last columns: how "
+            "much the effect differs from {first}'s, (B − A) − (B − A)_{first}, with the paired t interval of that "
+            "contrast of four models on the same items; * there: the order effect depends on the method. Verdict: "
+            "whether the effect is marked, in the same direction, for every method."
+        ),
+        "family_verdict": "Holds for",
+        "family_verdict_0": "every method",
+        "family_verdict_1": "some methods only",
+        "family_verdict_2": "opposite directions",
+        "family_verdict_3": "no method",
+        "family_verdict_4": "no interval",
+        "order_pair": "Orderings compared (A vs B)",
         "verdict_exploratory": "exploratory",
         "claims_adjusted": (
             "Verdicts after the {method} adjustment within {family}; where it changes a verdict the unadjusted one "
@@ -219,6 +235,20 @@ _WORDS = {
         "family_order": "同一基准上的全部顺序效应",
         "family_interaction": "同一基准上的全部交互作用",
         "family_claims": "全部论断在全部基准上的检验（本研究的主要检验族）",
+        "family_families": "同一基准上各方法顺序效应之差",
+        "families_title": "按{operation}方法（{families}）的顺序效应：每个效应是否对所有方法都成立？",
+        "families_legend": (
+            "B − A：各方法自身研究中的顺序效应（点；散度为其单位），附 {confidence:.0%} 配对区间与标记，同该方法的顺序效应表。"
+            "最后几列：该效应与 {first} 的差，(B − A) − (B − A)_{first}，附四个模型在同一批题目上该对比的配对 t 区间；"
+            "此处 * 表示顺序效应取决于方法。结论：效应是否对每个方法都被标记且方向相同。"
+        ),
+        "family_verdict": "成立于",
+        "family_verdict_0": "所有方法",
+        "family_verdict_1": "仅部分方法",
+        "family_verdict_2": "方向相反",
+        "family_verdict_3": "无方法",
+        "family_verdict_4": "无区间",
+        "order_pair": "比较 (A 与 B)",
         "verdict_exploratory": "探索性",
         "claims_adjusted": "结论为经 {method} 校正后的结论（检验族：{family}）；校正改变结论时括号内给出未校正结论。探索性：论断的方向取自其检验所用的同一批题目（每任务题目太少，无法拆分），不计入检验族。",
         "unadjusted": "未校正",

@@ -34,7 +34,8 @@ _PARAMETERS = """\
 params_file = "params/demo.yaml"  # the study's params file
 language = ""  # "en" or "zh"; empty: the params file's report.language
 compare_with = ""  # optional: another params file or outputs/<study> directory to set beside this one
-outputs_dir = ""  # optional: where study outputs live; empty: outputs/"""
+outputs_dir = ""  # optional: where study outputs live; empty: outputs/
+family = ""  # a study of families (quantize.method: [nf4, gptq]): the one reported; empty: the first"""
 
 _BUILD = """\
 from IPython.display import Image, Markdown, display
@@ -47,9 +48,11 @@ from orderstudy.report.markdown import left_out_note
 from orderstudy.study.study import current_result_keys
 
 # The result keys the params file gives each run: results made by other params stay out of the tables.
-current_keys, unchecked = current_result_keys(params_file) if Path(params_file).is_file() else (None, "")
-report = build_report(params_file, language=language or None, outputs_dir=outputs_dir or None, current_keys=current_keys)
-display(Markdown(f"Study **{report.study.name}**: {sum(s == 'ok' for s in report.main['status'])} of "
+current_keys, unchecked = current_result_keys(params_file, family or None) if Path(params_file).is_file() else (None, "")
+report = build_report(params_file, language=language or None, outputs_dir=outputs_dir or None, current_keys=current_keys,
+                      family=family or None)
+display(Markdown(f"Study **{report.study.name}**" + (f", family **{report.family}**" if report.family else "")
+                 + f": {sum(s == 'ok' for s in report.main['status'])} of "
                  f"{len(report.main)} orderings finished. Tables: `{report.files['main.csv'].parent}`"))
 display(Markdown(describe_provenance(report.study.base_provenance)))
 if written := report.study.project_written_tasks():
@@ -103,6 +106,31 @@ matters for that benchmark; a **\\*** alone is one of many tests, and chance mar
 difference is paired within each seed and averaged over them, `sd` is its spread from seed to
 seed, and the interval includes that seed noise, so a **\\*** is an order effect beyond it; with
 one seed, the line under the table says that seed noise is not measured."""
+
+_FAMILIES_HELP = """\
+## Methods side by side: does an order effect hold for every method?
+
+In a study of families (`quantize.method: [nf4, gptq]`) every ordering with that operation runs
+once per method, on the same items; the states without it are shared. Each row sets one order
+effect (B − A) of each method beside the others, and how much it differs between them, with the
+paired interval of that difference (the four models share their items). This summary reports one
+family (`family`); the table below covers them all."""
+
+_SHOW_FAMILIES = """\
+from orderstudy.core.params import load_params
+from orderstudy.report.families import compare_families
+
+names = load_params(params_file).families if Path(params_file).is_file() else ()
+# Each family's current result keys, as its own report uses them: results of other params stay out.
+keys = {f: current_result_keys(params_file, f)[0] for f in names} if current_keys is not None else None
+families = compare_families(params_file, language=language or None, outputs_dir=outputs_dir or None,
+                            current_keys=keys) if names else None
+if families:
+    display(Markdown(f"Family reported above: **{report.family}**. Tables: `{families.files['families.csv']}`"))
+    display(Markdown(families.markdown))
+else:
+    display(Markdown("_One method per operation: no families to compare (list two methods, e.g. "
+                     "`quantize.method: [nf4, gptq]`, to compare their order effects)._"))"""
 
 _INTERACTIONS_HELP = """\
 ## Interactions: does one operation make the next one worse?
@@ -168,6 +196,7 @@ def summary_notebook() -> nbformat.NotebookNode:
         md(_MAIN_HELP), code(_SHOW_MAIN),
         md(_OPERATIONS_HELP), code(_SHOW_OPERATIONS),
         md(_ORDER_HELP), code(_SHOW_ORDER),
+        md(_FAMILIES_HELP), code(_SHOW_FAMILIES),
         md(_INTERACTIONS_HELP), code(_SHOW_INTERACTIONS),
         code(_SHOW_POWER),
         code(_SHOW_CLAIMS),
@@ -197,6 +226,7 @@ def execute_summary(
     compare_with: str | os.PathLike | None = None,
     outputs_dir: str | os.PathLike | None = None,
     notebook: Path = project_paths.SUMMARY_NOTEBOOK,
+    family: str | None = None,
 ) -> Path:
     """Return the executed summary notebook of a study, ``outputs/<study>/notebooks/summary.ipynb``.
 
@@ -206,7 +236,7 @@ def execute_summary(
     """
     import papermill
 
-    source = resolve_source(params_file, outputs_dir=outputs_dir)
+    source = resolve_source(params_file, outputs_dir=outputs_dir, family=family)
     target = source.paths.notebooks / "summary.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
     # papermill saves as it goes; run into a temporary name and rename once the run is complete.
@@ -216,6 +246,7 @@ def execute_summary(
         "language": language or "",
         "compare_with": str(project_paths.resolve(compare_with)) if compare_with else "",
         "outputs_dir": str(project_paths.resolve(outputs_dir)) if outputs_dir else "",
+        **({"family": family} if family else {}),
     }
     try:
         papermill.execute_notebook(
@@ -245,8 +276,10 @@ def build_html(
     language: str | None = None,
     compare_with: str | os.PathLike | None = None,
     outputs_dir: str | os.PathLike | None = None,
+    family: str | None = None,
 ) -> Path:
-    """Return ``outputs/<study>/report.html`` after running the summary notebook for the study and exporting it."""
-    executed = execute_summary(params_file, language=language, compare_with=compare_with, outputs_dir=outputs_dir)
-    source = resolve_source(params_file, outputs_dir=outputs_dir)
+    """Return ``outputs/<study>/report.html`` (``outputs/<study>/<family>/report.html``) after running the summary notebook and exporting it."""
+    executed = execute_summary(params_file, language=language, compare_with=compare_with, outputs_dir=outputs_dir,
+                               family=family)
+    source = resolve_source(params_file, outputs_dir=outputs_dir, family=family)
     return export_html(executed, source.paths.dir / "report.html")
