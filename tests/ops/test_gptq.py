@@ -83,15 +83,18 @@ def test_dequantized_weights_are_what_the_kernel_computes(states, run_logits):
         gptq.dequantized_weight(kernel.model.layers[0].mlp.up_proj)
 
 
-def test_a_cpu_evaluation_scores_the_dense_equivalent_and_records_its_agreement(states):
+# bfloat16: the study's dtype on a CPU with AVX512-BF16; float32: on one without (dtype auto), whose
+# evaluations take the same two paths.
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_a_cpu_evaluation_scores_the_dense_equivalent_and_records_its_agreement(states, dtype):
     result = states.get("Q:gptq")
     sequences = [[1, 504, 3165, 314, 260, 1345, 28, 2119, 30, 2]]
-    model, record = equivalent.evaluation_model(result, "bfloat16", "cpu", "equivalent", sequences)
-    assert not gptq.quant_layers(model)
+    model, record = equivalent.evaluation_model(result, dtype, "cpu", "equivalent", sequences)
+    assert not gptq.quant_layers(model) and next(model.parameters()).dtype == getattr(torch, dtype)
     assert record["evaluated_as"].startswith("evaluation-equivalent dense model")
     assert "GPTQModel" in record["gptq_kernel"]
     assert record["vs_gptq_kernel"]["greedy_token_agreement"] >= 0.9
-    kernel, own = equivalent.evaluation_model(result, "bfloat16", "cpu", "bitsandbytes", sequences)
+    kernel, own = equivalent.evaluation_model(result, dtype, "cpu", "bitsandbytes", sequences)
     assert gptq.quant_layers(kernel) and own["evaluated_as"].startswith("GPTQModel's own kernel")
     # vLLM on CUDA reads GPTQ itself; on a CPU it is given the dense copy.
     assert equivalent.copy_kind(result, "cuda") is None and "GPTQ" in equivalent.copy_kind(result, "cpu")
