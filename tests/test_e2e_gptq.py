@@ -138,8 +138,8 @@ def test_the_two_family_smoke_study_shares_what_the_families_share(gptq_outputs)
     main = {f: pd.read_csv(d / f / "tables" / "main.csv").set_index("ordering") for f in ("nf4", "gptq")}
     row = table[(table["a"] == "P>Q") & (table["benchmark"] == "stem")].iloc[0]
     effect = {f: main[f].loc["Q>P", "stem"] - main[f].loc["P>Q", "stem"] for f in ("nf4", "gptq")}
-    assert row["nf4_diff"] == pytest.approx(effect["nf4"], abs=1e-6)
-    assert row["gptq_vs_nf4"] == pytest.approx(effect["gptq"] - effect["nf4"], abs=1e-6)
+    assert row["nf4_diff"] == pytest.approx(effect["nf4"], abs=1e-3)   # main.csv rounds to 4 decimals
+    assert row["gptq_vs_nf4"] == pytest.approx(effect["gptq"] - effect["nf4"], abs=1e-3)
     assert row["gptq_vs_nf4_ci_low"] <= row["gptq_vs_nf4"] <= row["gptq_vs_nf4_ci_high"]   # stem has 2 items a subject
     lawbench = table[table["benchmark"] == "lawbench"]
     assert lawbench["verdict"].eq("no interval").all()   # one item a task: no interval, no verdict
