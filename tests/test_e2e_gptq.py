@@ -1,9 +1,12 @@
-"""End-to-end tier with GPTQ as the quantizer: params/smoke-gptq.yaml (base, Q, P>Q, Q>P) through the runner.
+"""End-to-end tier with GPTQ as the quantizer: params/smoke-families.yaml (NF4 and GPTQ) through the runner.
 
-Every ordering runs ok; Q's decoder weighs under half of the base's in bf16; the records name the
-library, its version, the group size and the calibration items (none of them an evaluated item);
-P after Q runs GPTQ again, recalibrated on the pruned model; each evaluation says what it scored
-(the dense equivalent on a CPU) and how close that is to GPTQModel's own kernel.
+GPTQ alone (params/smoke-gptq.yaml: base, Q, P>Q, Q>P) is the GPTQ family of that study: the
+same params, so the same state and result keys (checked), and its runs are those. Every ordering
+runs ok; Q's decoder weighs under half of the base's in bf16; the records name the library, its
+version, the group size and the calibration items (none of them an evaluated item); P after Q
+runs GPTQ again, recalibrated on the pruned model; each evaluation says what it scored (the dense
+equivalent on a CPU) and how close that is to GPTQModel's own kernel. The two families share
+base, F and P, built once, and their order effects are set side by side.
 """
 
 import json
@@ -33,23 +36,30 @@ def _run(params: str, out) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def gptq_outputs(tmp_path_factory, default_model_dir, lawbench_dir, mmlu_dir):
-    """The outputs directory after params/smoke-gptq.yaml ran (the two-family study runs beside it)."""
+def families_run(tmp_path_factory, default_model_dir, lawbench_dir, mmlu_dir):
+    """The outputs directory after params/smoke-families.yaml ran, and the run's stdout."""
     from orderstudy.prepare import prepare_tiny
 
     prepare_tiny()
     out = tmp_path_factory.mktemp("gptq") / "outputs"
-    _run("params/smoke-gptq.yaml", out)
-    return out
+    return out, _run("params/smoke-families.yaml", out).stdout
 
 
-def test_the_smoke_study_runs_with_gptq(gptq_outputs):
-    d = gptq_outputs / "smoke-gptq"
-    run = json.loads((d / "last_run.json").read_text())
-    assert sorted(run["orderings"]) == sorted(ORDERINGS)
-    assert not {o: r["error"] for o, r in run["orderings"].items() if r["status"] != "ok"}
+def test_the_smoke_study_runs_with_gptq(families_run, monkeypatch):
+    from orderstudy.study.study import Study
+
+    out, _ = families_run
+    d = out / "smoke-families" / "gptq"
     results = {o: json.loads((d / "results" / f"{paths.ordering_filename(o)}.json").read_text()) for o in ORDERINGS}
+    assert {o: r["status"] for o, r in results.items()} == dict.fromkeys(ORDERINGS, "ok")
+    # params/smoke-gptq.yaml run alone makes these very states and results: the same keys.
+    monkeypatch.setattr(paths, "OUTPUTS_DIR", out)
+    alone = Study("params/smoke-gptq.yaml")
+    assert {o: alone.store.key(o) for o in ORDERINGS} == {o: r["state_key"] for o, r in results.items()}
+    assert {o: alone.result_key(o) for o in ORDERINGS} == {o: r["result_key"] for o, r in results.items()}
+    d = out / "smoke-families"
     model = {o: d / "states" / r["state_key"] / "model" for o, r in results.items()}
+
 
     # Q's quantized weights: the decoder's linear layers under half of the base's in bf16.
     base, q = describe(model["base"]), describe(model["Q"])
@@ -64,7 +74,7 @@ def test_the_smoke_study_runs_with_gptq(gptq_outputs):
     assert step["group_size"] == 32 and step["bits"] == 4
     items = step["calibration"]["item_ids"]
     assert len(items) == 8 and step["calibration_data"]["source"].startswith("finetune")
-    evaluated = json.loads((d / results["Q"]["items_file"]).read_text())["lawbench"]
+    evaluated = json.loads((d / "gptq" / results["Q"]["items_file"]).read_text())["lawbench"]
     evaluated_ids = {i if "/" in i else f"{task}/{i}" for task, scores in evaluated.items() for i in scores}
     assert evaluated_ids and all(i.split("/")[0] in evaluated for i in items)   # ids of the same form: task/index
     assert not set(items) & evaluated_ids
@@ -86,12 +96,11 @@ def _read(path):
     return json.loads(path.read_text())
 
 
-def test_the_two_family_smoke_study_shares_what_the_families_share(gptq_outputs):
+def test_the_two_family_smoke_study_shares_what_the_families_share(families_run):
     """params/smoke-families.yaml: NF4 and GPTQ over base, F, P, Q, F>Q, Q>F, P>Q, Q>P, end to end."""
     import pandas as pd
 
-    out = gptq_outputs
-    proc = _run("params/smoke-families.yaml", out)
+    out, stdout = families_run
     d = out / "smoke-families"
     run = _read(d / "last_run.json")
     orderings = ("base", "F", "P", "Q", "F>Q", "Q>F", "P>Q", "Q>P")
@@ -101,7 +110,7 @@ def test_the_two_family_smoke_study_shares_what_the_families_share(gptq_outputs)
     # base, F and P built once; every state with Q once per family.
     assert sorted(run["steps_built"]) == sorted(["base", "F", "P"] + [f"{s}.{f}" for f in ("nf4", "gptq")
                                                                      for s in ("Q", "F>Q", "Q>F", "P>Q", "Q>P")])
-    assert "2 families (quantize.method: nf4, gptq)" in proc.stdout
+    assert "2 families (quantize.method: nf4, gptq)" in stdout
     results = {f: {o: _read(d / f / "results" / f"{paths.ordering_filename(o)}.json") for o in orderings}
                for f in ("nf4", "gptq")}
     for f in ("nf4", "gptq"):
@@ -117,13 +126,6 @@ def test_the_two_family_smoke_study_shares_what_the_families_share(gptq_outputs)
     for o in ("Q", "F>Q", "Q>F", "P>Q", "Q>P"):
         assert results["nf4"][o]["state_key"] != results["gptq"][o]["state_key"]
         assert results["nf4"][o]["steps"][-1]["label"] == f"{o}.nf4"
-    # A family is the one-method study: GPTQ's states here are smoke-gptq.yaml's, to the item and the byte.
-    for o in ("base", "Q", "P>Q", "Q>P"):
-        alone = _read(out / "smoke-gptq" / "results" / f"{paths.ordering_filename(o)}.json")
-        family = results["gptq"][o]
-        assert family["state_key"] == alone["state_key"] and family["size_bytes"] == alone["size_bytes"]
-        assert family["benchmarks"] == alone["benchmarks"], o
-        assert _read(d / "gptq" / family["items_file"]) == _read(out / "smoke-gptq" / alone["items_file"])
     # F after GPTQ with the default merge policy: LoRA on the dequantized GPTQ weights, merged into a dense
     # model (no calibration text read: none recorded); finetune.merge: requantize runs GPTQ again (tests/ops).
     q_f = _read(d / "states" / results["gptq"]["Q>F"]["state_key"] / "record.json")["info"]

