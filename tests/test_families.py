@@ -116,7 +116,8 @@ def _family_study(root, family, scores_by_ordering):
     (d / "results").mkdir(parents=True)
     (d / "items").mkdir()
     for ordering, (a, b) in scores_by_ordering.items():
-        items = {"stem": {"astronomy": {str(i): v for i, v in enumerate(a)}, "virology": {str(i): v for i, v in enumerate(b)}}}
+        scored = {"astronomy": {str(i): v for i, v in enumerate(a)}, "virology": {str(i): v for i, v in enumerate(b)}}
+        items = {"stem": scored, "mmlu_law": scored}   # two benchmarks: each its own family of differences
         stem = paths.ordering_filename(ordering)
         (d / "items" / f"{stem}.json").write_text(json.dumps(items))
         score = 100 * (np.mean(a) + np.mean(b)) / 2
@@ -124,7 +125,7 @@ def _family_study(root, family, scores_by_ordering):
                  (("astronomy", a), ("virology", b))}
         result = {"schema": 5, "study": "fam", "ordering": ordering, "seed": 0, "status": "ok", "size_bytes": 1000,
                   "n_params": 10, "quantized": "Q" in ordering, "items_file": f"items/{stem}.json",
-                  "benchmarks": {"stem": {"score": score, "tasks": tasks}}}
+                  "benchmarks": {b: {"score": score, "tasks": tasks} for b in ("stem", "mmlu_law")}}
         (d / "results" / f"{stem}.json").write_text(json.dumps(result))
     return d
 
@@ -161,5 +162,8 @@ def test_the_difference_between_families_is_the_paired_contrast_of_the_four_mode
     assert row["gptq_diff"] == pytest.approx(0.0) and not bool(row["gptq_diff_significant"])
     assert row["gptq_vs_nf4"] == pytest.approx(100.0) and row["verdict"] == "holds in some families only"
     assert not math.isnan(row["gptq_vs_nf4_p"])
+    # Each benchmark's differences adjusted within it (Holm over one pair: the raw p), every row filled.
+    assert frame["gptq_vs_nf4_p_holm"].tolist() == pytest.approx(frame["gptq_vs_nf4_p"].tolist())
+    assert frame["nf4_diff_significant_holm"].tolist() == [True, True]
     # A pair without Q is the same states in both families: not a row.
-    assert set(frame["a"]) <= {"P>Q"} and set(frame["benchmark"]) == {"stem"}
+    assert set(frame["a"]) <= {"P>Q"} and set(frame["benchmark"]) == {"stem", "mmlu_law"}

@@ -13,8 +13,8 @@ table gives, per benchmark:
   with the paired t interval of ``intervals.contrast_interval`` (each task its own variance, the
   seeds' own spread with several seeds), as the interactions are. A mark here says the order
   effect depends on the method; the differences of a benchmark are one family for the ``†`` mark;
-- a verdict: whether the effect holds (is marked, in the same direction) in every family, in one,
-  in opposite directions, or in none.
+- a verdict: whether the effect holds (is marked after its family's adjustment, ``†``, in the
+  same direction) in every family, in some only, in opposite directions, or in none.
 
 Pairs without the operation (``F>P`` against ``P>F``) are the same states in every family and
 are left out: their effects are equal by construction.
@@ -94,7 +94,7 @@ def effect_difference(first: Estimates, second: Estimates, a: str, b: str, bench
 
 
 def verdict(effects: list[tuple[float, bool | None]]) -> str:
-    """Return whether an order effect holds in every family, from each family's ``(effect, marked)``.
+    """Return whether an order effect holds in every family, from each family's ``(effect, marked)`` (the adjusted mark).
 
     >>> verdict([(-3.0, True), (-1.5, True)]), verdict([(-3.0, True), (0.5, False)])
     ('holds in every family', 'holds in some families only')
@@ -134,7 +134,8 @@ def family_table(estimates: dict[str, Estimates], operation: str, language: str 
                         f"{f}_diff_ci_high": found[f"{bench}_diff_ci_high"],
                         f"{f}_diff_significant": found[f"{bench}_diff_significant"],
                         f"{f}_diff_significant_{method}": found.get(f"{bench}_diff_significant_{method}", pd.NA)}
-                marked = found[f"{bench}_diff_significant"]
+                # The verdict reads the mark that survives the family's own adjustment (the raw one without any).
+                marked = found[f"{bench}_diff_significant" + (f"_{method}" if method != "none" else "")]
                 marks.append((found[f"{bench}_diff"], None if marked is pd.NA or marked is None else bool(marked)))
                 if found["status"] != "ok":  # its own table's notes are on change rates, which this one has not
                     notes.append(f"{f}: {found['status']}")
@@ -149,27 +150,27 @@ def family_table(estimates: dict[str, Estimates], operation: str, language: str 
             row["note"] = "; ".join(dict.fromkeys(notes))
             rows.append(row)
     columns = ["a", "b", "label", "differs_by", "benchmark"]
-    for f in families:
-        columns += [f"{f}_diff", f"{f}_diff_ci_low", f"{f}_diff_ci_high", f"{f}_diff_significant",
-                    f"{f}_diff_significant_{method}"] if method != "none" else \
-                   [f"{f}_diff", f"{f}_diff_ci_low", f"{f}_diff_ci_high", f"{f}_diff_significant"]
+    for f in families:  # each followed by its adjusted mark (adjusted_columns)
+        columns += [f"{f}_diff", f"{f}_diff_ci_low", f"{f}_diff_ci_high", f"{f}_diff_significant"]
     versus = []
     for f in families[1:]:
         name = f"{f}_vs_{families[0]}"
         versus.append(name)
         columns += [name, f"{name}_ci_low", f"{name}_ci_high", f"{name}_significant", f"{name}_p"]
-    frame = pd.DataFrame(rows, columns=columns + ["verdict", "note"])
-    for name in versus:  # the differences on one benchmark are one family
-        for bench in first.study.benchmarks:
-            rows_of = frame.index[frame["benchmark"] == bench]
-            frame = multiplicity.add_adjusted(frame, f"{name}_p", f"{name}_significant", method, 1 - first.confidence,
-                                              rows=rows_of)
+    # Every column with its adjusted sibling: the families' own adjusted marks are in the rows already,
+    # the differences' are added below.
+    frame = pd.DataFrame(rows, columns=adjusted_columns(columns, method) + ["verdict", "note"])
+    for name in versus:  # the differences on one benchmark are one family: adjusted benchmark by benchmark
+        adjusted = [multiplicity.add_adjusted(frame[frame["benchmark"] == bench].copy(), f"{name}_p",
+                                              f"{name}_significant", method, 1 - first.confidence)
+                    for bench in first.study.benchmarks]
+        for column in (multiplicity.column(f"{name}_p", method), multiplicity.column(f"{name}_significant", method)):
+            if method != "none" and adjusted:
+                frame[column] = pd.concat([part[column] for part in adjusted]).reindex(frame.index)
     for column in frame.columns:
         if "_significant" in column:
             frame[column] = frame[column].astype("boolean")
-    keep = [c for c in adjusted_columns(columns, method) if c in frame.columns]
-    keep += [c for c in frame.columns if c not in keep and c not in ("verdict", "note")]
-    return frame[keep + ["verdict", "note"]]
+    return frame
 
 
 def family_markdown(frame: pd.DataFrame, families: tuple[str, ...], operation: str, benchmarks,

@@ -116,7 +116,8 @@ _WORDS = {
             "{confidence:.0%} paired interval and marks as in that method's order-effects table. The last columns: how "
             "much the effect differs from {first}'s, (B − A) − (B − A)_{first}, with the paired t interval of that "
             "contrast of four models on the same items; * there: the order effect depends on the method. Verdict: "
-            "whether the effect is marked, in the same direction, for every method."
+            "whether the effect is marked after its method's adjustment (†; * without one), in the same direction, "
+            "for every method."
         ),
         "family_verdict": "Holds for",
         "family_verdict_0": "every method",
@@ -240,7 +241,7 @@ _WORDS = {
         "families_legend": (
             "B − A：各方法自身研究中的顺序效应（点；散度为其单位），附 {confidence:.0%} 配对区间与标记，同该方法的顺序效应表。"
             "最后几列：该效应与 {first} 的差，(B − A) − (B − A)_{first}，附四个模型在同一批题目上该对比的配对 t 区间；"
-            "此处 * 表示顺序效应取决于方法。结论：效应是否对每个方法都被标记且方向相同。"
+            "此处 * 表示顺序效应取决于方法。结论：效应是否对每个方法都在校正后仍被标记（†；不校正时为 *）且方向相同。"
         ),
         "family_verdict": "成立于",
         "family_verdict_0": "所有方法",
