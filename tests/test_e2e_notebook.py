@@ -72,7 +72,11 @@ def test_run_cell_by_cell_with_steps_executed_twice_it_writes_the_result_papermi
     monkeypatch.delenv("ORDERSTUDY_PROGRESS", raising=False)  # as in JupyterLab: bars, not lines
     notebook = nbformat.read(paths.ORDERING_NOTEBOOK, as_version=4)
     parameters = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
-    parameters.source = 'params_file = "params/smoke.yaml"\nordering = "F>P>Q"\nseed = 0\nchanges = {}'  # what a reader edits
+    # What a reader edits: two values in the notebook's own cell, every other parameter left as it is.
+    source = parameters.source.replace('params_file = "params/demo.yaml"', 'params_file = "params/smoke.yaml"')
+    source = source.replace("seed = None", "seed = 0")
+    assert source.count("smoke.yaml") == 1 and "seed = 0" in source, parameters.source
+    parameters.source = source
     client = NotebookClient(notebook, kernel_name="python3", resources={"metadata": {"path": str(paths.ROOT)}})
     with client.setup_kernel():
         for index, cell in enumerate(notebook.cells):
