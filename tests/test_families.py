@@ -71,7 +71,7 @@ def test_only_one_section_may_list_methods(tmp_path):
 
 
 def test_families_share_the_states_without_the_operation_and_keep_their_runs_apart(outputs_dir, lawbench_dir, mmlu_dir,
-                                                                                    default_model_dir):
+                                                                                    default_model_dir, capsys):
     from orderstudy.prepare import prepare_tiny
     from orderstudy.study.study import Study
 
@@ -102,6 +102,19 @@ def test_families_share_the_states_without_the_operation_and_keep_their_runs_apa
     assert len(evaluations) == 3 + 2 * 5 and {t.family for t in evaluations if t.name == "Q>P"} == {"nf4", "gptq"}
     with pytest.raises(ParamsError, match="family 'awq' was asked for, but the study's families are nf4, gptq"):
         Study(SMOKE_FAMILIES, family="awq")
+    # `orderstudy plan` lists each state once, saying which every family shares, and each family's runs.
+    from orderstudy.execution.runner import print_plan
+
+    print_plan(SMOKE_FAMILIES)
+    out = capsys.readouterr().out
+    assert f"{len(study.plan.orderings)} orderings" in out and "families nf4, gptq: 13 states, 3 shared" in out
+    states = [line.split()[1:] for line in out.splitlines() if line.startswith("  state ")]
+    assert len(states) == 13
+    assert {s[0] for s in states if s[-2:] == ["(every", "family)"]} == {"base", "F", "P"}
+    assert {s[0] for s in states if "(every" not in s} == {f"{s}.{f}" for f in ("nf4", "gptq")
+                                                        for s in ("Q", "F>Q", "Q>F", "P>Q", "Q>P")}
+    runs = [line.split()[1] for line in out.splitlines() if line.startswith("  run ")]
+    assert runs == [f"{f}/{o}" for f in ("nf4", "gptq") for o in study.plan.orderings]
 
 
 def test_verdicts():

@@ -221,13 +221,12 @@ def print_plan(params_file) -> None:
     study = Study(params_file)
     studies = study.variants()
     planned = planned_states(studies)
+    seeds = len(study.params.seeds) > 1
     print(f"study {study.params.study}: {len(study.plan.orderings)} orderings, {len(study.plan.steps)} steps "
           f"(naive {study.plan.naive_step_count})"
-          + (f"; families {', '.join(study.families)}: {len(planned)} states, "
-             f"{sum(study.family_operation not in parse_ordering(s) for s in study.plan.states)} shared by every family"
-             if study.families else
-             f"; seeds {list(study.params.seeds)}: {len(planned)} states, "
-             f"{sum(planned.values())} shared by every seed" if len(studies) > 1 else ""))
+          + (f"; families {', '.join(study.families)}" if study.families else "")
+          + (f"; seeds {list(study.params.seeds)}" if seeds else "")
+          + (f": {len(planned)} states, {sum(planned.values())} shared" if len(studies) > 1 else ""))
     seen = set()
     for seeded in studies:
         for s in seeded.plan.states:
@@ -235,8 +234,11 @@ def print_plan(params_file) -> None:
             if st.key in seen:
                 continue
             seen.add(st.key)
-            shared = ("  (every family)" if study.families and study.family_operation not in parse_ordering(s) else
-                      "  (every seed)" if len(study.params.seeds) > 1 and not seeded.store.seeded(s) else "")
+            shared = " and ".join(
+                [f"every {kind}" for kind, shares in (
+                    ("family", study.families and study.family_operation not in parse_ordering(s)),
+                    ("seed", seeds and not seeded.store.seeded(s))) if shares])
+            shared = f"  ({shared})" if shared else ""
             print(f"  state {seeded.store.label(s):14s} {st.key}  "
                   f"{'built' if seeded.store.is_complete(st, verify_hashes=False) else 'missing'}{shared}")
     for seeded in studies:
