@@ -28,7 +28,7 @@ from pathlib import Path
 from ..core import atomic
 from ..core.operation import get_operation
 from ..core.params import ParamsError
-from ..core.plan import canonical_ordering, parse_ordering
+from ..core.plan import canonical_ordering
 from .notebooks import notebook_workers, run_notebooks, run_summary
 from .preflight import check_inputs, preflight
 
@@ -236,7 +236,7 @@ def print_plan(params_file) -> None:
             seen.add(st.key)
             shared = " and ".join(
                 [f"every {kind}" for kind, shares in (
-                    ("family", study.families and study.family_operation not in parse_ordering(s)),
+                    ("family", study.families and not seeded.store.of_family(s)),
                     ("seed", seeds and not seeded.store.seeded(s))) if shares])
             shared = f"  ({shared})" if shared else ""
             print(f"  state {seeded.store.label(s):14s} {st.key}  "

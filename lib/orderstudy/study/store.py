@@ -122,6 +122,10 @@ class StateStore:
         """
         return self.seed if self.seeded(state) else 0
 
+    def of_family(self, state: str) -> bool:
+        """Return whether ``state`` is one family's: it applies the operation the families differ in (never, for one family)."""
+        return bool(self.family) and self.family[1] in parse_ordering(state)
+
     def label(self, state: str) -> str:
         """Return the state's name with its family where it has one and its seed where the seed decides it.
 
@@ -129,7 +133,7 @@ class StateStore:
         operation the families differ in); ``F>P`` (a state every family shares).
         """
         label = state
-        if self.family and self.family[1] in parse_ordering(state):
+        if self.of_family(state):
             label += f".{self.family[0]}"
         return f"{label}.seed{self.seed}" if len(self.params.seeds) > 1 and self.seeded(state) else label
 
